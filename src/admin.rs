@@ -1,0 +1,196 @@
+//! The admin API: health, stats, invalidation and purge (and, on the same listener,
+//! Prometheus metrics). Everything under `/admin/` needs `Authorization: Bearer <token>`
+//! with the token from the environment variable `admin.token_env` names; without a
+//! configured token those endpoints answer 403 and say how to set one.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::cache::Cache;
+use crate::config::{Backend, Config};
+
+/// The largest admin request body.
+const MAX_BODY: usize = 1 << 20;
+
+/// Serves the admin endpoints for one cache.
+pub struct Admin {
+    cache: Cache,
+    token: Option<blake3::Hash>,
+    token_env: String,
+    backend: Backend,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct InvalidateRequest {
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    urls: Vec<String>,
+    prefix: Option<String>,
+    user: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeRequest {
+    confirm: String,
+}
+
+fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response<Full<Bytes>> {
+    json_response(status, json!({ "error": message.into() }))
+}
+
+impl Admin {
+    /// Admin for `cache`, reading the token from the environment now.
+    pub fn new(cache: Cache, config: &Config) -> Admin {
+        let token = std::env::var(&config.admin.token_env)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(|t| blake3::hash(t.as_bytes()));
+        if token.is_none() {
+            tracing::warn!(env = %config.admin.token_env, "no admin token set; /admin/* answers 403 until one is");
+        }
+        Admin {
+            cache,
+            token,
+            token_env: config.admin.token_env.clone(),
+            backend: config.store.backend,
+        }
+    }
+
+    /// Checks the bearer token in constant time (comparing hashes).
+    fn authorize<B>(&self, req: &Request<B>) -> Result<(), Response<Full<Bytes>>> {
+        let Some(expected) = &self.token else {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                format!("the admin API is disabled: set the environment variable {} to a token and restart", self.token_env),
+            ));
+        };
+        let given = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| blake3::hash(t.trim().as_bytes()));
+        // blake3::Hash equality is constant-time.
+        if given.as_ref() == Some(expected) {
+            Ok(())
+        } else {
+            let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            resp.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"larder\""));
+            Err(resp)
+        }
+    }
+
+    /// Answers one admin request.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<crate::body::BoxError>,
+    {
+        let path = req.uri().path().to_string();
+        let method = req.method().clone();
+        match (method.clone(), path.as_str()) {
+            (Method::GET, "/health") => {
+                let mut body = json!({ "status": "ok", "store": self.backend_name() });
+                if self.backend == Backend::Redis {
+                    body["redis"] = json!("down");
+                }
+                return json_response(StatusCode::OK, body);
+            }
+            (Method::GET, "/metrics") => return self.metrics(),
+            _ => {}
+        }
+        if !path.starts_with("/admin/") {
+            return error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"));
+        }
+        if let Err(resp) = self.authorize(&req) {
+            return resp;
+        }
+        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
+        };
+        match (method, path.as_str()) {
+            (Method::GET, "/admin/stats") => json_response(StatusCode::OK, self.stats_json()),
+            (Method::POST, "/admin/stats/reset") => {
+                self.cache.reset_stats();
+                let mut r = Response::new(Full::new(Bytes::new()));
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                r
+            }
+            (Method::POST, "/admin/invalidate") => self.invalidate(&body),
+            (Method::POST, "/admin/purge") => match serde_json::from_slice::<PurgeRequest>(&body) {
+                Ok(p) if p.confirm == "PURGE_ALL" => json_response(StatusCode::OK, json!({ "purged": self.cache.purge() })),
+                _ => error(StatusCode::BAD_REQUEST, "send {\"confirm\":\"PURGE_ALL\"} to purge everything"),
+            },
+            (_, "/admin/stats" | "/admin/stats/reset" | "/admin/invalidate" | "/admin/purge") => {
+                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            }
+            _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+        }
+    }
+
+    fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Memory => "memory",
+            Backend::Redis => "redis",
+        }
+    }
+
+    fn invalidate(&self, body: &[u8]) -> Response<Full<Bytes>> {
+        let req: InvalidateRequest = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("expected {{\"tags\":[..]}}, {{\"urls\":[..]}}, {{\"prefix\":\"..\"}} or {{\"user\":\"..\"}}: {e}"),
+                )
+            }
+        };
+        if req.tags.is_empty() && req.urls.is_empty() && req.prefix.is_none() && req.user.is_none() {
+            return error(StatusCode::BAD_REQUEST, "nothing to invalidate: give tags, urls, prefix or user");
+        }
+        if let Some(bad) = req.urls.iter().find(|u| !u.starts_with('/')) {
+            return error(StatusCode::BAD_REQUEST, format!("urls must be paths starting with '/': {bad:?}"));
+        }
+        let mut n = self.cache.invalidate_tags(&req.tags);
+        n += self.cache.invalidate_urls(&req.urls);
+        if let Some(p) = &req.prefix {
+            n += self.cache.invalidate_prefix(p);
+        }
+        if let Some(u) = &req.user {
+            n += self.cache.invalidate_user(u);
+        }
+        json_response(StatusCode::OK, json!({ "invalidated": n }))
+    }
+
+    fn stats_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.cache.stats()).unwrap_or_else(|_| json!({}))
+    }
+
+    fn metrics(&self) -> Response<Full<Bytes>> {
+        let text = crate::metrics::render(&self.cache);
+        let mut resp = Response::new(Full::new(Bytes::from(text)));
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+        resp
+    }
+}

@@ -1,0 +1,306 @@
+//! The cache as a shared handle: settings (swappable on reload), the store, the
+//! single-flight table and the counters. The layer serves through it; the admin API
+//! invalidates and reads stats through it.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let cache = larder::Cache::new(larder::Config::default());
+//! assert_eq!(cache.invalidate_tags(&["jobs"]), 0);
+//! assert_eq!(cache.stats().entries, 0);
+//! # });
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::header::HeaderName;
+use serde::Serialize;
+
+use crate::coalesce::Coalescer;
+use crate::config::Config;
+use crate::key::{self, Users};
+use crate::policy::now_ms;
+use crate::rules::RuleSet;
+use crate::stats::{Counters, CountersSnapshot, Stats, UNMATCHED};
+use crate::store::{Invalidation, MemoryStore, StoreStats};
+
+/// Everything a request needs to know from the config, compiled once per (re)load.
+pub struct Settings {
+    /// The config these settings came from.
+    pub config: Config,
+    /// The compiled rules.
+    pub rules: RuleSet,
+    /// Counters by rule index.
+    pub(crate) counters: Vec<Arc<Counters>>,
+    /// Counters of requests no rule matched.
+    pub(crate) unmatched: Arc<Counters>,
+    /// User identification.
+    pub(crate) users: Users,
+    /// The `Cache-Status` header name.
+    pub(crate) cache_status: HeaderName,
+}
+
+impl Settings {
+    fn new(config: Config, stats: &Stats, secret: &[u8]) -> Settings {
+        let rules = RuleSet::new(config.rules.clone());
+        let counters = rules.rules().iter().map(|r| stats.rule(&r.name)).collect();
+        let users = Users::new(config.users.sources.clone(), secret);
+        Settings {
+            config,
+            rules,
+            counters,
+            unmatched: stats.rule(UNMATCHED),
+            users,
+            cache_status: HeaderName::from_static("cache-status"),
+        }
+    }
+
+    /// The counters for a rule index, or the unmatched counters.
+    pub(crate) fn counters(&self, rule: Option<usize>) -> &Counters {
+        rule.and_then(|i| self.counters.get(i)).unwrap_or(&self.unmatched)
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) settings: ArcSwap<Settings>,
+    pub(crate) store: MemoryStore,
+    pub(crate) coalescer: Coalescer,
+    pub(crate) stats: Stats,
+    secret: Vec<u8>,
+}
+
+/// A handle on one cache; clones share it.
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("store", &self.inner.store).finish()
+    }
+}
+
+/// `/admin/stats` as data.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatsReport {
+    /// Served fresh from the cache.
+    pub hits: u64,
+    /// Went upstream.
+    pub misses: u64,
+    /// Served stale or revalidated.
+    pub stale: u64,
+    /// Not handled by the cache.
+    pub bypass: u64,
+    /// (hits + stale) / (hits + stale + misses).
+    pub hit_ratio: f64,
+    /// Entries in the store.
+    pub entries: u64,
+    /// Bytes in the store.
+    pub bytes: u64,
+    /// The store's bound.
+    pub max_bytes: u64,
+    /// Entries evicted.
+    pub evictions: u64,
+    /// Entries removed by invalidation or purge.
+    pub invalidated: u64,
+    /// Per rule (requests no rule matched under `"(no rule)"`).
+    pub per_rule: std::collections::BTreeMap<String, CountersSnapshot>,
+    /// Hits by tier.
+    pub tiers: std::collections::HashMap<&'static str, u64>,
+}
+
+fn user_secret(config: &Config) -> Vec<u8> {
+    match std::env::var(&config.users.secret_env) {
+        Ok(s) if !s.is_empty() => s.into_bytes(),
+        _ => {
+            let mut buf = [0u8; 32];
+            if getrandom::fill(&mut buf).is_err() {
+                // No OS randomness: fall back to something unguessable enough per process.
+                let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+                buf.copy_from_slice(blake3::hash(seed.as_bytes()).as_bytes());
+            }
+            if config.rules.iter().any(|r| r.per_user) {
+                tracing::warn!(
+                    env = %config.users.secret_env,
+                    "no user secret set; per-user keys use a random secret and do not survive a restart"
+                );
+            }
+            buf.to_vec()
+        }
+    }
+}
+
+impl Cache {
+    /// A cache for `config` (the user secret is read from `users.secret_env`).
+    pub fn new(config: Config) -> Cache {
+        let secret = user_secret(&config);
+        Cache::with_secret(config, &secret)
+    }
+
+    /// A cache for `config` with an explicit user secret.
+    pub fn with_secret(config: Config, secret: &[u8]) -> Cache {
+        let stats = Stats::default();
+        let store = MemoryStore::new(config.store.memory_max);
+        let settings = Settings::new(config, &stats, secret);
+        let cache = Cache {
+            inner: Arc::new(Inner {
+                settings: ArcSwap::from_pointee(settings),
+                store,
+                coalescer: Coalescer::default(),
+                stats,
+                secret: secret.to_vec(),
+            }),
+        };
+        cache.spawn_sweeper();
+        cache
+    }
+
+    /// A Tower layer serving through this cache.
+    pub fn layer(&self) -> crate::CacheLayer {
+        crate::CacheLayer::from_cache(self.clone())
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.inner.settings.load_full()
+    }
+
+    /// Swaps in a new config's rules and cache settings; entries and counters stay.
+    pub fn reload(&self, config: Config) {
+        let settings = Settings::new(config, &self.inner.stats, &self.inner.secret);
+        self.inner.settings.store(Arc::new(settings));
+    }
+
+    /// Drops expired entries every few seconds while a Tokio runtime is around.
+    fn spawn_sweeper(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let weak = Arc::downgrade(&self.inner);
+        handle.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                inner.store.sweep(now_ms());
+            }
+        });
+    }
+
+    fn invalidate(&self, what: Invalidation) -> u64 {
+        let n = self.inner.store.invalidate(&what);
+        self.inner.stats.record_invalidated(n);
+        n
+    }
+
+    /// Removes every entry carrying any of `tags`; returns how many.
+    pub fn invalidate_tags<S: AsRef<str>>(&self, tags: &[S]) -> u64 {
+        if tags.is_empty() {
+            return 0;
+        }
+        self.invalidate(Invalidation::Tags(tags.iter().map(|t| key::tag_id(t.as_ref())).collect()))
+    }
+
+    /// Removes every entry carrying any of these tag ids.
+    pub(crate) fn invalidate_tag_ids(&self, ids: Vec<u64>) -> u64 {
+        if ids.is_empty() {
+            return 0;
+        }
+        self.invalidate(Invalidation::Tags(ids))
+    }
+
+    /// Removes every entry of these URLs (`/path?query`): all methods, users, bodies and
+    /// variants.
+    pub fn invalidate_urls<S: AsRef<str>>(&self, urls: &[S]) -> u64 {
+        let settings = self.settings();
+        let tags: Vec<u64> = urls.iter().map(|u| settings.url_tag(u.as_ref())).collect();
+        if tags.is_empty() {
+            return 0;
+        }
+        self.invalidate(Invalidation::Tags(tags))
+    }
+
+    /// Removes every entry whose normalised URL starts with `prefix`.
+    pub fn invalidate_prefix(&self, prefix: &str) -> u64 {
+        self.invalidate(Invalidation::Prefix(key::normalize_percent(prefix).into_owned()))
+    }
+
+    /// Removes every entry stored for the user with this identity (the raw value of the
+    /// header or cookie the user came from).
+    pub fn invalidate_user(&self, identity: &str) -> u64 {
+        let settings = self.settings();
+        let tags: Vec<u64> = settings
+            .users
+            .hash_identity(identity)
+            .iter()
+            .map(key::user_tag)
+            .collect();
+        if tags.is_empty() {
+            return 0;
+        }
+        self.invalidate(Invalidation::Tags(tags))
+    }
+
+    /// Removes everything; returns how many entries.
+    pub fn purge(&self) -> u64 {
+        self.invalidate(Invalidation::All)
+    }
+
+    /// The store's size.
+    pub fn store_stats(&self) -> StoreStats {
+        self.inner.store.stats()
+    }
+
+    /// Counters and store size, as `/admin/stats` reports them.
+    pub fn stats(&self) -> StatsReport {
+        let per_rule = self.inner.stats.per_rule();
+        let total = per_rule
+            .iter()
+            .fold(CountersSnapshot::default(), |acc, (_, s)| acc + *s);
+        let store = self.store_stats();
+        StatsReport {
+            hits: total.hits,
+            misses: total.misses,
+            stale: total.stale,
+            bypass: total.bypass,
+            hit_ratio: total.hit_ratio,
+            entries: store.entries,
+            bytes: store.bytes,
+            max_bytes: store.max_bytes,
+            evictions: store.evictions,
+            invalidated: self.inner.stats.invalidated(),
+            per_rule: per_rule.into_iter().collect(),
+            tiers: self.inner.stats.tiers(),
+        }
+    }
+
+    /// Sets the counters to zero (entries stay).
+    pub fn reset_stats(&self) {
+        self.inner.stats.reset();
+    }
+
+    /// The most-hit entries: `(url, hits, bytes)`.
+    pub fn top_entries(&self, n: usize) -> Vec<(String, u32, usize)> {
+        self.inner.store.top(n)
+    }
+}
+
+impl Settings {
+    /// The implicit tag of a URL, normalised the way the rule for its path keys it.
+    pub(crate) fn url_tag(&self, url: &str) -> u64 {
+        let (path, query) = match url.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (url, None),
+        };
+        let path = key::normalize_percent(path);
+        let rule = self.rules.find(&http::Method::GET, &path);
+        key::url_tag(
+            &self.config.cache.namespace,
+            &path,
+            query,
+            &self.config.cache.ignore_params,
+            rule.and_then(|r| r.key_query.as_deref()),
+        )
+    }
+}

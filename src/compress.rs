@@ -1,0 +1,135 @@
+//! gzip once at store time, and `Accept-Encoding` negotiation at serve time.
+//!
+//! ```
+//! let body = b"hello hello hello hello hello hello".repeat(10);
+//! let mut gz = Vec::new();
+//! larder::compress::gzip_into(&body, &mut gz).unwrap();
+//! let mut back = Vec::new();
+//! larder::compress::gunzip_into(&gz, &mut back, 1 << 20).unwrap();
+//! assert_eq!(back, body);
+//!
+//! let mut h = http::HeaderMap::new();
+//! h.insert("accept-encoding", "br, gzip;q=0.8".parse().unwrap());
+//! assert!(larder::compress::accepts_gzip(&h));
+//! h.insert("accept-encoding", "gzip;q=0, identity".parse().unwrap());
+//! assert!(!larder::compress::accepts_gzip(&h));
+//! ```
+
+use std::io::{self, Read, Write};
+
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use http::header::{HeaderMap, ACCEPT_ENCODING, CONTENT_TYPE};
+
+/// The gzip level used for stored entries: compressed once, served many times.
+pub const LEVEL: u32 = 6;
+
+/// Compresses `input` with gzip into `out`.
+pub fn gzip_into<W: Write>(input: &[u8], out: W) -> io::Result<W> {
+    let mut enc = GzEncoder::new(out, Compression::new(LEVEL));
+    enc.write_all(input)?;
+    enc.finish()
+}
+
+/// Compresses `input` if that saves at least 10%; `None` when it does not pay.
+///
+/// ```
+/// let text = "the same words again and again ".repeat(100);
+/// let gz = larder::compress::gzip_if_smaller(text.as_bytes()).unwrap();
+/// assert!(gz.len() < text.len() / 4);
+/// let mut x = 88172645463325252u64;
+/// let noise: Vec<u8> = (0..4096).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect();
+/// assert!(larder::compress::gzip_if_smaller(&noise).is_none());
+/// ```
+pub fn gzip_if_smaller(input: &[u8]) -> Option<Vec<u8>> {
+    let out = gzip_into(input, Vec::with_capacity(input.len() / 3 + 64)).ok()?;
+    (out.len() * 10 <= input.len() * 9).then_some(out)
+}
+
+/// Decompresses gzip `input` into `out`, refusing to produce more than `limit` bytes.
+pub fn gunzip_into(input: &[u8], out: &mut Vec<u8>, limit: usize) -> io::Result<()> {
+    let mut dec = GzDecoder::new(input).take(limit as u64 + 1);
+    dec.read_to_end(out)?;
+    if out.len() > limit {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "decompressed body exceeds the limit"));
+    }
+    Ok(())
+}
+
+/// Whether the request accepts `gzip` (RFC 9110 §12.5.3: `gzip`, `x-gzip` or `*` with a
+/// non-zero q-value).
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut gzip: Option<bool> = None;
+    let mut star: Option<bool> = None;
+    for value in headers.get_all(ACCEPT_ENCODING) {
+        let Ok(text) = value.to_str() else { continue };
+        for item in text.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let q_ok = parts
+                .filter_map(|p| {
+                    let p = p.trim();
+                    p.strip_prefix("q=").or_else(|| p.strip_prefix("Q="))
+                })
+                .next()
+                .map_or(true, |q| q.trim().parse::<f32>().map_or(false, |q| q > 0.0));
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                gzip = Some(gzip.unwrap_or(false) || q_ok);
+            } else if coding == "*" {
+                star = Some(q_ok);
+            }
+        }
+    }
+    gzip.or(star).unwrap_or(false)
+}
+
+/// Whether a body of this content type is worth compressing (not already-compressed media).
+pub fn compressible(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    !(ct.starts_with("image/") && ct != "image/svg+xml"
+        || ct.starts_with("video/")
+        || ct.starts_with("audio/")
+        || ct.starts_with("font/woff")
+        || matches!(
+            ct.as_str(),
+            "application/zip" | "application/gzip" | "application/x-gzip" | "application/zstd"
+                | "application/octet-stream" | "application/pdf" | "application/x-7z-compressed"
+        ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ae(v: &str) -> bool {
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT_ENCODING, v.parse().unwrap());
+        accepts_gzip(&h)
+    }
+
+    #[test]
+    fn negotiation() {
+        assert!(ae("gzip"));
+        assert!(ae("gzip, deflate, br"));
+        assert!(ae("*"));
+        assert!(ae("x-gzip"));
+        assert!(!ae("br"));
+        assert!(!ae("identity"));
+        assert!(!ae("*;q=0"));
+        assert!(!ae("gzip;q=0"));
+        assert!(!ae("gzip;q=0.000, *"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn bomb_limit() {
+        let body = vec![0u8; 100_000];
+        let gz = gzip_into(&body, Vec::new()).unwrap();
+        let mut out = Vec::new();
+        assert!(gunzip_into(&gz, &mut out, 1000).is_err());
+    }
+}

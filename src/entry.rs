@@ -1,0 +1,517 @@
+//! The stored entry: one contiguous, versioned byte buffer holding the metadata, tags,
+//! URL, response headers and body.
+//!
+//! The same bytes are the in-memory entry and the value written to Redis, so a refill of
+//! L1 from L2 copies nothing, and a hit clones the body as a `Bytes` pointer.
+//!
+//! Layout (little-endian): a 56-byte fixed header, then `ntags` u64 tag ids, the URL, the
+//! header block (`name:value\n` lines, names lower-case) and the body.
+//!
+//! ```
+//! use larder::entry::{Entry, NewEntry, StoredBody};
+//! use larder::policy::Freshness;
+//! let mut headers = http::HeaderMap::new();
+//! headers.insert("content-type", "application/json".parse().unwrap());
+//! let entry = Entry::encode(&NewEntry {
+//!     status: http::StatusCode::OK,
+//!     headers: &headers,
+//!     body: StoredBody::Identity(b"{\"ok\":true}"),
+//!     url: "/health",
+//!     tags: &[7],
+//!     freshness: Freshness { lifetime_ms: 60_000, ..Freshness::default() },
+//!     response_time: 1_000,
+//!     vary: None,
+//! });
+//! assert_eq!(entry.body().as_ref(), b"{\"ok\":true}");
+//! assert_eq!(entry.url(), "/health");
+//! let again = Entry::decode(entry.bytes().clone()).unwrap();
+//! assert_eq!(again.tags().collect::<Vec<_>>(), vec![7]);
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue, ETAG, LAST_MODIFIED};
+use http::StatusCode;
+
+use crate::policy::Freshness;
+
+const MAGIC: u8 = b'L';
+const VERSION: u8 = 1;
+const FIXED: usize = 56;
+
+/// Entry flags.
+mod flag {
+    /// The body is stored gzip-compressed.
+    pub const GZIP: u16 = 1;
+    /// The origin sent the body gzip-encoded (so the gzip bytes are the origin's).
+    pub const ORIGIN_GZIP: u16 = 1 << 1;
+    /// The origin sent another content coding; served as-is.
+    pub const OTHER_ENCODING: u16 = 1 << 2;
+    /// Revalidate before every use.
+    pub const NO_CACHE: u16 = 1 << 3;
+    /// Never serve stale.
+    pub const MUST_REVALIDATE: u16 = 1 << 4;
+    /// A marker: the real entries are per variant of the headers listed in the head.
+    pub const VARY: u16 = 1 << 5;
+}
+
+/// The body to store.
+#[derive(Clone, Copy, Debug)]
+pub enum StoredBody<'a> {
+    /// Unencoded.
+    Identity(&'a [u8]),
+    /// gzip-encoded, by the origin or by larder at store time.
+    Gzip {
+        /// The gzip bytes.
+        data: &'a [u8],
+        /// The decoded length.
+        identity_len: u32,
+        /// Whether these are the origin's own bytes (serving them decoded is then the
+        /// transformation; otherwise serving them encoded is).
+        from_origin: bool,
+    },
+    /// Encoded by the origin with a coding larder does not decode (kept as-is; its
+    /// `Content-Encoding` stays in the headers).
+    Encoded(&'a [u8]),
+}
+
+/// What a new entry is made of.
+#[derive(Clone, Copy, Debug)]
+pub struct NewEntry<'a> {
+    /// The response status.
+    pub status: StatusCode,
+    /// The headers to store (already filtered).
+    pub headers: &'a HeaderMap,
+    /// The body.
+    pub body: StoredBody<'a>,
+    /// The normalised URL (`path?query`).
+    pub url: &'a str,
+    /// Tag ids.
+    pub tags: &'a [u64],
+    /// Freshness.
+    pub freshness: Freshness,
+    /// When the response arrived (ms since epoch).
+    pub response_time: u64,
+    /// For a `Vary` marker: the request headers the variants differ by.
+    pub vary: Option<&'a [HeaderName]>,
+}
+
+/// An immutable stored response.
+pub struct Entry {
+    buf: Bytes,
+    hits: AtomicU32,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("status", &self.status())
+            .field("url", &self.url())
+            .field("bytes", &self.buf.len())
+            .finish()
+    }
+}
+
+/// Why stored bytes could not be read as an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeError(&'static str);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid stored entry: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Writes `headers` as a header block.
+fn write_head(out: &mut BytesMut, headers: &HeaderMap) {
+    for (name, value) in headers {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_u8(b':');
+        out.put_slice(value.as_bytes());
+        out.put_u8(b'\n');
+    }
+}
+
+impl Entry {
+    /// Encodes a new entry (compressing the body if asked).
+    pub fn encode(new: &NewEntry<'_>) -> Entry {
+        let mut flags = 0u16;
+        let f = &new.freshness;
+        if f.no_cache {
+            flags |= flag::NO_CACHE;
+        }
+        if f.must_revalidate {
+            flags |= flag::MUST_REVALIDATE;
+        }
+        let mut head = BytesMut::with_capacity(256);
+        match new.vary {
+            Some(names) => {
+                flags |= flag::VARY;
+                for n in names {
+                    head.put_slice(b"vary:");
+                    head.put_slice(n.as_str().as_bytes());
+                    head.put_u8(b'\n');
+                }
+            }
+            None => write_head(&mut head, new.headers),
+        }
+        let body_len = match new.body {
+            StoredBody::Identity(b) | StoredBody::Encoded(b) => b.len(),
+            StoredBody::Gzip { data, .. } => data.len(),
+        };
+        let mut buf = BytesMut::with_capacity(FIXED + new.tags.len() * 8 + new.url.len() + head.len() + body_len);
+        buf.put_bytes(0, FIXED);
+        for t in new.tags {
+            buf.put_u64_le(*t);
+        }
+        buf.put_slice(new.url.as_bytes());
+        buf.put_slice(&head);
+        let identity_len = match new.body {
+            StoredBody::Identity(b) => {
+                buf.put_slice(b);
+                b.len()
+            }
+            StoredBody::Encoded(b) => {
+                flags |= flag::OTHER_ENCODING;
+                buf.put_slice(b);
+                b.len()
+            }
+            StoredBody::Gzip { data, identity_len, from_origin } => {
+                flags |= flag::GZIP;
+                if from_origin {
+                    flags |= flag::ORIGIN_GZIP;
+                }
+                buf.put_slice(data);
+                identity_len as usize
+            }
+        };
+        let h = &mut buf[..FIXED];
+        h[0] = MAGIC;
+        h[1] = VERSION;
+        h[2..4].copy_from_slice(&flags.to_le_bytes());
+        h[4..6].copy_from_slice(&new.status.as_u16().to_le_bytes());
+        h[6..8].copy_from_slice(&(new.tags.len().min(u16::MAX as usize) as u16).to_le_bytes());
+        h[8..12].copy_from_slice(&(new.url.len() as u32).to_le_bytes());
+        h[12..16].copy_from_slice(&(head.len() as u32).to_le_bytes());
+        h[16..20].copy_from_slice(&(identity_len.min(u32::MAX as usize) as u32).to_le_bytes());
+        h[20..24].copy_from_slice(&f.stale_while_revalidate.to_le_bytes());
+        h[24..28].copy_from_slice(&f.stale_if_error.to_le_bytes());
+        h[32..40].copy_from_slice(&new.response_time.to_le_bytes());
+        h[40..48].copy_from_slice(&f.initial_age_ms.to_le_bytes());
+        h[48..56].copy_from_slice(&f.lifetime_ms.to_le_bytes());
+        Entry {
+            buf: buf.freeze(),
+            hits: AtomicU32::new(0),
+        }
+    }
+
+    /// Reads an entry from stored bytes, checking every length.
+    pub fn decode(buf: Bytes) -> Result<Entry, DecodeError> {
+        if buf.len() < FIXED {
+            return Err(DecodeError("too short"));
+        }
+        if buf[0] != MAGIC {
+            return Err(DecodeError("bad magic byte"));
+        }
+        if buf[1] != VERSION {
+            return Err(DecodeError("unknown format version"));
+        }
+        let ntags = u16_at(&buf, 6) as usize;
+        let url_len = u32_at(&buf, 8) as usize;
+        let head_len = u32_at(&buf, 12) as usize;
+        let need = FIXED
+            .checked_add(ntags * 8)
+            .and_then(|n| n.checked_add(url_len))
+            .and_then(|n| n.checked_add(head_len))
+            .ok_or(DecodeError("lengths overflow"))?;
+        if need > buf.len() {
+            return Err(DecodeError("truncated"));
+        }
+        if StatusCode::from_u16(u16_at(&buf, 4)).is_err() {
+            return Err(DecodeError("bad status"));
+        }
+        if std::str::from_utf8(&buf[FIXED + ntags * 8..FIXED + ntags * 8 + url_len]).is_err() {
+            return Err(DecodeError("url is not UTF-8"));
+        }
+        Ok(Entry {
+            buf,
+            hits: AtomicU32::new(0),
+        })
+    }
+
+    /// The encoded bytes (what Redis stores).
+    pub fn bytes(&self) -> &Bytes {
+        &self.buf
+    }
+
+    fn flags(&self) -> u16 {
+        u16_at(&self.buf, 2)
+    }
+
+    /// The response status.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(u16_at(&self.buf, 4)).unwrap_or(StatusCode::OK)
+    }
+
+    fn ntags(&self) -> usize {
+        u16_at(&self.buf, 6) as usize
+    }
+
+    fn url_range(&self) -> (usize, usize) {
+        let start = FIXED + self.ntags() * 8;
+        (start, start + u32_at(&self.buf, 8) as usize)
+    }
+
+    fn head_range(&self) -> (usize, usize) {
+        let (_, start) = self.url_range();
+        (start, start + u32_at(&self.buf, 12) as usize)
+    }
+
+    /// The tag ids.
+    pub fn tags(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.ntags()).map(move |i| u64_at(&self.buf, FIXED + i * 8))
+    }
+
+    /// The normalised URL.
+    pub fn url(&self) -> &str {
+        let (a, b) = self.url_range();
+        std::str::from_utf8(&self.buf[a..b]).unwrap_or("")
+    }
+
+    /// The stored body (gzip bytes when [`Entry::is_gzip`]).
+    pub fn body(&self) -> Bytes {
+        let (_, end) = self.head_range();
+        self.buf.slice(end..)
+    }
+
+    /// The length of the decoded body.
+    pub fn identity_len(&self) -> u64 {
+        u32_at(&self.buf, 16) as u64
+    }
+
+    /// Whether the body is stored gzip-compressed.
+    pub fn is_gzip(&self) -> bool {
+        self.flags() & flag::GZIP != 0
+    }
+
+    /// Whether the stored gzip bytes are exactly what the origin sent.
+    pub fn origin_gzip(&self) -> bool {
+        self.flags() & flag::ORIGIN_GZIP != 0
+    }
+
+    /// Whether the body carries a coding larder does not decode.
+    pub fn other_encoding(&self) -> bool {
+        self.flags() & flag::OTHER_ENCODING != 0
+    }
+
+    /// Whether this is a `Vary` marker.
+    pub fn is_vary_marker(&self) -> bool {
+        self.flags() & flag::VARY != 0
+    }
+
+    /// The headers a `Vary` marker lists.
+    pub fn vary_names(&self) -> Vec<HeaderName> {
+        self.headers()
+            .filter(|(n, _)| n == http::header::VARY)
+            .filter_map(|(_, v)| HeaderName::from_bytes(v.as_bytes()).ok())
+            .collect()
+    }
+
+    /// Freshness as stored.
+    pub fn freshness(&self) -> Freshness {
+        Freshness {
+            lifetime_ms: u64_at(&self.buf, 48),
+            initial_age_ms: u64_at(&self.buf, 40),
+            no_cache: self.flags() & flag::NO_CACHE != 0,
+            must_revalidate: self.flags() & flag::MUST_REVALIDATE != 0,
+            stale_while_revalidate: u32_at(&self.buf, 20),
+            stale_if_error: u32_at(&self.buf, 24),
+        }
+    }
+
+    /// When the response arrived (ms since epoch).
+    pub fn response_time(&self) -> u64 {
+        u64_at(&self.buf, 32)
+    }
+
+    /// Current age in milliseconds (RFC 9111 §4.2.3).
+    pub fn age_ms(&self, now: u64) -> u64 {
+        u64_at(&self.buf, 40) + now.saturating_sub(self.response_time())
+    }
+
+    /// Remaining freshness in milliseconds; negative once stale.
+    pub fn ttl_ms(&self, now: u64) -> i64 {
+        u64_at(&self.buf, 48) as i64 - self.age_ms(now) as i64
+    }
+
+    /// Whether the entry is fresh at `now` (and not `no-cache`).
+    pub fn is_fresh(&self, now: u64) -> bool {
+        self.flags() & flag::NO_CACHE == 0 && self.ttl_ms(now) > 0
+    }
+
+    /// When the entry can be dropped: fresh lifetime plus any stale windows.
+    pub fn expires_at(&self) -> u64 {
+        let f = self.freshness();
+        let stale = if f.must_revalidate {
+            0
+        } else {
+            (f.stale_while_revalidate.max(f.stale_if_error) as u64) * 1000
+        };
+        // Entries with validators are kept a while past freshness so they can be
+        // revalidated instead of fetched whole.
+        let grace = if self.has_validator() { 60_000.max(f.lifetime_ms) } else { 0 };
+        (self.response_time() + f.lifetime_ms + stale + grace).saturating_sub(f.initial_age_ms)
+    }
+
+    /// The stored header lines as `(name, value)` pairs, values sharing the entry's buffer.
+    pub fn headers(&self) -> HeaderIter<'_> {
+        let (a, b) = self.head_range();
+        HeaderIter {
+            buf: &self.buf,
+            pos: a,
+            end: b,
+        }
+    }
+
+    /// The stored `ETag`, if any.
+    pub fn etag(&self) -> Option<HeaderValue> {
+        self.headers().find(|(n, _)| n == ETAG).map(|(_, v)| v)
+    }
+
+    /// The stored `Last-Modified`, if any.
+    pub fn last_modified(&self) -> Option<HeaderValue> {
+        self.headers().find(|(n, _)| n == LAST_MODIFIED).map(|(_, v)| v)
+    }
+
+    /// Whether the entry has a validator.
+    pub fn has_validator(&self) -> bool {
+        self.headers().any(|(n, _)| n == ETAG || n == LAST_MODIFIED)
+    }
+
+    /// Counts a hit and returns the new count.
+    pub fn record_hit(&self) -> u32 {
+        self.hits.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+    }
+
+    /// Hits so far (in this process).
+    pub fn hits(&self) -> u32 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the entry occupies in memory (buffer plus bookkeeping).
+    pub fn weight(&self) -> usize {
+        self.buf.len() + std::mem::size_of::<Entry>()
+    }
+
+    /// A decoded copy of a gzip body, writing nothing when it is not gzip.
+    pub fn decoded_body(&self) -> std::io::Result<Bytes> {
+        if !self.is_gzip() {
+            return Ok(self.body());
+        }
+        let mut out = Vec::with_capacity(self.identity_len() as usize);
+        crate::compress::gunzip_into(&self.body(), &mut out, self.identity_len() as usize + 1)?;
+        Ok(Bytes::from(out))
+    }
+}
+
+/// Iterates a header block.
+pub struct HeaderIter<'a> {
+    buf: &'a Bytes,
+    pos: usize,
+    end: usize,
+}
+
+impl Iterator for HeaderIter<'_> {
+    type Item = (HeaderName, HeaderValue);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.pos < self.end {
+            let line = &self.buf[self.pos..self.end];
+            let nl = memchr::memchr(b'\n', line).unwrap_or(line.len());
+            let start = self.pos;
+            self.pos += nl + 1;
+            let Some(colon) = memchr::memchr(b':', &line[..nl]) else { continue };
+            let Ok(name) = HeaderName::from_bytes(&line[..colon]) else { continue };
+            let value = self.buf.slice(start + colon + 1..start + nl);
+            if let Ok(value) = HeaderValue::from_maybe_shared(value) {
+                return Some((name, value));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_entry<'a>(headers: &'a HeaderMap, body: StoredBody<'a>) -> Entry {
+        Entry::encode(&NewEntry {
+            status: StatusCode::NOT_FOUND,
+            headers,
+            body,
+            url: "/x?a=1",
+            tags: &[1, 2, 3],
+            freshness: Freshness {
+                lifetime_ms: 10_000,
+                initial_age_ms: 2_000,
+                stale_if_error: 5,
+                ..Freshness::default()
+            },
+            response_time: 100_000,
+            vary: None,
+        })
+    }
+
+    #[test]
+    fn round_trip() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "text/plain".parse().unwrap());
+        h.insert("x-custom", "a: b".parse().unwrap());
+        h.insert(ETAG, "\"v1\"".parse().unwrap());
+        let e = new_entry(&h, StoredBody::Identity(b"hello"));
+        let d = Entry::decode(e.bytes().clone()).unwrap();
+        assert_eq!(d.status(), StatusCode::NOT_FOUND);
+        assert_eq!(d.url(), "/x?a=1");
+        assert_eq!(d.tags().collect::<Vec<_>>(), vec![1, 2, 3]);
+        let headers: Vec<_> = d.headers().collect();
+        assert_eq!(headers.len(), 3);
+        assert_eq!(d.etag().unwrap(), "\"v1\"");
+        assert_eq!(headers.iter().find(|(n, _)| n == "x-custom").unwrap().1, "a: b");
+        assert_eq!(d.body().as_ref(), b"hello");
+        assert_eq!(d.age_ms(103_000), 5_000);
+        assert_eq!(d.ttl_ms(103_000), 5_000);
+        assert!(d.is_fresh(103_000));
+        assert!(!d.is_fresh(108_000));
+        assert_eq!(d.freshness().stale_if_error, 5);
+    }
+
+    #[test]
+    fn decode_rejects_garbage() {
+        assert!(Entry::decode(Bytes::from_static(b"nope")).is_err());
+        let h = HeaderMap::new();
+        let e = new_entry(&h, StoredBody::Identity(b"x"));
+        let mut bad = e.bytes().to_vec();
+        bad.truncate(FIXED + 10);
+        assert!(Entry::decode(Bytes::from(bad)).is_err());
+        let mut bad = e.bytes().to_vec();
+        bad[1] = 99;
+        assert!(Entry::decode(Bytes::from(bad)).is_err());
+    }
+}

@@ -1,0 +1,383 @@
+//! The trip upstream: forward a request the cache does not handle (and invalidate after
+//! a successful mutation), or fetch a miss → decide → store → serve.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LOCATION, HOST, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LOCATION, VARY};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use tower::{Service, ServiceExt};
+
+use crate::body::{buffer, BoxError, Buffered, CacheBody};
+use crate::cache::{Cache, Settings};
+use crate::coalesce::Role;
+use crate::entry::{Entry, NewEntry, StoredBody};
+use crate::key::{self, normalize_percent, CacheKey};
+use crate::layer::{body_hash, lookup, Forward, Found, Lookup};
+use crate::policy::{self, now_ms, RequestPolicy, StoreInput};
+use crate::rules::Rule;
+use crate::serve::{self, error_response, stamp};
+use crate::status::{CacheStatus, Fwd, NoCacheReason, Tier};
+
+type Answer<B, E> = Result<Response<CacheBody<B>>, E>;
+
+/// Tags to drop once a forwarded mutation succeeded.
+struct Invalidations {
+    /// Rule tags, dropped after a 2xx.
+    rule_tags: Vec<String>,
+    /// URL tags of the target (RFC 9111 §4.4), dropped after a 2xx or 3xx.
+    url_tags: Vec<u64>,
+    /// The request's authority, to tell same-origin `Location`s.
+    host: Option<String>,
+}
+
+impl Invalidations {
+    fn of<B>(s: &Settings, req: &Request<B>, rule: Option<&Rule>) -> Invalidations {
+        let path = normalize_percent(req.uri().path());
+        let mut rule_tags = Vec::new();
+        if let Some(r) = rule {
+            let caps = r.pattern.captures(&path).unwrap_or_default();
+            if r.invalidate_on.contains(req.method()) {
+                rule_tags.extend(r.tags.iter().map(|t| t.render(&caps)));
+            }
+            rule_tags.extend(r.invalidates.iter().map(|t| t.render(&caps)));
+        }
+        let target = match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.into_owned(),
+        };
+        let host = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        Invalidations {
+            rule_tags,
+            url_tags: vec![s.url_tag(&target)],
+            host,
+        }
+    }
+
+    /// Applies what the response status allows; returns entries removed.
+    fn apply(mut self, cache: &Cache, s: &Settings, status: StatusCode, headers: &HeaderMap) -> u64 {
+        if !(status.is_success() || status.is_redirection()) {
+            return 0;
+        }
+        for name in [LOCATION, CONTENT_LOCATION] {
+            let Some(uri) = headers.get(&name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<Uri>().ok()) else {
+                continue;
+            };
+            let same_origin = match uri.authority() {
+                None => true,
+                Some(a) => self.host.as_deref() == Some(a.as_str()),
+            };
+            if same_origin && uri.path().starts_with('/') {
+                let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+                self.url_tags.push(s.url_tag(target));
+            }
+        }
+        let mut n = cache.invalidate_tag_ids(self.url_tags);
+        if status.is_success() && !self.rule_tags.is_empty() {
+            n += cache.invalidate_tags(&self.rule_tags);
+        }
+        n
+    }
+}
+
+/// Forwards a request the cache does not handle.
+pub(crate) async fn forward<S, B, ResB>(inner: S, cache: Cache, settings: Arc<Settings>, req: Request<B>, fwd: Forward) -> Answer<ResB, S::Error>
+where
+    S: Service<Request<CacheBody<B>>, Response = Response<ResB>>,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let rule = fwd.rule.map(|i| &settings.rules.rules()[i]);
+    let invalidations = fwd.invalidate.then(|| Invalidations::of(&settings, &req, rule));
+    let resp = inner.oneshot(req.map(CacheBody::stream)).await?;
+    if let Some(inv) = invalidations {
+        inv.apply(&cache, &settings, resp.status(), resp.headers());
+    }
+    let status = CacheStatus::bypass(fwd.reason);
+    settings.counters(fwd.rule).record(&status);
+    let (parts, body) = resp.into_parts();
+    Ok(pass_on(parts, CacheBody::stream(body), false, status, &settings))
+}
+
+/// Hands the upstream's answer on uncached: tag header stripped, status stamped.
+fn pass_on<B>(mut parts: http::response::Parts, body: CacheBody<B>, head: bool, status: CacheStatus, s: &Settings) -> Response<CacheBody<B>> {
+    if let Some(t) = &s.config.cache.tag_header {
+        parts.headers.remove(t);
+    }
+    stamp(&mut parts.headers, &status, s);
+    Response::from_parts(parts, if head { CacheBody::empty() } else { body })
+}
+
+/// The request-side facts the store step needs, taken before the request goes upstream.
+struct Fill {
+    key: CacheKey,
+    method: Method,
+    path: String,
+    query: Option<String>,
+    request_headers: HeaderMap,
+}
+
+/// Serves a miss (or an entry that needs going upstream): fetch, decide, store, serve.
+pub(crate) async fn fetch<S, B, ResB>(inner: S, cache: Cache, settings: Arc<Settings>, req: Request<B>, plan: Lookup, found: Found) -> Answer<ResB, S::Error>
+where
+    S: Service<Request<CacheBody<B>>, Response = Response<ResB>>,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+    ResB: Body<Data = Bytes>,
+    ResB::Error: Into<BoxError>,
+{
+    let s = &*settings;
+    let store = &cache.inner.store;
+    let counters = s.counters(plan.rule);
+    let (mut parts, body) = req.into_parts();
+    let path = normalize_percent(parts.uri.path()).into_owned();
+
+    // key_body rules: the key needs the body.
+    let (key, body, found) = match plan.primary {
+        Some(k) => (k, CacheBody::stream(body), found),
+        None => match buffer(body, s.config.cache.key_body_max as usize).await {
+            Buffered::Complete(bytes) => {
+                let hash = body_hash(&parts.headers, &bytes);
+                let k = crate::layer::primary_key(s, &parts.method, &parts.uri, &path, plan.user, Some(hash));
+                let found = lookup(store, k, &parts.headers, &plan.policy, now_ms());
+                (k, CacheBody::full(bytes), found)
+            }
+            Buffered::TooLarge(rest) => {
+                let status = CacheStatus::bypass(NoCacheReason::BodyTooLarge);
+                counters.record(&status);
+                let resp = inner.oneshot(Request::from_parts(parts, rest)).await?;
+                let (rparts, rbody) = resp.into_parts();
+                return Ok(pass_on(rparts, CacheBody::stream(rbody), false, status, s));
+            }
+            Buffered::Failed(_) => {
+                return Ok(error_response(StatusCode::BAD_REQUEST, "the request body could not be read\n"));
+            }
+        },
+    };
+
+    let fwd = match &found {
+        Found::Fresh(entry) => {
+            let now = now_ms();
+            let status = CacheStatus::hit(entry.ttl_ms(now) / 1000).tier(Tier::L1);
+            entry.record_hit();
+            counters.record(&status);
+            cache.inner.stats.record_tier(Tier::L1);
+            return Ok(serve::respond(entry, &plan.info, status, s, now));
+        }
+        Found::Miss => Fwd::Miss,
+        Found::VaryMiss => Fwd::VaryMiss,
+        Found::Stale if plan.policy.revalidate => Fwd::Request,
+        Found::Stale => Fwd::Stale,
+    };
+    if plan.policy.only_if_cached {
+        let status = CacheStatus::forwarded(fwd);
+        counters.record(&status);
+        let mut resp = error_response(StatusCode::GATEWAY_TIMEOUT, "not in the cache (only-if-cached)\n");
+        stamp(resp.headers_mut(), &status, s);
+        return Ok(resp);
+    }
+
+    // One fetch per key; the others wait for it, then read what it stored.
+    let _leader = match cache.inner.coalescer.join(key) {
+        Role::Leader(guard) => Some(guard),
+        Role::Follower(wait) => {
+            if wait.wait(s.config.cache.coalesce_wait).await {
+                let now = now_ms();
+                if let Found::Fresh(entry) = lookup(store, key, &parts.headers, &RequestPolicy::default(), now) {
+                    let status = CacheStatus::hit(entry.ttl_ms(now) / 1000).collapsed(true).tier(Tier::L1);
+                    entry.record_hit();
+                    counters.record(&status);
+                    return Ok(serve::respond(&entry, &plan.info, status, s, now));
+                }
+            }
+            None
+        }
+    };
+
+    let token = store.begin_fill();
+    let head = parts.method == Method::HEAD;
+    if head {
+        // Fetch the whole representation so HEAD fills the GET entry.
+        parts.method = Method::GET;
+    }
+    let fill = Fill {
+        key,
+        method: parts.method.clone(),
+        path,
+        query: parts.uri.query().map(str::to_string),
+        request_headers: parts.headers.clone(),
+    };
+    for h in [IF_NONE_MATCH, IF_MODIFIED_SINCE, IF_RANGE] {
+        parts.headers.remove(h);
+    }
+    // We decode gzip for clients that cannot take it, so gzip is all we ask for.
+    parts.headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+
+    let request_time = now_ms();
+    let resp = inner.oneshot(Request::from_parts(parts, body)).await?;
+    let response_time = now_ms();
+    let (rparts, rbody) = resp.into_parts();
+    let rule = plan.rule.map(|i| &s.rules.rules()[i]);
+
+    let decision = if plan.policy.no_store {
+        Err(NoCacheReason::RequestNoStore)
+    } else {
+        policy::decide(&StoreInput {
+            method: &fill.method,
+            request: &fill.request_headers,
+            status: rparts.status,
+            response: &rparts.headers,
+            rule,
+            statuses: &s.config.cache.statuses,
+            default_ttl: s.config.cache.default_ttl,
+            respect_origin: s.config.cache.respect_origin,
+            request_time,
+            response_time,
+        })
+    };
+    let uncached = |reason: NoCacheReason| {
+        let status = CacheStatus::forwarded(fwd).detail(reason);
+        counters.record(&status);
+        status
+    };
+    let freshness = match decision {
+        Ok(f) => f,
+        Err(reason) => return Ok(pass_on(rparts, CacheBody::stream(rbody), head, uncached(reason), s)),
+    };
+    let limit = (s.config.proxy.max_body as usize).min(store.max_entry());
+    if rbody.size_hint().lower() > limit as u64 {
+        return Ok(pass_on(rparts, CacheBody::stream(rbody), head, uncached(NoCacheReason::TooLarge), s));
+    }
+    let bytes = match buffer(rbody, limit).await {
+        Buffered::Complete(b) => b,
+        Buffered::TooLarge(rest) => return Ok(pass_on(rparts, rest, head, uncached(NoCacheReason::TooLarge), s)),
+        Buffered::Failed(_) => {
+            uncached(NoCacheReason::UpstreamBody);
+            return Ok(error_response(StatusCode::BAD_GATEWAY, "the upstream response body failed\n"));
+        }
+    };
+
+    // Encoding: keep the origin's gzip, compress identity bodies worth it, keep others as-is.
+    let coding = rparts
+        .headers
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    let compressed;
+    let body = match coding.as_deref() {
+        None | Some("") | Some("identity") => {
+            let worth = bytes.len() as u64 >= s.config.cache.compress_min && crate::compress::compressible(&rparts.headers);
+            compressed = if worth { crate::compress::gzip_if_smaller(&bytes) } else { None };
+            match &compressed {
+                Some(gz) => StoredBody::Gzip {
+                    data: gz,
+                    identity_len: bytes.len() as u32,
+                    from_origin: false,
+                },
+                None => StoredBody::Identity(&bytes),
+            }
+        }
+        Some("gzip") | Some("x-gzip") => {
+            let mut out = Vec::new();
+            if crate::compress::gunzip_into(&bytes, &mut out, s.config.proxy.max_body as usize).is_err() {
+                let status = uncached(NoCacheReason::UpstreamBody);
+                return Ok(pass_on(rparts, CacheBody::full(bytes), head, status, s));
+            }
+            StoredBody::Gzip {
+                data: &bytes,
+                identity_len: out.len() as u32,
+                from_origin: true,
+            }
+        }
+        Some(_) => StoredBody::Encoded(&bytes),
+    };
+    let gzip = matches!(body, StoredBody::Gzip { .. });
+    let other = matches!(body, StoredBody::Encoded(_));
+    let headers = serve::stored_headers(&rparts.headers, rule, s.config.cache.tag_header.as_ref(), gzip, other);
+    let tags = entry_tags(s, rule, &fill, &rparts.headers, plan.user);
+    let url = key::normalized_url(&fill.path, fill.query.as_deref(), &s.config.cache.ignore_params, rule.and_then(|r| r.key_query.as_deref()));
+    let entry = Arc::new(Entry::encode(&NewEntry {
+        status: rparts.status,
+        headers: &headers,
+        body,
+        url: &url,
+        tags: &tags,
+        freshness,
+        response_time,
+        vary: None,
+    }));
+    let vary = vary_names(&rparts.headers, other);
+    let stored = if vary.is_empty() {
+        store.insert(fill.key, entry.clone(), token)
+    } else {
+        let marker = Arc::new(Entry::encode(&NewEntry {
+            status: rparts.status,
+            headers: &HeaderMap::new(),
+            body: StoredBody::Identity(b""),
+            url: &url,
+            tags: &tags,
+            freshness,
+            response_time,
+            vary: Some(&vary),
+        }));
+        store.insert(fill.key, marker, token) && store.insert(fill.key.variant(&vary, &fill.request_headers), entry.clone(), token)
+    };
+    let mut status = CacheStatus::forwarded(fwd).stored(stored);
+    if !stored {
+        status = status.detail(NoCacheReason::Invalidated);
+    }
+    counters.record(&status);
+    let info = crate::serve::ReqInfo { head, ..plan.info };
+    Ok(serve::respond(&entry, &info, status, s, now_ms()))
+}
+
+/// The request headers a response varies on, lower-cased; `Accept-Encoding` is left out
+/// when larder negotiates the encoding itself.
+fn vary_names(headers: &HeaderMap, keep_accept_encoding: bool) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = headers
+        .get_all(VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .filter(|n| keep_accept_encoding || n != ACCEPT_ENCODING)
+        .collect();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    names
+}
+
+/// An entry's tags: the rule's templates, the upstream's tag header, its URL and its user.
+fn entry_tags(s: &Settings, rule: Option<&Rule>, fill: &Fill, response: &HeaderMap, user: Option<key::UserId>) -> Vec<u64> {
+    let mut tags = Vec::new();
+    if let Some(r) = rule {
+        if !r.tags.is_empty() {
+            let caps = r.pattern.captures(&fill.path).unwrap_or_default();
+            tags.extend(r.tags.iter().map(|t| key::tag_id(&t.render(&caps))));
+        }
+    }
+    if let Some(h) = &s.config.cache.tag_header {
+        for v in response.get_all(h).iter().filter_map(|v| v.to_str().ok()) {
+            tags.extend(v.split_whitespace().map(key::tag_id));
+        }
+    }
+    tags.push(key::url_tag(
+        &s.config.cache.namespace,
+        &fill.path,
+        fill.query.as_deref(),
+        &s.config.cache.ignore_params,
+        rule.and_then(|r| r.key_query.as_deref()),
+    ));
+    if let Some(u) = &user {
+        tags.push(key::user_tag(u));
+    }
+    tags.sort_unstable();
+    tags.dedup();
+    tags
+}

@@ -1,0 +1,553 @@
+//! Cache keys: namespace + method + normalised path and query + rule version + user +
+//! body hash, then the request headers named by the stored response's `Vary`.
+//!
+//! Every component is length-prefixed before hashing (blake3, truncated to 16 bytes), so
+//! no crafted path, query or header value can make two different requests share a key.
+//! The user part is a keyed hash: no key, log line or metric ever holds a credential.
+//!
+//! ```
+//! use larder::key::{CacheKey, KeyInput};
+//! let a = CacheKey::primary(&KeyInput {
+//!     query: Some("b=2&a=1&utm_source=x"),
+//!     ..KeyInput::new("v1", &http::Method::GET, "/items")
+//! }, &["utm_*".to_string()]);
+//! let b = CacheKey::primary(&KeyInput {
+//!     query: Some("a=1&b=2"),
+//!     ..KeyInput::new("v1", &http::Method::GET, "/items")
+//! }, &["utm_*".to_string()]);
+//! assert_eq!(a, b);
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+
+use http::header::{HeaderMap, HeaderName, COOKIE};
+use http::Method;
+
+use crate::config::UserSource;
+
+/// A cache key: 16 bytes of a blake3 hash over length-prefixed components.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CacheKey(pub [u8; 16]);
+
+impl std::hash::Hash for CacheKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Already a uniform hash: one word is enough for any hasher.
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(w));
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheKey({})", hex(&self.0))
+    }
+}
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// A user's identity as a keyed hash (never the raw credential).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserId(pub [u8; 16]);
+
+impl fmt::Debug for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserId({})", hex(&self.0))
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0[..8]))
+    }
+}
+
+/// Finds a request's user and hashes it with the deployment's secret.
+///
+/// ```
+/// use larder::config::UserSource;
+/// use larder::key::Users;
+/// let users = Users::new(vec![UserSource::Header(http::header::AUTHORIZATION)], b"secret");
+/// let mut headers = http::HeaderMap::new();
+/// assert!(users.identify(&headers).is_none());
+/// headers.insert("authorization", "Bearer abc".parse().unwrap());
+/// let id = users.identify(&headers).unwrap();
+/// assert_eq!(users.hash_identity("Bearer abc"), vec![id]);
+/// ```
+#[derive(Clone)]
+pub struct Users {
+    sources: Vec<UserSource>,
+    key: [u8; 32],
+}
+
+impl fmt::Debug for Users {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Users").field("sources", &self.sources).finish_non_exhaustive()
+    }
+}
+
+impl Users {
+    /// Sources tried in order; `secret` keys the hash (derive it per deployment).
+    pub fn new(sources: Vec<UserSource>, secret: &[u8]) -> Users {
+        Users {
+            sources,
+            key: blake3::derive_key("larder 2026 user identity key", secret),
+        }
+    }
+
+    fn hash(&self, source: usize, value: &[u8]) -> UserId {
+        let mut h = blake3::Hasher::new_keyed(&self.key);
+        h.update(&(source as u64).to_le_bytes());
+        h.update(value);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        UserId(out)
+    }
+
+    /// The hashed identity of the request's user: the first source present wins.
+    pub fn identify(&self, headers: &HeaderMap) -> Option<UserId> {
+        for (i, source) in self.sources.iter().enumerate() {
+            match source {
+                UserSource::Header(name) => {
+                    if let Some(v) = headers.get(name) {
+                        let v = trim(v.as_bytes());
+                        if !v.is_empty() {
+                            return Some(self.hash(i, v));
+                        }
+                    }
+                }
+                UserSource::Cookie(name) => {
+                    for header in headers.get_all(COOKIE) {
+                        if let Some(v) = cookie_value(header.as_bytes(), name.as_bytes()) {
+                            if !v.is_empty() {
+                                return Some(self.hash(i, v));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The hashes an admin-given identity has under each source (for invalidation by user).
+    pub fn hash_identity(&self, identity: &str) -> Vec<UserId> {
+        let v = trim(identity.as_bytes());
+        (0..self.sources.len()).map(|i| self.hash(i, v)).collect()
+    }
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let pair = trim(pair);
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        (trim(&pair[..eq]) == name).then(|| trim(&pair[eq + 1..]))
+    })
+}
+
+/// The hash of a request body for `key_body` rules.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct BodyHash(pub [u8; 16]);
+
+impl BodyHash {
+    /// Hashes a body: JSON (by content type, or when none is given and it parses) is
+    /// canonicalised first, so key order and whitespace do not matter.
+    ///
+    /// ```
+    /// use larder::key::BodyHash;
+    /// let json = Some("application/json");
+    /// assert_eq!(BodyHash::of(json, br#"{"a":1, "b":[1,2]}"#), BodyHash::of(json, br#"{ "b":[1,2],"a":1 }"#));
+    /// assert_ne!(BodyHash::of(json, br#"{"a":1}"#), BodyHash::of(json, br#"{"a":2}"#));
+    /// ```
+    pub fn of(content_type: Option<&str>, body: &[u8]) -> BodyHash {
+        let json_type = content_type.map(|ct| {
+            let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            ct == "application/json" || ct.ends_with("+json")
+        });
+        let canonical = match json_type {
+            Some(false) => None,
+            _ => serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| serde_json::to_vec(&v).ok()),
+        };
+        let mut h = blake3::Hasher::new();
+        match &canonical {
+            Some(c) => {
+                h.update(b"json\0");
+                h.update(c);
+            }
+            None => {
+                h.update(b"raw\0");
+                h.update(body);
+            }
+        }
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        BodyHash(out)
+    }
+}
+
+/// The request-side components of a primary key.
+#[derive(Clone, Debug)]
+pub struct KeyInput<'a> {
+    /// The config's namespace.
+    pub namespace: &'a str,
+    /// The method (HEAD is keyed as GET by the caller).
+    pub method: &'a Method,
+    /// The normalised path.
+    pub path: &'a str,
+    /// The raw query, if any.
+    pub query: Option<&'a str>,
+    /// If set, only these query parameters are keyed.
+    pub only_params: Option<&'a [String]>,
+    /// The rule's version.
+    pub version: Option<&'a str>,
+    /// The hashed user for `per_user` rules.
+    pub user: Option<UserId>,
+    /// The body hash for `key_body` rules.
+    pub body: Option<BodyHash>,
+}
+
+impl<'a> KeyInput<'a> {
+    /// The minimal input; fill the other fields with struct update syntax.
+    pub fn new(namespace: &'a str, method: &'a Method, path: &'a str) -> Self {
+        KeyInput {
+            namespace,
+            method,
+            path,
+            query: None,
+            only_params: None,
+            version: None,
+            user: None,
+            body: None,
+        }
+    }
+}
+
+struct Hasher(blake3::Hasher);
+
+impl Hasher {
+    fn new(domain: &[u8]) -> Self {
+        let mut h = blake3::Hasher::new();
+        h.update(domain);
+        Hasher(h)
+    }
+    fn part(&mut self, tag: u8, bytes: &[u8]) {
+        self.0.update(&[tag]);
+        self.0.update(&(bytes.len() as u64).to_le_bytes());
+        self.0.update(bytes);
+    }
+    fn finish16(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&self.0.finalize().as_bytes()[..16]);
+        out
+    }
+}
+
+impl CacheKey {
+    /// The primary key of a request (before `Vary`).
+    pub fn primary(input: &KeyInput<'_>, ignore_params: &[String]) -> CacheKey {
+        let mut h = Hasher::new(b"larder key v1\0");
+        h.part(b'n', input.namespace.as_bytes());
+        h.part(b'm', input.method.as_str().as_bytes());
+        h.part(b'p', input.path.as_bytes());
+        let params = QueryParams::new(input.query, ignore_params, input.only_params);
+        h.part(b'q', &(params.pairs.len() as u64).to_le_bytes());
+        for (k, v) in &params.pairs {
+            h.part(b'k', k.as_bytes());
+            match v {
+                Some(v) => h.part(b'v', v.as_bytes()),
+                None => h.part(b'-', b""),
+            }
+        }
+        if let Some(v) = input.version {
+            h.part(b'r', v.as_bytes());
+        }
+        if let Some(u) = &input.user {
+            h.part(b'u', &u.0);
+        }
+        if let Some(b) = &input.body {
+            h.part(b'b', &b.0);
+        }
+        CacheKey(h.finish16())
+    }
+
+    /// The key of one variant: this primary key plus the normalised request headers
+    /// named by the stored response's `Vary`.
+    pub fn variant(&self, names: &[HeaderName], headers: &HeaderMap) -> CacheKey {
+        let mut h = Hasher::new(b"larder variant v1\0");
+        h.part(b'k', &self.0);
+        for name in names {
+            h.part(b'h', name.as_str().as_bytes());
+            match vary_value(headers, name) {
+                Some(v) => h.part(b'v', v.as_bytes()),
+                None => h.part(b'-', b""),
+            }
+        }
+        CacheKey(h.finish16())
+    }
+
+    /// Parses the hex form.
+    pub fn from_hex(s: &str) -> Option<CacheKey> {
+        if s.len() != 32 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+        }
+        Some(CacheKey(out))
+    }
+}
+
+/// A request header's value normalised for `Vary`: list items trimmed, lower-cased and
+/// sorted; `None` if the header is absent.
+pub fn vary_value(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut items: Vec<String> = Vec::new();
+    let mut any = false;
+    for v in headers.get_all(name) {
+        any = true;
+        for item in v.as_bytes().split(|&b| b == b',') {
+            let item = trim(item);
+            if !item.is_empty() {
+                items.push(String::from_utf8_lossy(item).to_ascii_lowercase());
+            }
+        }
+    }
+    if !any {
+        return None;
+    }
+    items.sort();
+    Some(items.join(","))
+}
+
+/// A tag's 64-bit id (stable across instances, so Redis and every L1 agree).
+///
+/// ```
+/// assert_eq!(larder::key::tag_id("job:1"), larder::key::tag_id("job:1"));
+/// assert_ne!(larder::key::tag_id("job:1"), larder::key::tag_id("job:2"));
+/// ```
+pub fn tag_id(tag: &str) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"larder tag v1\0");
+    h.update(tag.as_bytes());
+    let bytes = h.finalize();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&bytes.as_bytes()[..8]);
+    u64::from_le_bytes(out)
+}
+
+/// The implicit tag every entry of one URL carries (all methods, users, bodies, variants).
+pub fn url_tag(namespace: &str, path: &str, query: Option<&str>, ignore_params: &[String], only: Option<&[String]>) -> u64 {
+    tag_id(&format!("url\0{namespace}\0{}", normalized_url(path, query, ignore_params, only)))
+}
+
+/// The implicit tag of every entry stored for one user.
+pub fn user_tag(user: &UserId) -> u64 {
+    tag_id(&format!("user\0{}", hex(&user.0)))
+}
+
+/// `path?query` with the query normalised (sorted, ignored parameters removed).
+pub fn normalized_url(path: &str, query: Option<&str>, ignore_params: &[String], only: Option<&[String]>) -> String {
+    let params = QueryParams::new(query, ignore_params, only);
+    let mut out = String::with_capacity(path.len() + query.map_or(0, str::len) + 1);
+    out.push_str(path);
+    for (i, (k, v)) in params.pairs.iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.push_str(k);
+        if let Some(v) = v {
+            out.push('=');
+            out.push_str(v);
+        }
+    }
+    out
+}
+
+/// Query parameters normalised for keys: sorted by name (values of one name keep their
+/// order), ignored names removed, unreserved percent-escapes decoded.
+struct QueryParams<'a> {
+    pairs: Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>,
+}
+
+impl<'a> QueryParams<'a> {
+    fn new(query: Option<&'a str>, ignore: &[String], only: Option<&[String]>) -> Self {
+        let mut pairs = Vec::new();
+        if let Some(q) = query {
+            for part in q.split('&') {
+                if part.is_empty() {
+                    continue;
+                }
+                let (k, v) = match part.find('=') {
+                    Some(i) => (&part[..i], Some(&part[i + 1..])),
+                    None => (part, None),
+                };
+                let k = normalize_percent(k);
+                if let Some(only) = only {
+                    if !only.iter().any(|o| o == k.as_ref()) {
+                        continue;
+                    }
+                } else if ignore.iter().any(|pat| param_matches(pat, &k)) {
+                    continue;
+                }
+                pairs.push((k, v.map(normalize_percent)));
+            }
+        }
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        QueryParams { pairs }
+    }
+}
+
+fn param_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes percent-escapes of unreserved characters and upper-cases the hex digits of the
+/// others (RFC 3986 §6.2.2), so equivalent spellings of a URL share one key and one rule.
+///
+/// ```
+/// assert_eq!(larder::key::normalize_percent("/jobs/%34%32"), "/jobs/42");
+/// assert_eq!(larder::key::normalize_percent("/a%2fb"), "/a%2Fb");
+/// assert_eq!(larder::key::normalize_percent("/plain"), "/plain");
+/// ```
+pub fn normalize_percent(s: &str) -> Cow<'_, str> {
+    if !s.contains('%') {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
+                let b = h * 16 + l;
+                if is_unreserved(b) {
+                    out.push(b);
+                } else {
+                    out.push(b'%');
+                    out.push(bytes[i + 1].to_ascii_uppercase());
+                    out.push(bytes[i + 2].to_ascii_uppercase());
+                }
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    // Only ASCII bytes were produced from ASCII escapes; the rest is copied from a str.
+    Cow::Owned(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(path: &str, query: Option<&str>) -> CacheKey {
+        CacheKey::primary(
+            &KeyInput {
+                query,
+                ..KeyInput::new("v1", &Method::GET, path)
+            },
+            &["utm_*".to_string()],
+        )
+    }
+
+    #[test]
+    fn query_order_and_ignored_params() {
+        assert_eq!(key("/a", Some("x=1&y=2")), key("/a", Some("y=2&x=1")));
+        assert_eq!(key("/a", Some("x=1&utm_medium=z")), key("/a", Some("x=1")));
+        assert_ne!(key("/a", Some("x=1&x=2")), key("/a", Some("x=2&x=1")));
+        assert_ne!(key("/a", Some("x")), key("/a", Some("x=")));
+        assert_eq!(key("/a", None), key("/a", Some("")));
+        assert_eq!(normalized_url("/a", Some("b=2&a=1&utm_x=3"), &["utm_*".into()], None), "/a?a=1&b=2");
+    }
+
+    #[test]
+    fn components_cannot_be_shifted() {
+        // A path that contains what would be a query must not collide with the query.
+        assert_ne!(key("/a?x=1", None), key("/a", Some("x=1")));
+        assert_ne!(key("/a", Some("b=c&d")), key("/a", Some("b=c%26d")));
+        let m = Method::GET;
+        let a = CacheKey::primary(&KeyInput::new("v1x", &m, "/a"), &[]);
+        let b = CacheKey::primary(&KeyInput::new("v1", &m, "x/a"), &[]);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn users_are_keyed_and_sources_separate() {
+        let users = Users::new(
+            vec![
+                UserSource::Header(HeaderName::from_static("x-user-id")),
+                UserSource::Cookie("session".into()),
+            ],
+            b"s1",
+        );
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, "a=b; session=42".parse().unwrap());
+        let by_cookie = users.identify(&h).unwrap();
+        let mut h2 = HeaderMap::new();
+        h2.insert("x-user-id", "42".parse().unwrap());
+        let by_header = users.identify(&h2).unwrap();
+        assert_ne!(by_cookie, by_header, "a cookie must not impersonate a header identity");
+        assert_eq!(users.hash_identity("42"), vec![by_header, by_cookie]);
+        let other_secret = Users::new(vec![UserSource::Header(HeaderName::from_static("x-user-id"))], b"s2");
+        assert_ne!(other_secret.identify(&h2).unwrap(), by_header);
+    }
+
+    #[test]
+    fn vary_values_normalised() {
+        let mut a = HeaderMap::new();
+        a.insert("accept-language", "EN, fr ".parse().unwrap());
+        let mut b = HeaderMap::new();
+        b.insert("accept-language", "fr,en".parse().unwrap());
+        let name = HeaderName::from_static("accept-language");
+        let k = key("/a", None);
+        assert_eq!(k.variant(std::slice::from_ref(&name), &a), k.variant(std::slice::from_ref(&name), &b));
+        assert_ne!(k.variant(std::slice::from_ref(&name), &a), k.variant(std::slice::from_ref(&name), &HeaderMap::new()));
+    }
+
+    #[test]
+    fn percent_normalisation() {
+        assert_eq!(normalize_percent("%7e%"), "~%");
+        assert_eq!(normalize_percent("%e2%82%ac"), "%E2%82%AC");
+        assert_eq!(normalize_percent("%zz"), "%zz");
+    }
+}

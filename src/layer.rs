@@ -1,0 +1,360 @@
+//! The Tower layer: [`CacheLayer`] wraps any service into a [`CacheService`].
+//!
+//! One request flows one way: match a rule → derive the key → look up → serve a fresh
+//! entry at once, or fetch from the inner service → decide → store → serve. A hit in
+//! memory never allocates a future: [`ResponseFuture`] is ready.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let config = larder::Config::parse_str("inline.toml", r#"
+//!     [[rule]]
+//!     path = "/hello"
+//!     ttl = "60s"
+//! "#).unwrap();
+//! let layer = larder::CacheLayer::from_config(&config).unwrap();
+//! let mut svc = ServiceBuilder::new().layer(layer).service_fn(|_req: Request<_>| async {
+//!     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hi"))))
+//! });
+//! let req = || Request::get("/hello").body(Full::new(Bytes::new())).unwrap();
+//! let first = svc.ready().await.unwrap().call(req()).await.unwrap();
+//! assert_eq!(first.headers()["x-cache"], "MISS");
+//! let second = svc.ready().await.unwrap().call(req()).await.unwrap();
+//! assert_eq!(second.headers()["x-cache"], "HIT");
+//! assert_eq!(second.into_body().collect().await.unwrap().to_bytes(), "hi");
+//! # });
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_TYPE, RANGE, UPGRADE};
+use http::{HeaderMap, Method, Request, Response, Uri};
+use http_body::Body;
+use tower::{Layer, Service};
+
+use crate::body::{BoxError, CacheBody};
+use crate::cache::{Cache, Settings};
+use crate::config::Config;
+use crate::entry::Entry;
+use crate::fetch;
+use crate::key::{normalize_percent, BodyHash, CacheKey, KeyInput, UserId};
+use crate::policy::{now_ms, RequestPolicy};
+use crate::serve::{self, ReqInfo};
+use crate::status::{CacheStatus, NoCacheReason, Tier};
+use crate::store::MemoryStore;
+
+/// Mounts a [`Cache`] in front of a service.
+#[derive(Clone, Debug)]
+pub struct CacheLayer {
+    cache: Cache,
+}
+
+impl CacheLayer {
+    /// A layer with its own cache for `config`.
+    ///
+    /// Fails only for backends that must connect at start (none for the memory store).
+    pub fn from_config(config: &Config) -> Result<CacheLayer, crate::Error> {
+        Ok(CacheLayer::from_cache(Cache::new(config.clone())))
+    }
+
+    /// A layer serving through an existing cache (so the admin API can share it).
+    pub fn from_cache(cache: Cache) -> CacheLayer {
+        CacheLayer { cache }
+    }
+
+    /// The cache behind the layer.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+}
+
+impl<S> Layer<S> for CacheLayer {
+    type Service = CacheService<S>;
+
+    fn layer(&self, inner: S) -> CacheService<S> {
+        CacheService {
+            inner,
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+/// The caching service; see [`CacheLayer`].
+#[derive(Clone, Debug)]
+pub struct CacheService<S> {
+    inner: S,
+    cache: Cache,
+}
+
+impl<S> CacheService<S> {
+    /// Wraps `inner` with `cache`.
+    pub fn new(inner: S, cache: Cache) -> Self {
+        CacheService { inner, cache }
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// The response future of [`CacheService`]: ready for hits, boxed for trips upstream.
+pub struct ResponseFuture<B, E> {
+    kind: Kind<B, E>,
+}
+
+enum Kind<B, E> {
+    Ready(Option<Result<Response<CacheBody<B>>, E>>),
+    Boxed(BoxFuture<Result<Response<CacheBody<B>>, E>>),
+}
+
+// The ready value is never pinned (it is only moved out), and the boxed future is Unpin.
+impl<B, E> Unpin for ResponseFuture<B, E> {}
+
+impl<B, E> Future for ResponseFuture<B, E> {
+    type Output = Result<Response<CacheBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().kind {
+            Kind::Ready(v) => Poll::Ready(v.take().expect("ResponseFuture polled after completion")),
+            Kind::Boxed(f) => f.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<B, E> ResponseFuture<B, E> {
+    fn ready(resp: Response<CacheBody<B>>) -> Self {
+        ResponseFuture {
+            kind: Kind::Ready(Some(Ok(resp))),
+        }
+    }
+
+    fn boxed(f: impl Future<Output = Result<Response<CacheBody<B>>, E>> + Send + 'static) -> Self {
+        ResponseFuture { kind: Kind::Boxed(Box::pin(f)) }
+    }
+}
+
+/// A request the cache will not serve: forward it, and maybe invalidate afterwards.
+pub(crate) struct Forward {
+    pub rule: Option<usize>,
+    pub reason: NoCacheReason,
+    /// An unsafe method: invalidate on success.
+    pub invalidate: bool,
+}
+
+/// A request the cache may serve.
+pub(crate) struct Lookup {
+    pub rule: Option<usize>,
+    /// `None` until the body is read, for `key_body` rules.
+    pub primary: Option<CacheKey>,
+    pub user: Option<UserId>,
+    pub policy: RequestPolicy,
+    pub info: ReqInfo,
+}
+
+pub(crate) enum Route {
+    Forward(Forward),
+    Cache(Lookup),
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        || headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+/// Matches the request to a rule and decides whether the cache handles it.
+pub(crate) fn route<B>(s: &Settings, req: &Request<B>) -> Route {
+    let method = req.method();
+    let path = normalize_percent(req.uri().path());
+    let rule = s.rules.find(method, &path);
+    let rule_index = rule.map(|r| r.index);
+    let unsafe_method = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
+    let forward = |reason, invalidate| {
+        Route::Forward(Forward {
+            rule: rule_index,
+            reason,
+            invalidate,
+        })
+    };
+    if is_upgrade(req.headers()) {
+        return forward(NoCacheReason::Upgrade, false);
+    }
+    match rule {
+        Some(r) if !r.caches(method) => {
+            let reason = if r.cache { NoCacheReason::Method } else { NoCacheReason::Rule };
+            return forward(reason, unsafe_method);
+        }
+        None if !matches!(*method, Method::GET | Method::HEAD) => return forward(NoCacheReason::Method, unsafe_method),
+        _ => {}
+    }
+    if req.headers().contains_key(RANGE) {
+        return forward(NoCacheReason::Range, false);
+    }
+    let user = match rule {
+        Some(r) if r.per_user => match s.users.identify(req.headers()) {
+            Some(u) => Some(u),
+            None => return forward(NoCacheReason::NoUser, false),
+        },
+        _ => None,
+    };
+    let primary = match rule {
+        Some(r) if r.key_body => None,
+        _ => Some(primary_key(s, req.method(), req.uri(), &path, user, None)),
+    };
+    Route::Cache(Lookup {
+        rule: rule_index,
+        primary,
+        user,
+        policy: RequestPolicy::from_headers(req.headers()),
+        info: ReqInfo::new(req),
+    })
+}
+
+/// The primary key of a request (HEAD keyed as GET).
+pub(crate) fn primary_key(s: &Settings, method: &Method, uri: &Uri, path: &str, user: Option<UserId>, body: Option<BodyHash>) -> CacheKey {
+    let rule = s.rules.find(method, path);
+    let method = if method == Method::HEAD { &Method::GET } else { method };
+    CacheKey::primary(
+        &KeyInput {
+            query: uri.query(),
+            only_params: rule.and_then(|r| r.key_query.as_deref()),
+            version: rule.and_then(|r| r.version.as_deref()),
+            user,
+            body,
+            ..KeyInput::new(&s.config.cache.namespace, method, path)
+        },
+        &s.config.cache.ignore_params,
+    )
+}
+
+/// The body hash of a `key_body` request.
+pub(crate) fn body_hash(headers: &HeaderMap, body: &[u8]) -> BodyHash {
+    BodyHash::of(headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()), body)
+}
+
+/// What the store holds for a key, seen from one request.
+pub(crate) enum Found {
+    /// Usable as is.
+    Fresh(Arc<Entry>),
+    /// Present but not usable without going upstream.
+    Stale,
+    /// The URL is cached, but not this variant.
+    VaryMiss,
+    /// Nothing.
+    Miss,
+}
+
+/// Looks `primary` up in memory, following a `Vary` marker to the request's variant.
+pub(crate) fn lookup(store: &MemoryStore, primary: CacheKey, headers: &HeaderMap, policy: &RequestPolicy, now: u64) -> Found {
+    let Some(entry) = store.get(&primary, now) else { return Found::Miss };
+    let entry = if entry.is_vary_marker() {
+        let variant = primary.variant(&entry.vary_names(), headers);
+        match store.get(&variant, now) {
+            Some(e) => e,
+            None => return Found::VaryMiss,
+        }
+    } else {
+        entry
+    };
+    if usable(&entry, policy, now) {
+        Found::Fresh(entry)
+    } else {
+        Found::Stale
+    }
+}
+
+/// Whether an entry may be served without going upstream, given the request's
+/// directives (RFC 9111 §4.2, §5.2.1).
+fn usable(entry: &Entry, policy: &RequestPolicy, now: u64) -> bool {
+    if policy.revalidate || !entry.is_fresh(now) {
+        return false;
+    }
+    if let Some(max_age) = policy.max_age {
+        if entry.age_ms(now) > max_age.saturating_mul(1000) {
+            return false;
+        }
+    }
+    if let Some(min_fresh) = policy.min_fresh {
+        if entry.ttl_ms(now) < min_fresh.saturating_mul(1000) as i64 {
+            return false;
+        }
+    }
+    true
+}
+
+impl<S, B, ResB> Service<Request<B>> for CacheService<S>
+where
+    S: Service<Request<CacheBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Response = Response<CacheBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<ResB, S::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The inner service is driven to readiness inside the future, only on a miss.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.handle(req)
+    }
+}
+
+impl<S> CacheService<S> {
+    /// Serves one request; `call` without needing `&mut self` (servers share one service).
+    pub fn handle<B, ResB>(&self, req: Request<B>) -> ResponseFuture<ResB, S::Error>
+    where
+        S: Service<Request<CacheBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+        ResB: Body<Data = Bytes> + Send + 'static,
+        ResB::Error: Into<BoxError>,
+    {
+        let guard = self.cache.inner.settings.load();
+        let settings: &Settings = &guard;
+        let now = now_ms();
+        let plan = match route(settings, &req) {
+            Route::Forward(fwd) => {
+                let settings = arc_swap::Guard::into_inner(guard);
+                return ResponseFuture::boxed(fetch::forward(self.inner.clone(), self.cache.clone(), settings, req, fwd));
+            }
+            Route::Cache(plan) => plan,
+        };
+        let found = match plan.primary {
+            Some(primary) => lookup(&self.cache.inner.store, primary, req.headers(), &plan.policy, now),
+            None => Found::Miss,
+        };
+        if let Found::Fresh(entry) = found {
+            let status = CacheStatus::hit(entry.ttl_ms(now) / 1000).tier(Tier::L1);
+            entry.record_hit();
+            settings.counters(plan.rule).record(&status);
+            self.cache.inner.stats.record_tier(Tier::L1);
+            return ResponseFuture::ready(serve::respond(&entry, &plan.info, status, settings, now));
+        }
+        let settings = arc_swap::Guard::into_inner(guard);
+        ResponseFuture::boxed(fetch::fetch(self.inner.clone(), self.cache.clone(), settings, req, plan, found))
+    }
+}

@@ -1,0 +1,93 @@
+//! The `larder` command: `serve` runs the proxy, `check` validates a config.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "larder", version, about = "A response-caching reverse proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy in front of the configured upstream.
+    Serve {
+        /// The config file.
+        #[arg(long, env = "LARDER_CONFIG", default_value = "config/larder.toml")]
+        config: PathBuf,
+    },
+    /// Validate the config and print the rules as understood.
+    Check {
+        /// The config file.
+        #[arg(long, env = "LARDER_CONFIG", default_value = "config/larder.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match cli.command {
+        Command::Check { config } => match larder::Config::load(&config) {
+            Ok(c) => {
+                print!("{}", c.describe());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { config } => {
+            let config = match larder::Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("larder: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(async move {
+                let running = match larder::server::start(config).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("larder: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                running.run_until(shutdown_signal()).await;
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers, only a kill stops the process.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,506 @@
+//! HTTP caching rules in one place (RFC 9111): `Cache-Control` directives, freshness and
+//! age, and whether a response may be stored by this shared cache.
+//!
+//! ```
+//! use larder::policy::Directives;
+//! let headers: Vec<http::HeaderValue> = vec!["public, max-age=60, s-maxage=30".parse().unwrap()];
+//! let d = Directives::parse(headers.iter());
+//! assert_eq!(d.s_maxage, Some(30));
+//! assert!(d.public && !d.no_store);
+//! ```
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{HeaderMap, HeaderValue, AGE, AUTHORIZATION, CACHE_CONTROL, DATE, ETAG, EXPIRES, LAST_MODIFIED, SET_COOKIE, VARY};
+use http::{Method, StatusCode};
+
+use crate::rules::{Rule, TtlMode};
+use crate::status::NoCacheReason;
+
+/// The largest delta-seconds value (RFC 9111 §1.2.2).
+pub const DELTA_MAX: u64 = 2_147_483_648;
+
+/// Parsed `Cache-Control` directives (request or response).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Directives {
+    /// `max-age` (request or response).
+    pub max_age: Option<u64>,
+    /// `s-maxage` (response).
+    pub s_maxage: Option<u64>,
+    /// `no-store`.
+    pub no_store: bool,
+    /// `no-cache` (with or without field names).
+    pub no_cache: bool,
+    /// `private` (with or without field names).
+    pub private: bool,
+    /// `public`.
+    pub public: bool,
+    /// `must-revalidate`.
+    pub must_revalidate: bool,
+    /// `proxy-revalidate`.
+    pub proxy_revalidate: bool,
+    /// `no-transform`.
+    pub no_transform: bool,
+    /// `immutable`.
+    pub immutable: bool,
+    /// `stale-while-revalidate` (RFC 5861).
+    pub stale_while_revalidate: Option<u64>,
+    /// `stale-if-error` (RFC 5861).
+    pub stale_if_error: Option<u64>,
+    /// `only-if-cached` (request).
+    pub only_if_cached: bool,
+    /// `max-stale` (request); `Some(DELTA_MAX)` when given without a value.
+    pub max_stale: Option<u64>,
+    /// `min-fresh` (request).
+    pub min_fresh: Option<u64>,
+    /// Whether any directive was present.
+    pub present: bool,
+}
+
+fn parse_delta(v: Option<&str>) -> Option<u64> {
+    let v = v?.trim().trim_matches('"');
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(v.parse::<u64>().map_or(DELTA_MAX, |n| n.min(DELTA_MAX)))
+}
+
+impl Directives {
+    /// Parses every value of a `Cache-Control`-like field. Unknown directives are ignored;
+    /// an invalid `max-age`/`s-maxage` counts as 0 (stale), as RFC 9111 §4.2.1 encourages;
+    /// the first occurrence of a repeated directive wins.
+    pub fn parse<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Directives {
+        let mut d = Directives::default();
+        for value in values {
+            let Ok(text) = value.to_str() else { continue };
+            for item in split_list(text) {
+                let item = item.trim();
+                if item.is_empty() {
+                    continue;
+                }
+                d.present = true;
+                let (name, arg) = match item.find('=') {
+                    Some(i) => (item[..i].trim(), Some(item[i + 1..].trim())),
+                    None => (item, None),
+                };
+                let name = name.to_ascii_lowercase();
+                match name.as_str() {
+                    "max-age" => {
+                        if d.max_age.is_none() {
+                            d.max_age = Some(parse_delta(arg).unwrap_or(0));
+                        }
+                    }
+                    "s-maxage" => {
+                        if d.s_maxage.is_none() {
+                            d.s_maxage = Some(parse_delta(arg).unwrap_or(0));
+                        }
+                    }
+                    "no-store" => d.no_store = true,
+                    "no-cache" => d.no_cache = true,
+                    "private" => d.private = true,
+                    "public" => d.public = true,
+                    "must-revalidate" => d.must_revalidate = true,
+                    "proxy-revalidate" => d.proxy_revalidate = true,
+                    "no-transform" => d.no_transform = true,
+                    "immutable" => d.immutable = true,
+                    "only-if-cached" => d.only_if_cached = true,
+                    "stale-while-revalidate" => {
+                        if d.stale_while_revalidate.is_none() {
+                            d.stale_while_revalidate = parse_delta(arg);
+                        }
+                    }
+                    "stale-if-error" => {
+                        if d.stale_if_error.is_none() {
+                            d.stale_if_error = parse_delta(arg);
+                        }
+                    }
+                    "max-stale" => {
+                        if d.max_stale.is_none() {
+                            d.max_stale = match arg {
+                                None => Some(DELTA_MAX),
+                                Some(a) => parse_delta(Some(a)),
+                            };
+                        }
+                    }
+                    "min-fresh" => {
+                        if d.min_fresh.is_none() {
+                            d.min_fresh = parse_delta(arg);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        d
+    }
+
+    /// Parses the `Cache-Control` fields of `headers`.
+    pub fn from_headers(headers: &HeaderMap) -> Directives {
+        Directives::parse(headers.get_all(CACHE_CONTROL).iter())
+    }
+}
+
+/// Splits a comma-separated list, keeping commas inside quoted strings.
+fn split_list(text: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    let mut quoted = false;
+    let mut escaped = false;
+    let bytes = text.as_bytes();
+    let mut cuts = Vec::new();
+    for (i, &b) in bytes.iter().enumerate() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match b {
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b',' if !quoted => {
+                cuts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    cuts.push(&text[start..]);
+    cuts.into_iter()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Parses an HTTP date (IMF-fixdate, RFC 850 or asctime) to seconds since the epoch.
+pub fn parse_date(v: &HeaderValue) -> Option<u64> {
+    let s = v.to_str().ok()?;
+    let t = httpdate::parse_http_date(s.trim()).ok()?;
+    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
+
+/// Formats seconds since the epoch as an IMF-fixdate.
+pub fn format_date(secs: u64) -> String {
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Statuses that are heuristically cacheable (RFC 9110 §15.1).
+pub fn heuristically_cacheable(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501)
+}
+
+/// How long a stored response stays fresh and what may be done with it once stale.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Freshness {
+    /// Freshness lifetime in milliseconds.
+    pub lifetime_ms: u64,
+    /// Corrected initial age in milliseconds (RFC 9111 §4.2.3).
+    pub initial_age_ms: u64,
+    /// Must be revalidated before every use (`no-cache`).
+    pub no_cache: bool,
+    /// Must not be served stale (`must-revalidate`, `proxy-revalidate`, `s-maxage`).
+    pub must_revalidate: bool,
+    /// `stale-while-revalidate` window in seconds.
+    pub stale_while_revalidate: u32,
+    /// `stale-if-error` window in seconds.
+    pub stale_if_error: u32,
+}
+
+/// Everything the store decision needs to know.
+pub struct StoreInput<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request headers.
+    pub request: &'a HeaderMap,
+    /// The response status.
+    pub status: StatusCode,
+    /// The response headers.
+    pub response: &'a HeaderMap,
+    /// The matched rule, if any.
+    pub rule: Option<&'a Rule>,
+    /// Statuses a rule stores.
+    pub statuses: &'a [u16],
+    /// Ttl of a matched rule without one, when the origin gives no freshness.
+    pub default_ttl: Duration,
+    /// Honour the origin's freshness where the rule sets no ttl.
+    pub respect_origin: bool,
+    /// When the request was sent upstream (ms since epoch).
+    pub request_time: u64,
+    /// When the response arrived (ms since epoch).
+    pub response_time: u64,
+}
+
+/// The corrected initial age of a response in milliseconds (RFC 9111 §4.2.3).
+pub fn initial_age_ms(headers: &HeaderMap, request_time: u64, response_time: u64) -> u64 {
+    let age_value = headers
+        .get(AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| parse_delta(Some(s)))
+        .unwrap_or(0)
+        .saturating_mul(1000);
+    let date = headers.get(DATE).and_then(parse_date).map(|s| s * 1000);
+    let apparent = date.map_or(0, |d| response_time.saturating_sub(d));
+    let response_delay = response_time.saturating_sub(request_time);
+    apparent.max(age_value.saturating_add(response_delay))
+}
+
+/// The origin's explicit freshness lifetime for a shared cache, in seconds:
+/// `s-maxage` over `max-age` over `Expires` minus `Date`.
+pub fn explicit_lifetime(d: &Directives, headers: &HeaderMap, response_time: u64) -> Option<u64> {
+    if let Some(s) = d.s_maxage {
+        return Some(s);
+    }
+    if let Some(m) = d.max_age {
+        return Some(m);
+    }
+    let expires = headers.get(EXPIRES)?;
+    // An invalid Expires (e.g. "0") means already expired.
+    let Some(exp) = parse_date(expires) else { return Some(0) };
+    let date = headers
+        .get(DATE)
+        .and_then(parse_date)
+        .unwrap_or(response_time / 1000);
+    Some(exp.saturating_sub(date))
+}
+
+/// Whether the response carries a validator.
+pub fn has_validator(headers: &HeaderMap) -> bool {
+    headers.contains_key(ETAG) || headers.contains_key(LAST_MODIFIED)
+}
+
+/// Whether the `Vary` of a response contains `*`.
+pub fn vary_star(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(','))
+        .any(|s| s.trim() == "*")
+}
+
+/// Decides whether this shared cache may store a response, and for how long it is fresh.
+pub fn decide(input: &StoreInput<'_>) -> Result<Freshness, NoCacheReason> {
+    let d = Directives::from_headers(input.response);
+    let rule = input.rule;
+    let per_user = rule.is_some_and(|r| r.per_user);
+    let code = input.status.as_u16();
+    match rule {
+        Some(_) if !input.statuses.contains(&code) => return Err(NoCacheReason::Status),
+        None if matches!(code, 206 | 304) || code < 200 => return Err(NoCacheReason::Status),
+        _ => {}
+    }
+    if d.no_store {
+        return Err(NoCacheReason::NoStore);
+    }
+    if d.private && !per_user {
+        return Err(NoCacheReason::Private);
+    }
+    if input.response.contains_key(SET_COOKIE) && !rule.is_some_and(|r| r.allow_set_cookie) {
+        return Err(NoCacheReason::SetCookie);
+    }
+    if vary_star(input.response) {
+        return Err(NoCacheReason::VaryStar);
+    }
+    if input.request.contains_key(AUTHORIZATION)
+        && !per_user
+        && !(d.public || d.s_maxage.is_some() || d.must_revalidate)
+    {
+        return Err(NoCacheReason::Authorization);
+    }
+    let initial_age_ms = initial_age_ms(input.response, input.request_time, input.response_time);
+    let origin = if d.no_cache {
+        Some(0)
+    } else {
+        explicit_lifetime(&d, input.response, input.response_time)
+    };
+    let mut f = Freshness {
+        lifetime_ms: 0,
+        initial_age_ms,
+        no_cache: false,
+        must_revalidate: d.must_revalidate || d.proxy_revalidate || d.s_maxage.is_some(),
+        stale_while_revalidate: d.stale_while_revalidate.map_or(0, |s| s.min(u32::MAX as u64) as u32),
+        stale_if_error: d.stale_if_error.map_or(0, |s| s.min(u32::MAX as u64) as u32),
+    };
+    match rule {
+        Some(r) => {
+            let origin_ms = if input.respect_origin { origin.map(|s| s * 1000) } else { None };
+            f.lifetime_ms = match (r.ttl, r.ttl_mode) {
+                // The rule decides: it lives `ttl` here, whatever age it arrived with.
+                (Some(ttl), TtlMode::Override) => initial_age_ms + ttl.as_millis() as u64,
+                (Some(ttl), TtlMode::Cap) => {
+                    let o = origin_ms.unwrap_or(initial_age_ms + input.default_ttl.as_millis() as u64);
+                    if d.no_cache && input.respect_origin {
+                        f.no_cache = true;
+                    }
+                    o.min(initial_age_ms + ttl.as_millis() as u64)
+                }
+                (None, _) => match origin_ms {
+                    Some(o) => {
+                        f.no_cache = d.no_cache;
+                        o
+                    }
+                    None => initial_age_ms + input.default_ttl.as_millis() as u64,
+                },
+            };
+            if f.no_cache && !has_validator(input.response) {
+                return Err(NoCacheReason::NoCache);
+            }
+        }
+        None => match origin {
+            Some(s) => {
+                f.lifetime_ms = s * 1000;
+                f.no_cache = d.no_cache;
+                if f.lifetime_ms <= initial_age_ms && !has_validator(input.response) {
+                    return Err(NoCacheReason::NoFreshness);
+                }
+            }
+            None => {
+                if !has_validator(input.response) {
+                    return Err(NoCacheReason::NoFreshness);
+                }
+                // Stored stale: every use is revalidated with the validator.
+                f.lifetime_ms = 0;
+            }
+        },
+    }
+    Ok(f)
+}
+
+/// What the request itself asks of the cache (RFC 9111 §5.2.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestPolicy {
+    /// `no-store`: do not store the response.
+    pub no_store: bool,
+    /// `no-cache` or `max-age=0` (or `Pragma: no-cache`): do not serve a stored response
+    /// without going upstream.
+    pub revalidate: bool,
+    /// `only-if-cached`: never go upstream.
+    pub only_if_cached: bool,
+    /// `max-age` limit on the age of a served response, in seconds.
+    pub max_age: Option<u64>,
+    /// `max-stale`, in seconds.
+    pub max_stale: Option<u64>,
+    /// `min-fresh`, in seconds.
+    pub min_fresh: Option<u64>,
+}
+
+impl RequestPolicy {
+    /// Reads the request's directives.
+    pub fn from_headers(headers: &HeaderMap) -> RequestPolicy {
+        if !headers.contains_key(CACHE_CONTROL) && !headers.contains_key(http::header::PRAGMA) {
+            return RequestPolicy::default();
+        }
+        let d = Directives::from_headers(headers);
+        let pragma_no_cache = !d.present
+            && headers
+                .get_all(http::header::PRAGMA)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("no-cache")));
+        RequestPolicy {
+            no_store: d.no_store,
+            revalidate: d.no_cache || pragma_no_cache,
+            only_if_cached: d.only_if_cached,
+            max_age: d.max_age,
+            max_stale: d.max_stale,
+            min_fresh: d.min_fresh,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    fn input<'a>(req: &'a HeaderMap, resp: &'a HeaderMap, rule: Option<&'a Rule>) -> StoreInput<'a> {
+        StoreInput {
+            method: &Method::GET,
+            request: req,
+            status: StatusCode::OK,
+            response: resp,
+            rule,
+            statuses: &[200, 203, 204, 300, 301, 404, 410],
+            default_ttl: Duration::from_secs(300),
+            respect_origin: true,
+            request_time: 1_000_000,
+            response_time: 1_000_000,
+        }
+    }
+
+    #[test]
+    fn directives_parse() {
+        let v: Vec<HeaderValue> = vec!["Max-Age=10, no-cache=\"set-cookie, x\"".parse().unwrap(), "max-age=99, private".parse().unwrap()];
+        let d = Directives::parse(v.iter());
+        assert_eq!(d.max_age, Some(10));
+        assert!(d.no_cache && d.private);
+        let v: Vec<HeaderValue> = vec!["max-age=abc".parse().unwrap()];
+        assert_eq!(Directives::parse(v.iter()).max_age, Some(0));
+        let v: Vec<HeaderValue> = vec!["max-age=99999999999999999999".parse().unwrap()];
+        assert_eq!(Directives::parse(v.iter()).max_age, Some(DELTA_MAX));
+    }
+
+    #[test]
+    fn origin_freshness_order() {
+        let req = HeaderMap::new();
+        let resp = hm(&[("cache-control", "max-age=10, s-maxage=20")]);
+        assert_eq!(decide(&input(&req, &resp, None)).unwrap().lifetime_ms, 20_000);
+        let resp = hm(&[("date", "Thu, 01 Jan 1970 00:16:40 GMT"), ("expires", "Thu, 01 Jan 1970 00:17:40 GMT")]);
+        assert_eq!(decide(&input(&req, &resp, None)).unwrap().lifetime_ms, 60_000);
+        let resp = hm(&[]);
+        assert_eq!(decide(&input(&req, &resp, None)), Err(NoCacheReason::NoFreshness));
+        let resp = hm(&[("etag", "\"x\"")]);
+        assert_eq!(decide(&input(&req, &resp, None)).unwrap().lifetime_ms, 0);
+    }
+
+    #[test]
+    fn shared_cache_refusals() {
+        let req = HeaderMap::new();
+        let rule = Rule::new("r", "/a").unwrap();
+        for (cc, reason) in [("no-store", NoCacheReason::NoStore), ("private, max-age=9", NoCacheReason::Private)] {
+            let resp = hm(&[("cache-control", cc)]);
+            assert_eq!(decide(&input(&req, &resp, Some(&rule))), Err(reason));
+        }
+        let resp = hm(&[("set-cookie", "a=b")]);
+        assert_eq!(decide(&input(&req, &resp, Some(&rule))), Err(NoCacheReason::SetCookie));
+        let auth = hm(&[("authorization", "Bearer x")]);
+        let resp = hm(&[("cache-control", "max-age=60")]);
+        assert_eq!(decide(&input(&auth, &resp, None)), Err(NoCacheReason::Authorization));
+        let resp = hm(&[("cache-control", "public, max-age=60")]);
+        assert!(decide(&input(&auth, &resp, None)).is_ok());
+        let mut per_user = rule.clone();
+        per_user.per_user = true;
+        let resp = hm(&[("cache-control", "private, max-age=60")]);
+        assert!(decide(&input(&auth, &resp, Some(&per_user))).is_ok());
+    }
+
+    #[test]
+    fn rule_ttl_override_and_cap() {
+        let req = HeaderMap::new();
+        let mut rule = Rule::new("r", "/a").unwrap();
+        rule.ttl = Some(Duration::from_secs(60));
+        let resp = hm(&[("cache-control", "max-age=5")]);
+        assert_eq!(decide(&input(&req, &resp, Some(&rule))).unwrap().lifetime_ms, 60_000);
+        rule.ttl_mode = TtlMode::Cap;
+        assert_eq!(decide(&input(&req, &resp, Some(&rule))).unwrap().lifetime_ms, 5_000);
+        let resp = hm(&[("cache-control", "max-age=500")]);
+        assert_eq!(decide(&input(&req, &resp, Some(&rule))).unwrap().lifetime_ms, 60_000);
+        rule.ttl = None;
+        let resp = hm(&[]);
+        assert_eq!(decide(&input(&req, &resp, Some(&rule))).unwrap().lifetime_ms, 300_000);
+    }
+
+    #[test]
+    fn age_counts() {
+        let resp = hm(&[("age", "30")]);
+        assert_eq!(initial_age_ms(&resp, 0, 500), 30_500);
+    }
+}

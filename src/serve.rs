@@ -1,0 +1,235 @@
+//! Responses built from stored entries, and the header hygiene of what gets stored.
+//!
+//! A hit clones the body as a `Bytes` pointer: gzip-accepting clients get the stored
+//! compressed bytes as they are; others get them decoded. Every answer from the cache
+//! carries `Age`, `Cache-Status` and `X-Cache`.
+
+use bytes::Bytes;
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, AGE, CACHE_CONTROL, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, ETAG,
+    EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, PRAGMA, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
+    SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VARY,
+};
+use http::{Method, Request, Response, StatusCode};
+
+use crate::body::CacheBody;
+use crate::cache::Settings;
+use crate::entry::Entry;
+use crate::policy::parse_date;
+use crate::rules::Rule;
+use crate::status::CacheStatus;
+
+/// `X-Cache`.
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// What of the request shapes the answer from an entry.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ReqInfo {
+    pub head: bool,
+    pub gzip: bool,
+    pub if_none_match: Option<HeaderValue>,
+    pub if_modified_since: Option<HeaderValue>,
+}
+
+impl ReqInfo {
+    pub fn new<B>(req: &Request<B>) -> ReqInfo {
+        let h = req.headers();
+        let conditional = matches!(*req.method(), Method::GET | Method::HEAD);
+        ReqInfo {
+            head: req.method() == Method::HEAD,
+            gzip: crate::compress::accepts_gzip(h),
+            if_none_match: h.get(IF_NONE_MATCH).filter(|_| conditional).cloned(),
+            if_modified_since: h.get(IF_MODIFIED_SINCE).filter(|_| conditional).cloned(),
+        }
+    }
+}
+
+/// The hop-by-hop headers (RFC 9110 §7.6.1), never stored or forwarded.
+pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    PROXY_AUTHORIZATION,
+];
+
+/// Removes hop-by-hop headers and those named by `Connection`.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(n);
+    }
+    headers.remove(PROXY_AUTHENTICATE);
+}
+
+/// The headers to store for a response: hop-by-hop, framing, `Age`, cookies and the tag
+/// header removed; the rule's `cache_control` in place of the origin's; `Vary:
+/// Accept-Encoding` added when the stored body is gzip.
+pub(crate) fn stored_headers(
+    response: &HeaderMap,
+    rule: Option<&Rule>,
+    tag_header: Option<&HeaderName>,
+    gzip: bool,
+    keep_encoding: bool,
+) -> HeaderMap {
+    let mut h = response.clone();
+    strip_hop_by_hop(&mut h);
+    h.remove(CONTENT_LENGTH);
+    if !keep_encoding {
+        h.remove(CONTENT_ENCODING);
+    }
+    h.remove(AGE);
+    h.remove(SET_COOKIE);
+    h.remove(X_CACHE);
+    if let Some(t) = tag_header {
+        h.remove(t);
+    }
+    if let Some(cc) = rule.and_then(|r| r.cache_control.as_ref()) {
+        h.insert(CACHE_CONTROL, cc.clone());
+        h.remove(EXPIRES);
+        h.remove(PRAGMA);
+    }
+    if gzip && !vary_lists(&h, "accept-encoding") {
+        h.append(VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    h
+}
+
+fn vary_lists(h: &HeaderMap, name: &str) -> bool {
+    h.get_all(VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|n| n.trim().eq_ignore_ascii_case(name))
+}
+
+/// Weak comparison of entity tags (RFC 9110 §8.8.3.2).
+fn etag_matches_weakly(list: &HeaderValue, etag: &HeaderValue) -> bool {
+    let Ok(list) = list.to_str() else { return false };
+    let strip = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    let ours = etag.to_str().map(strip).unwrap_or_default();
+    list.trim() == "*" || list.split(',').any(|t| strip(t) == ours)
+}
+
+/// Whether a client's conditional GET can be answered 304 (RFC 9110 §13.2.2).
+fn not_modified(info: &ReqInfo, headers: &HeaderMap) -> bool {
+    if let Some(inm) = &info.if_none_match {
+        return headers.get(ETAG).is_some_and(|e| etag_matches_weakly(inm, e));
+    }
+    if let Some(ims) = &info.if_modified_since {
+        let (Some(since), Some(lm)) = (parse_date(ims), headers.get(LAST_MODIFIED).and_then(parse_date)) else {
+            return false;
+        };
+        return lm <= since;
+    }
+    false
+}
+
+fn weaken_etag(headers: &mut HeaderMap) {
+    if let Some(e) = headers.get(ETAG) {
+        if e.as_bytes().first() == Some(&b'"') {
+            let mut v = Vec::with_capacity(e.len() + 2);
+            v.extend_from_slice(b"W/");
+            v.extend_from_slice(e.as_bytes());
+            if let Ok(w) = HeaderValue::from_bytes(&v) {
+                headers.insert(ETAG, w);
+            }
+        }
+    }
+}
+
+/// Stamps a response the cache answered or passed on: `Cache-Status` appended after any
+/// from caches in front, `X-Cache` set.
+pub(crate) fn stamp(headers: &mut HeaderMap, status: &CacheStatus, settings: &Settings) {
+    headers.append(settings.cache_status.clone(), status.header_value(&settings.config.cache.name));
+    headers.insert(X_CACHE, status.x_cache());
+}
+
+/// Builds the answer from an entry.
+pub(crate) fn respond<B>(entry: &Entry, info: &ReqInfo, status: CacheStatus, settings: &Settings, now: u64) -> Response<CacheBody<B>> {
+    let mut headers = HeaderMap::with_capacity(16);
+    for (n, v) in entry.headers() {
+        headers.append(n, v);
+    }
+    let gzip_out = entry.is_gzip() && info.gzip;
+    if entry.is_gzip() && gzip_out != entry.origin_gzip() {
+        weaken_etag(&mut headers);
+    }
+    headers.insert(AGE, HeaderValue::from(entry.age_ms(now) / 1000));
+    stamp(&mut headers, &status, settings);
+    if not_modified(info, &headers) {
+        let mut resp = Response::new(CacheBody::empty());
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        *resp.headers_mut() = headers;
+        return resp;
+    }
+    let body = if entry.is_gzip() && !gzip_out {
+        match entry.decoded_body() {
+            Ok(b) => b,
+            Err(_) => return error_response(StatusCode::BAD_GATEWAY, "the stored response could not be decoded\n"),
+        }
+    } else {
+        entry.body()
+    };
+    if gzip_out {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    let body = if info.head {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        CacheBody::empty()
+    } else {
+        CacheBody::full(body)
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = entry.status();
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// A short plain-text answer (errors the cache or proxy itself produces).
+pub fn error_response<B>(status: StatusCode, message: &'static str) -> Response<CacheBody<B>> {
+    let mut resp = Response::new(CacheBody::full(Bytes::from_static(message.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_etag_comparison() {
+        let e: HeaderValue = "\"abc\"".parse().unwrap();
+        assert!(etag_matches_weakly(&"W/\"abc\"".parse().unwrap(), &e));
+        assert!(etag_matches_weakly(&"\"x\", \"abc\"".parse().unwrap(), &e));
+        assert!(etag_matches_weakly(&"*".parse().unwrap(), &e));
+        assert!(!etag_matches_weakly(&"\"abcd\"".parse().unwrap(), &e));
+    }
+
+    #[test]
+    fn hygiene() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, "x-private-hop".parse().unwrap());
+        h.insert("x-private-hop", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("surrogate-key", "a b".parse().unwrap());
+        h.insert(SET_COOKIE, "s=1".parse().unwrap());
+        h.insert("content-type", "text/plain".parse().unwrap());
+        let tag = HeaderName::from_static("surrogate-key");
+        let out = stored_headers(&h, None, Some(&tag), true, false);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out.get(VARY).unwrap(), "Accept-Encoding");
+    }
+}

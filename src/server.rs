@@ -1,0 +1,159 @@
+//! The sidecar: the proxy listener (HTTP/1.1 and h2c) running the cache layer in front of
+//! the upstream client, and the admin listener. Both stop gracefully: no new
+//! connections, in-flight requests finish (bounded by `proxy.shutdown_grace`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = larder::Config::load("config/larder.toml")?;
+//! let running = larder::server::start(config).await?;
+//! println!("proxy on {}", running.proxy_addr);
+//! running.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::Admin;
+use crate::body::CacheBody;
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::layer::CacheService;
+use crate::proxy::{ClientAddr, Upstream};
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A started server.
+pub struct Running {
+    /// Where the proxy listens (useful with port 0).
+    pub proxy_addr: SocketAddr,
+    /// Where the admin API listens.
+    pub admin_addr: SocketAddr,
+    /// The cache both serve.
+    pub cache: Cache,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (bounded), then returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Waits until `signal` resolves, then shuts down.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        tracing::info!("shutting down: no new connections, waiting for in-flight requests");
+        self.shutdown().await;
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError(format!("cannot listen on {addr} ({what}): {e}")))
+}
+
+/// Binds both listeners and starts serving `config`.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let upstream: Upstream<CacheBody<Incoming>> = Upstream::new(&config.proxy).map_err(|e| StartError(e.to_string()))?;
+    let cache = Cache::new(config.clone());
+    let admin = Arc::new(Admin::new(cache.clone(), &config));
+    let proxy_listener = bind(config.proxy.listen, "proxy.listen").await?;
+    let admin_listener = bind(config.admin.listen, "admin.listen").await?;
+    let proxy_addr = proxy_listener.local_addr().map_err(|e| StartError(e.to_string()))?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| StartError(e.to_string()))?;
+    let (stop, stopped) = watch::channel(false);
+    let grace = config.proxy.shutdown_grace;
+
+    let service = Arc::new(CacheService::new(upstream, cache.clone()));
+    let proxy_task = tokio::spawn(accept_loop(proxy_listener, stopped.clone(), grace, move |addr| {
+        let service = service.clone();
+        service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ClientAddr(addr));
+            service.handle(req)
+        })
+    }));
+    let admin_task = tokio::spawn(accept_loop(admin_listener, stopped, grace, move |_addr| {
+        let admin = admin.clone();
+        service_fn(move |req: Request<Incoming>| {
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(admin.handle(req).await) }
+        })
+    }));
+    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, upstream = ?config.proxy.upstream.as_ref().map(|u| u.to_string()), "larder listening");
+    Ok(Running {
+        proxy_addr,
+        admin_addr,
+        cache,
+        stop,
+        tasks: vec![proxy_task, admin_task],
+    })
+}
+
+async fn accept_loop<F, S, B>(listener: TcpListener, mut stopped: watch::Receiver<bool>, grace: Duration, make_service: F)
+where
+    F: Fn(SocketAddr) -> S,
+    S: hyper::service::Service<Request<Incoming>, Response = hyper::Response<B>, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, addr) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off briefly.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = builder.serve_connection(TokioIo::new(stream), make_service(addr)).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = stopped.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace = ?grace, "in-flight requests did not finish in time");
+    }
+}

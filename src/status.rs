@@ -1,0 +1,308 @@
+//! What happened to a request, as one value: it drives `Cache-Status` (RFC 9211),
+//! `X-Cache`, the stats and the access log, so those can never disagree.
+//!
+//! ```
+//! use larder::status::{CacheStatus, Fwd};
+//! let hit = CacheStatus::hit(42);
+//! assert_eq!(hit.header_value("larder"), "larder; hit; ttl=42");
+//! assert_eq!(hit.x_cache(), "HIT");
+//! let miss = CacheStatus::forwarded(Fwd::Miss).stored(true);
+//! assert_eq!(miss.header_value("larder"), "larder; fwd=miss; stored");
+//! ```
+
+use std::fmt::Write;
+
+use http::HeaderValue;
+
+/// The outcome class of a request, as counted in stats and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Served from the cache without going upstream.
+    Hit,
+    /// Went upstream (and maybe stored the answer).
+    Miss,
+    /// Served a stale entry (while revalidating, on error) or revalidated it with a 304.
+    Stale,
+    /// The cache was not used for this request.
+    Bypass,
+}
+
+impl Outcome {
+    /// Lower-case name for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Miss => "miss",
+            Outcome::Stale => "stale",
+            Outcome::Bypass => "bypass",
+        }
+    }
+}
+
+/// Why a request was forwarded (RFC 9211 §2.2 `fwd` values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fwd {
+    /// The cache was configured not to handle this request.
+    Bypass,
+    /// The request method is not cacheable.
+    Method,
+    /// No entry for the URL.
+    UriMiss,
+    /// An entry for the URL, but not for this variant.
+    VaryMiss,
+    /// No usable entry.
+    Miss,
+    /// The request's own directives asked to go upstream.
+    Request,
+    /// The entry was stale and had to be revalidated.
+    Stale,
+}
+
+impl Fwd {
+    /// The RFC 9211 token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fwd::Bypass => "bypass",
+            Fwd::Method => "method",
+            Fwd::UriMiss => "uri-miss",
+            Fwd::VaryMiss => "vary-miss",
+            Fwd::Miss => "miss",
+            Fwd::Request => "request",
+            Fwd::Stale => "stale",
+        }
+    }
+}
+
+/// Why a response was not stored, or a request bypassed the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoCacheReason {
+    /// The status is not stored.
+    Status,
+    /// The response said `no-store`.
+    NoStore,
+    /// The response said `private` and the rule is not `per_user`.
+    Private,
+    /// The response sets a cookie and the rule does not allow it.
+    SetCookie,
+    /// `Vary: *`.
+    VaryStar,
+    /// The request had `Authorization` and the response did not allow sharing.
+    Authorization,
+    /// `no-cache` without a validator to revalidate with.
+    NoCache,
+    /// No explicit freshness and no validator.
+    NoFreshness,
+    /// The body is larger than `proxy.max_body`.
+    TooLarge,
+    /// The request said `no-store`.
+    RequestNoStore,
+    /// The rule has `cache = false`.
+    Rule,
+    /// A `per_user` rule and no user in the request.
+    NoUser,
+    /// The method is not cached.
+    Method,
+    /// A range request.
+    Range,
+    /// A `key_body` request body over `cache.key_body_max`.
+    BodyTooLarge,
+    /// A protocol upgrade.
+    Upgrade,
+    /// The upstream's body failed mid-way.
+    UpstreamBody,
+    /// The entry was invalidated while it was being fetched.
+    Invalidated,
+}
+
+impl NoCacheReason {
+    /// The `detail` token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoCacheReason::Status => "status",
+            NoCacheReason::NoStore => "no-store",
+            NoCacheReason::Private => "private",
+            NoCacheReason::SetCookie => "set-cookie",
+            NoCacheReason::VaryStar => "vary-star",
+            NoCacheReason::Authorization => "authorization",
+            NoCacheReason::NoCache => "no-cache",
+            NoCacheReason::NoFreshness => "no-freshness",
+            NoCacheReason::TooLarge => "too-large",
+            NoCacheReason::RequestNoStore => "request-no-store",
+            NoCacheReason::Rule => "rule",
+            NoCacheReason::NoUser => "no-user",
+            NoCacheReason::Method => "method",
+            NoCacheReason::Range => "range",
+            NoCacheReason::BodyTooLarge => "body-too-large",
+            NoCacheReason::Upgrade => "upgrade",
+            NoCacheReason::UpstreamBody => "upstream-body",
+            NoCacheReason::Invalidated => "invalidated",
+        }
+    }
+}
+
+/// Which tier served a hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// The in-process memory store.
+    L1,
+    /// The shared tier (Redis).
+    L2,
+}
+
+impl Tier {
+    /// `l1` or `l2`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::L1 => "l1",
+            Tier::L2 => "l2",
+        }
+    }
+}
+
+/// The cache's account of one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheStatus {
+    /// Hit, miss, stale or bypass.
+    pub outcome: Outcome,
+    /// Why it went upstream, if it did.
+    pub fwd: Option<Fwd>,
+    /// Whether the upstream's answer was stored.
+    pub stored: bool,
+    /// Whether it was answered from another request's fetch.
+    pub collapsed: bool,
+    /// Remaining freshness in seconds (negative when stale).
+    pub ttl: Option<i64>,
+    /// The upstream's status when it went upstream for validation.
+    pub fwd_status: Option<u16>,
+    /// Extra detail: why not stored, why bypassed.
+    pub detail: Option<NoCacheReason>,
+    /// Which tier served a hit.
+    pub tier: Option<Tier>,
+}
+
+impl CacheStatus {
+    /// A fresh hit with `ttl` seconds left.
+    pub fn hit(ttl: i64) -> CacheStatus {
+        CacheStatus {
+            outcome: Outcome::Hit,
+            fwd: None,
+            stored: false,
+            collapsed: false,
+            ttl: Some(ttl),
+            fwd_status: None,
+            detail: None,
+            tier: None,
+        }
+    }
+
+    /// Forwarded upstream for `fwd`.
+    pub fn forwarded(fwd: Fwd) -> CacheStatus {
+        CacheStatus {
+            outcome: if matches!(fwd, Fwd::Bypass | Fwd::Method) {
+                Outcome::Bypass
+            } else {
+                Outcome::Miss
+            },
+            fwd: Some(fwd),
+            ..CacheStatus::hit(0)
+        }
+        .no_ttl()
+    }
+
+    /// Bypassed for `reason`.
+    pub fn bypass(reason: NoCacheReason) -> CacheStatus {
+        let fwd = match reason {
+            NoCacheReason::Method => Fwd::Method,
+            NoCacheReason::RequestNoStore => Fwd::Request,
+            _ => Fwd::Bypass,
+        };
+        CacheStatus {
+            outcome: Outcome::Bypass,
+            detail: Some(reason),
+            ..CacheStatus::forwarded(fwd)
+        }
+    }
+
+    fn no_ttl(mut self) -> Self {
+        self.ttl = None;
+        self
+    }
+
+    /// Sets `stored`.
+    pub fn stored(mut self, stored: bool) -> Self {
+        self.stored = stored;
+        self
+    }
+
+    /// Sets `collapsed`.
+    pub fn collapsed(mut self, collapsed: bool) -> Self {
+        self.collapsed = collapsed;
+        self
+    }
+
+    /// Sets `detail`.
+    pub fn detail(mut self, reason: NoCacheReason) -> Self {
+        self.detail = Some(reason);
+        self
+    }
+
+    /// Sets `ttl`.
+    pub fn ttl(mut self, ttl: i64) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Sets the tier.
+    pub fn tier(mut self, tier: Tier) -> Self {
+        self.tier = Some(tier);
+        self
+    }
+
+    /// The `Cache-Status` member for this cache, e.g. `larder; hit; ttl=42`.
+    pub fn header_value(&self, name: &str) -> HeaderValue {
+        let mut s = String::with_capacity(48);
+        s.push_str(name);
+        match self.fwd {
+            None => s.push_str("; hit"),
+            Some(f) => {
+                s.push_str("; fwd=");
+                s.push_str(f.as_str());
+            }
+        }
+        if let Some(code) = self.fwd_status {
+            let _ = write!(s, "; fwd-status={code}");
+        }
+        if self.stored {
+            s.push_str("; stored");
+        }
+        if self.collapsed {
+            s.push_str("; collapsed");
+        }
+        if let Some(ttl) = self.ttl {
+            let _ = write!(s, "; ttl={ttl}");
+        }
+        match (self.tier, self.detail) {
+            (_, Some(d)) => {
+                s.push_str("; detail=");
+                s.push_str(d.as_str());
+            }
+            (Some(t), None) => {
+                s.push_str("; detail=");
+                s.push_str(t.as_str());
+            }
+            (None, None) => {}
+        }
+        // Built from a validated token and fixed ASCII.
+        HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("larder"))
+    }
+
+    /// The `X-Cache` value.
+    pub fn x_cache(&self) -> HeaderValue {
+        HeaderValue::from_static(match self.outcome {
+            Outcome::Hit => "HIT",
+            Outcome::Miss => "MISS",
+            Outcome::Stale => "STALE",
+            Outcome::Bypass => "BYPASS",
+        })
+    }
+}
