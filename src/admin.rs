@@ -47,8 +47,10 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Full<
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut()
-        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     resp
 }
 
@@ -75,12 +77,12 @@ impl Admin {
     }
 
     /// Checks the bearer token in constant time (comparing hashes).
-    fn authorize<B>(&self, req: &Request<B>) -> Result<(), Response<Full<Bytes>>> {
+    fn authorize<B>(&self, req: &Request<B>) -> Result<(), Box<Response<Full<Bytes>>>> {
         let Some(expected) = &self.token else {
-            return Err(error(
+            return Err(Box::new(error(
                 StatusCode::FORBIDDEN,
                 format!("the admin API is disabled: set the environment variable {} to a token and restart", self.token_env),
-            ));
+            )));
         };
         let given = req
             .headers()
@@ -93,9 +95,11 @@ impl Admin {
             Ok(())
         } else {
             let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-            resp.headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"larder\""));
-            Err(resp)
+            resp.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"larder\""),
+            );
+            Err(Box::new(resp))
         }
     }
 
@@ -122,11 +126,16 @@ impl Admin {
             return error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"));
         }
         if let Err(resp) = self.authorize(&req) {
-            return resp;
+            return *resp;
         }
         let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("could not read the request body: {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the request body: {e}"),
+                )
+            }
         };
         match (method, path.as_str()) {
             (Method::GET, "/admin/stats") => json_response(StatusCode::OK, self.stats_json()),
@@ -138,8 +147,13 @@ impl Admin {
             }
             (Method::POST, "/admin/invalidate") => self.invalidate(&body),
             (Method::POST, "/admin/purge") => match serde_json::from_slice::<PurgeRequest>(&body) {
-                Ok(p) if p.confirm == "PURGE_ALL" => json_response(StatusCode::OK, json!({ "purged": self.cache.purge() })),
-                _ => error(StatusCode::BAD_REQUEST, "send {\"confirm\":\"PURGE_ALL\"} to purge everything"),
+                Ok(p) if p.confirm == "PURGE_ALL" => {
+                    json_response(StatusCode::OK, json!({ "purged": self.cache.purge() }))
+                }
+                _ => error(
+                    StatusCode::BAD_REQUEST,
+                    "send {\"confirm\":\"PURGE_ALL\"} to purge everything",
+                ),
             },
             (_, "/admin/stats" | "/admin/stats/reset" | "/admin/invalidate" | "/admin/purge") => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -165,11 +179,18 @@ impl Admin {
                 )
             }
         };
-        if req.tags.is_empty() && req.urls.is_empty() && req.prefix.is_none() && req.user.is_none() {
-            return error(StatusCode::BAD_REQUEST, "nothing to invalidate: give tags, urls, prefix or user");
+        if req.tags.is_empty() && req.urls.is_empty() && req.prefix.is_none() && req.user.is_none()
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "nothing to invalidate: give tags, urls, prefix or user",
+            );
         }
         if let Some(bad) = req.urls.iter().find(|u| !u.starts_with('/')) {
-            return error(StatusCode::BAD_REQUEST, format!("urls must be paths starting with '/': {bad:?}"));
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("urls must be paths starting with '/': {bad:?}"),
+            );
         }
         let mut n = self.cache.invalidate_tags(&req.tags);
         n += self.cache.invalidate_urls(&req.urls);
@@ -189,8 +210,10 @@ impl Admin {
     fn metrics(&self) -> Response<Full<Bytes>> {
         let text = crate::metrics::render(&self.cache);
         let mut resp = Response::new(Full::new(Bytes::from(text)));
-        resp.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
         resp
     }
 }

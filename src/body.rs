@@ -73,7 +73,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
             Proj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Proj::Stream { inner } => inner.poll_frame(cx).map_err(Into::into),
@@ -94,7 +97,9 @@ where
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             Kind::Stream { inner } => inner.size_hint(),
             Kind::Prefixed { prefix, inner } => {
                 let p: u64 = prefix.iter().map(|b| b.len() as u64).sum();
@@ -140,7 +145,10 @@ where
                     frames.push_back(data);
                     if total > limit {
                         return Buffered::TooLarge(CacheBody {
-                            kind: Kind::Prefixed { prefix: frames, inner: body },
+                            kind: Kind::Prefixed {
+                                prefix: frames,
+                                inner: body,
+                            },
                         });
                     }
                 }

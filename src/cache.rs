@@ -58,7 +58,8 @@ impl Settings {
 
     /// The counters for a rule index, or the unmatched counters.
     pub(crate) fn counters(&self, rule: Option<usize>) -> &Counters {
-        rule.and_then(|i| self.counters.get(i)).unwrap_or(&self.unmatched)
+        rule.and_then(|i| self.counters.get(i))
+            .unwrap_or(&self.unmatched)
     }
 }
 
@@ -78,7 +79,9 @@ pub struct Cache {
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cache").field("store", &self.inner.store).finish()
+        f.debug_struct("Cache")
+            .field("store", &self.inner.store)
+            .finish()
     }
 }
 
@@ -175,7 +178,9 @@ impl Cache {
 
     /// Drops expired entries every few seconds while a Tokio runtime is around.
     fn spawn_sweeper(&self) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let weak = Arc::downgrade(&self.inner);
         handle.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -199,7 +204,9 @@ impl Cache {
         if tags.is_empty() {
             return 0;
         }
-        self.invalidate(Invalidation::Tags(tags.iter().map(|t| key::tag_id(t.as_ref())).collect()))
+        self.invalidate(Invalidation::Tags(
+            tags.iter().map(|t| key::tag_id(t.as_ref())).collect(),
+        ))
     }
 
     /// Removes every entry carrying any of these tag ids.
@@ -223,7 +230,9 @@ impl Cache {
 
     /// Removes every entry whose normalised URL starts with `prefix`.
     pub fn invalidate_prefix(&self, prefix: &str) -> u64 {
-        self.invalidate(Invalidation::Prefix(key::normalize_percent(prefix).into_owned()))
+        self.invalidate(Invalidation::Prefix(
+            key::normalize_percent(prefix).into_owned(),
+        ))
     }
 
     /// Removes every entry stored for the user with this identity (the raw value of the

@@ -52,7 +52,10 @@ pub fn gunzip_into(input: &[u8], out: &mut Vec<u8>, limit: usize) -> io::Result<
     let mut dec = GzDecoder::new(input).take(limit as u64 + 1);
     dec.read_to_end(out)?;
     if out.len() > limit {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "decompressed body exceeds the limit"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "decompressed body exceeds the limit",
+        ));
     }
     Ok(())
 }
@@ -73,7 +76,7 @@ pub fn accepts_gzip(headers: &HeaderMap) -> bool {
                     p.strip_prefix("q=").or_else(|| p.strip_prefix("Q="))
                 })
                 .next()
-                .map_or(true, |q| q.trim().parse::<f32>().map_or(false, |q| q > 0.0));
+                .is_none_or(|q| q.trim().parse::<f32>().is_ok_and(|q| q > 0.0));
             if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
                 gzip = Some(gzip.unwrap_or(false) || q_ok);
             } else if coding == "*" {
@@ -89,15 +92,25 @@ pub fn compressible(headers: &HeaderMap) -> bool {
     let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return true;
     };
-    let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     !(ct.starts_with("image/") && ct != "image/svg+xml"
         || ct.starts_with("video/")
         || ct.starts_with("audio/")
         || ct.starts_with("font/woff")
         || matches!(
             ct.as_str(),
-            "application/zip" | "application/gzip" | "application/x-gzip" | "application/zstd"
-                | "application/octet-stream" | "application/pdf" | "application/x-7z-compressed"
+            "application/zip"
+                | "application/gzip"
+                | "application/x-gzip"
+                | "application/zstd"
+                | "application/octet-stream"
+                | "application/pdf"
+                | "application/x-7z-compressed"
         ))
 }
 

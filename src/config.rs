@@ -299,7 +299,12 @@ impl Source<'_> {
         (line, col)
     }
 
-    fn error(&self, offset: usize, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    fn error(
+        &self,
+        offset: usize,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let (line, col) = self.line_col(offset);
         ConfigError {
             file: self.file.to_path_buf(),
@@ -310,7 +315,12 @@ impl Source<'_> {
         }
     }
 
-    fn at<T>(&self, v: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    fn at<T>(
+        &self,
+        v: &Spanned<T>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         self.error(v.span().start, field, message)
     }
 
@@ -461,11 +471,9 @@ impl Config {
                 r.pattern.source()
             );
             if !r.cache {
-                line.push_str("  no-cache");
+                line.push_str("  cache=false");
             } else {
-                let ttl = r
-                    .ttl
-                    .map_or_else(|| "origin".to_string(), format_duration);
+                let ttl = r.ttl.map_or_else(|| "origin".to_string(), format_duration);
                 let _ = write!(line, "  ttl={ttl}");
                 if r.ttl.is_some() && r.ttl_mode == TtlMode::Cap {
                     line.push_str(" (cap)");
@@ -517,7 +525,12 @@ fn opt_size(src: &Source, v: &Opt<String>, field: &str, default: u64) -> Result<
     }
 }
 
-fn positive(src: &Source, v: &Opt<String>, field: &str, d: Duration) -> Result<Duration, ConfigError> {
+fn positive(
+    src: &Source,
+    v: &Opt<String>,
+    field: &str,
+    d: Duration,
+) -> Result<Duration, ConfigError> {
     if d.is_zero() {
         let offset = v.as_ref().map_or(0, |s| s.span().start);
         return Err(src.error(offset, field, "must be greater than zero"));
@@ -525,14 +538,22 @@ fn positive(src: &Source, v: &Opt<String>, field: &str, d: Duration) -> Result<D
     Ok(d)
 }
 
-fn addr(src: &Source, v: &Opt<String>, field: &str, default: &str) -> Result<SocketAddr, ConfigError> {
+fn addr(
+    src: &Source,
+    v: &Opt<String>,
+    field: &str,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
     match v {
         None => Ok(default.parse().expect("default addresses parse")),
         Some(s) => s.get_ref().parse().map_err(|_| {
             src.at(
                 s,
                 field,
-                format!("{:?} is not a listen address; expected IP:PORT such as \"127.0.0.1:8080\"", s.get_ref()),
+                format!(
+                    "{:?} is not a listen address; expected IP:PORT such as \"127.0.0.1:8080\"",
+                    s.get_ref()
+                ),
             )
         }),
     }
@@ -548,7 +569,11 @@ fn proxy(src: &Source, raw: Opt<RawProxy>) -> Result<ProxyConfig, ConfigError> {
         None => None,
         Some(s) => {
             let uri: Uri = s.get_ref().parse().map_err(|e| {
-                src.at(s, "proxy.upstream", format!("{:?} is not a URL: {e}", s.get_ref()))
+                src.at(
+                    s,
+                    "proxy.upstream",
+                    format!("{:?} is not a URL: {e}", s.get_ref()),
+                )
             })?;
             match uri.scheme_str() {
                 Some("http") => {}
@@ -586,20 +611,49 @@ fn proxy(src: &Source, raw: Opt<RawProxy>) -> Result<ProxyConfig, ConfigError> {
             "upstream" => HostHeader::Upstream,
             "preserve" => HostHeader::Preserve,
             other => HostHeader::Fixed(HeaderValue::from_str(other).map_err(|_| {
-                src.at(s, "proxy.host", "expected \"upstream\", \"preserve\" or a host name")
+                src.at(
+                    s,
+                    "proxy.host",
+                    "expected \"upstream\", \"preserve\" or a host name",
+                )
             })?),
         },
     };
-    let upstream_timeout = opt_duration(src, &r.upstream_timeout, "proxy.upstream_timeout", Duration::from_secs(30))?;
-    let connect_timeout = opt_duration(src, &r.connect_timeout, "proxy.connect_timeout", Duration::from_secs(5))?;
+    let upstream_timeout = opt_duration(
+        src,
+        &r.upstream_timeout,
+        "proxy.upstream_timeout",
+        Duration::from_secs(30),
+    )?;
+    let connect_timeout = opt_duration(
+        src,
+        &r.connect_timeout,
+        "proxy.connect_timeout",
+        Duration::from_secs(5),
+    )?;
     Ok(ProxyConfig {
         listen: addr(src, &r.listen, "proxy.listen", "127.0.0.1:8080")?,
         upstream,
-        upstream_timeout: positive(src, &r.upstream_timeout, "proxy.upstream_timeout", upstream_timeout)?,
-        connect_timeout: positive(src, &r.connect_timeout, "proxy.connect_timeout", connect_timeout)?,
+        upstream_timeout: positive(
+            src,
+            &r.upstream_timeout,
+            "proxy.upstream_timeout",
+            upstream_timeout,
+        )?,
+        connect_timeout: positive(
+            src,
+            &r.connect_timeout,
+            "proxy.connect_timeout",
+            connect_timeout,
+        )?,
         max_body: opt_size(src, &r.max_body, "proxy.max_body", 8 << 20)?,
         host,
-        shutdown_grace: opt_duration(src, &r.shutdown_grace, "proxy.shutdown_grace", Duration::from_secs(10))?,
+        shutdown_grace: opt_duration(
+            src,
+            &r.shutdown_grace,
+            "proxy.shutdown_grace",
+            Duration::from_secs(10),
+        )?,
     })
 }
 
@@ -654,14 +708,21 @@ fn store(src: &Source, raw: Opt<RawStore>) -> Result<StoreConfig, ConfigError> {
 
 fn cache(src: &Source, raw: Opt<RawCache>) -> Result<CacheConfig, ConfigError> {
     let r = table_of(raw);
-    let name = r.name.as_ref().map_or_else(|| "larder".to_string(), |s| s.get_ref().clone());
+    let name = r
+        .name
+        .as_ref()
+        .map_or_else(|| "larder".to_string(), |s| s.get_ref().clone());
     if let Some(s) = &r.name {
         let token = !name.is_empty()
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.!#$%&'*+^`|~".contains(&b));
         if !token {
-            return Err(src.at(s, "cache.name", "must be a token (letters, digits, '-', '_', '.')"));
+            return Err(src.at(
+                s,
+                "cache.name",
+                "must be a token (letters, digits, '-', '_', '.')",
+            ));
         }
     }
     let tag_header = match &r.tag_header {
@@ -690,44 +751,66 @@ fn cache(src: &Source, raw: Opt<RawCache>) -> Result<CacheConfig, ConfigError> {
             out
         }
     };
-    let default_ttl = opt_duration(src, &r.default_ttl, "cache.default_ttl", Duration::from_secs(300))?;
+    let default_ttl = opt_duration(
+        src,
+        &r.default_ttl,
+        "cache.default_ttl",
+        Duration::from_secs(300),
+    )?;
     Ok(CacheConfig {
         name,
-        namespace: r.namespace.map_or_else(|| "v1".to_string(), Spanned::into_inner),
+        namespace: r
+            .namespace
+            .map_or_else(|| "v1".to_string(), Spanned::into_inner),
         default_ttl: positive(src, &r.default_ttl, "cache.default_ttl", default_ttl)?,
         compress_min: opt_size(src, &r.compress_min, "cache.compress_min", 1024)?,
         tag_header,
-        respect_origin: r.respect_origin.map_or(true, Spanned::into_inner),
+        respect_origin: r.respect_origin.is_none_or(Spanned::into_inner),
         ignore_params: r
             .ignore_params
-            .map(|v| v.into_inner().into_iter().map(Spanned::into_inner).collect())
+            .map(|v| {
+                v.into_inner()
+                    .into_iter()
+                    .map(Spanned::into_inner)
+                    .collect()
+            })
             .unwrap_or_default(),
         statuses,
         key_body_max: opt_size(src, &r.key_body_max, "cache.key_body_max", 1 << 20)?,
-        coalesce_wait: opt_duration(src, &r.coalesce_wait, "cache.coalesce_wait", Duration::from_secs(10))?,
+        coalesce_wait: opt_duration(
+            src,
+            &r.coalesce_wait,
+            "cache.coalesce_wait",
+            Duration::from_secs(10),
+        )?,
     })
 }
 
 fn users(src: &Source, raw: Opt<RawUsers>) -> Result<UsersConfig, ConfigError> {
     let r = table_of(raw);
     let sources = match &r.sources {
-        None => vec![
-            UserSource::Header(http::header::AUTHORIZATION),
-        ],
+        None => vec![UserSource::Header(http::header::AUTHORIZATION)],
         Some(list) => {
             let mut out = Vec::new();
             for (i, s) in list.get_ref().iter().enumerate() {
                 let field = format!("users.sources[{i}]");
                 let text = s.get_ref();
                 let parsed = if let Some(h) = text.strip_prefix("header:") {
-                    HeaderName::from_bytes(h.as_bytes()).ok().map(UserSource::Header)
+                    HeaderName::from_bytes(h.as_bytes())
+                        .ok()
+                        .map(UserSource::Header)
                 } else if let Some(c) = text.strip_prefix("cookie:") {
-                    (!c.is_empty() && !c.contains([';', '=', ' '])).then(|| UserSource::Cookie(c.to_string()))
+                    (!c.is_empty() && !c.contains([';', '=', ' ']))
+                        .then(|| UserSource::Cookie(c.to_string()))
                 } else {
                     None
                 };
                 out.push(parsed.ok_or_else(|| {
-                    src.at(s, field, format!("{text:?}: expected \"header:NAME\" or \"cookie:NAME\""))
+                    src.at(
+                        s,
+                        field,
+                        format!("{text:?}: expected \"header:NAME\" or \"cookie:NAME\""),
+                    )
                 })?);
             }
             out
@@ -735,21 +818,33 @@ fn users(src: &Source, raw: Opt<RawUsers>) -> Result<UsersConfig, ConfigError> {
     };
     Ok(UsersConfig {
         sources,
-        secret_env: r.secret_env.map_or_else(|| "LARDER_USER_SECRET".to_string(), Spanned::into_inner),
+        secret_env: r
+            .secret_env
+            .map_or_else(|| "LARDER_USER_SECRET".to_string(), Spanned::into_inner),
     })
 }
 
-fn methods(src: &Source, v: &Opt<Vec<Spanned<String>>>, field: &str) -> Result<Option<Vec<Method>>, ConfigError> {
+fn methods(
+    src: &Source,
+    v: &Opt<Vec<Spanned<String>>>,
+    field: &str,
+) -> Result<Option<Vec<Method>>, ConfigError> {
     let Some(list) = v else { return Ok(None) };
     let mut out = Vec::new();
     for (i, s) in list.get_ref().iter().enumerate() {
-        let m = MethodSet::parse_method(s.get_ref()).map_err(|m| src.at(s, format!("{field}[{i}]"), m))?;
+        let m = MethodSet::parse_method(s.get_ref())
+            .map_err(|m| src.at(s, format!("{field}[{i}]"), m))?;
         out.push(m);
     }
     Ok(Some(out))
 }
 
-fn templates(src: &Source, v: &Opt<Vec<Spanned<String>>>, field: &str, names: &[String]) -> Result<Vec<Template>, ConfigError> {
+fn templates(
+    src: &Source,
+    v: &Opt<Vec<Spanned<String>>>,
+    field: &str,
+    names: &[String],
+) -> Result<Vec<Template>, ConfigError> {
     let Some(list) = v else { return Ok(Vec::new()) };
     list.get_ref()
         .iter()
@@ -763,7 +858,12 @@ fn templates(src: &Source, v: &Opt<Vec<Spanned<String>>>, field: &str, names: &[
         .collect()
 }
 
-fn rule(src: &Source, i: usize, raw: Spanned<RawRule>, earlier: &[Rule]) -> Result<Rule, ConfigError> {
+fn rule(
+    src: &Source,
+    i: usize,
+    raw: Spanned<RawRule>,
+    earlier: &[Rule],
+) -> Result<Rule, ConfigError> {
     let table_start = raw.span().start;
     let r = raw.into_inner();
     let f = |name: &str| format!("rule[{i}].{name}");
@@ -782,12 +882,16 @@ fn rule(src: &Source, i: usize, raw: Spanned<RawRule>, earlier: &[Rule]) -> Resu
     };
     if earlier.iter().any(|e| e.name == name) {
         let offset = r.name.as_ref().map_or(table_start, |n| n.span().start);
-        return Err(src.error(offset, f("name"), format!("a rule named {name:?} already exists")));
+        return Err(src.error(
+            offset,
+            f("name"),
+            format!("a rule named {name:?} already exists"),
+        ));
     }
-    let cache = r.cache.as_ref().map_or(true, |c| *c.get_ref());
+    let cache = r.cache.as_ref().is_none_or(|c| *c.get_ref());
     let key_body = r.key_body.as_ref().is_some_and(|c| *c.get_ref());
-    let method_list = methods(src, &r.methods, &f("methods"))?
-        .unwrap_or_else(|| vec![Method::GET, Method::HEAD]);
+    let method_list =
+        methods(src, &r.methods, &f("methods"))?.unwrap_or_else(|| vec![Method::GET, Method::HEAD]);
     if cache {
         for (j, m) in method_list.iter().enumerate() {
             let offset = r
@@ -841,7 +945,11 @@ fn rule(src: &Source, i: usize, raw: Spanned<RawRule>, earlier: &[Rule]) -> Resu
     for (j, m) in invalidate_on.iter().enumerate() {
         if *m == Method::GET || *m == Method::HEAD {
             let s = &r.invalidate_on.as_ref().expect("parsed above").get_ref()[j];
-            return Err(src.at(s, format!("{}[{j}]", f("invalidate_on")), "GET and HEAD are safe methods and cannot invalidate"));
+            return Err(src.at(
+                s,
+                format!("{}[{j}]", f("invalidate_on")),
+                "GET and HEAD are safe methods and cannot invalidate",
+            ));
         }
     }
     let mut rule = Rule::new(&name, path.get_ref()).map_err(|m| src.at(path, f("path"), m))?;
@@ -887,24 +995,42 @@ mod tests {
             "t.toml:2:10: proxy.listen: \"nope\" is not a listen address; expected IP:PORT such as \"127.0.0.1:8080\""
         );
         let e = err("[cache]\ndefault_tll = \"5m\"\n");
-        assert!(e.starts_with("t.toml:2:1: cache.default_tll: unknown field `default_tll`"), "{e}");
-        let e = err("[[rule]]\npath = \"/a\"\n[[rule]]\npath = \"/jobs/{id}\"\ntags = [\"job:{job}\"]\n");
-        assert!(e.starts_with("t.toml:5:9: rule[1].tags[0]: template"), "{e}");
+        assert!(
+            e.starts_with("t.toml:2:1: cache.default_tll: unknown field `default_tll`"),
+            "{e}"
+        );
+        let e = err(
+            "[[rule]]\npath = \"/a\"\n[[rule]]\npath = \"/jobs/{id}\"\ntags = [\"job:{job}\"]\n",
+        );
+        assert!(
+            e.starts_with("t.toml:5:9: rule[1].tags[0]: template"),
+            "{e}"
+        );
         let e = err("[[rule]]\npath = \"/a\"\nmethods = [\"GETT\"]\n");
-        assert!(e.starts_with("t.toml:3:12: rule[0].methods[0]: unknown method"), "{e}");
+        assert!(
+            e.starts_with("t.toml:3:12: rule[0].methods[0]: unknown method"),
+            "{e}"
+        );
         let e = err("[[rule]]\npath = \"/a\"\nmethods = [\"POST\"]\n");
         assert!(e.contains("key_body"), "{e}");
         let e = err("[[rule]]\nttl = \"1s\"\n");
-        assert!(e.starts_with("t.toml:1:1: rule[0]: missing field `path`"), "{e}");
+        assert!(
+            e.starts_with("t.toml:1:1: rule[0]: missing field `path`"),
+            "{e}"
+        );
         let e = err("[cache]\ndefault_ttl = \"5 minutes\"\n");
         assert!(e.starts_with("t.toml:2:15: cache.default_ttl:"), "{e}");
         let e = err("[proxy]\nmax_body = 12\n");
-        assert!(e.starts_with("t.toml:2:12: proxy.max_body: invalid type"), "{e}");
+        assert!(
+            e.starts_with("t.toml:2:12: proxy.max_body: invalid type"),
+            "{e}"
+        );
     }
 
     #[test]
     fn duplicate_rule_names_rejected() {
-        let e = err("[[rule]]\nname = \"a\"\npath = \"/a\"\n[[rule]]\nname = \"a\"\npath = \"/b\"\n");
+        let e =
+            err("[[rule]]\nname = \"a\"\npath = \"/a\"\n[[rule]]\nname = \"a\"\npath = \"/b\"\n");
         assert!(e.starts_with("t.toml:5:8: rule[1].name:"), "{e}");
     }
 }

@@ -175,7 +175,9 @@ impl Entry {
             StoredBody::Identity(b) | StoredBody::Encoded(b) => b.len(),
             StoredBody::Gzip { data, .. } => data.len(),
         };
-        let mut buf = BytesMut::with_capacity(FIXED + new.tags.len() * 8 + new.url.len() + head.len() + body_len);
+        let mut buf = BytesMut::with_capacity(
+            FIXED + new.tags.len() * 8 + new.url.len() + head.len() + body_len,
+        );
         buf.put_bytes(0, FIXED);
         for t in new.tags {
             buf.put_u64_le(*t);
@@ -192,7 +194,11 @@ impl Entry {
                 buf.put_slice(b);
                 b.len()
             }
-            StoredBody::Gzip { data, identity_len, from_origin } => {
+            StoredBody::Gzip {
+                data,
+                identity_len,
+                from_origin,
+            } => {
                 flags |= flag::GZIP;
                 if from_origin {
                     flags |= flag::ORIGIN_GZIP;
@@ -375,7 +381,11 @@ impl Entry {
         };
         // Entries with validators are kept a while past freshness so they can be
         // revalidated instead of fetched whole.
-        let grace = if self.has_validator() { 60_000.max(f.lifetime_ms) } else { 0 };
+        let grace = if self.has_validator() {
+            60_000.max(f.lifetime_ms)
+        } else {
+            0
+        };
         (self.response_time() + f.lifetime_ms + stale + grace).saturating_sub(f.initial_age_ms)
     }
 
@@ -396,7 +406,9 @@ impl Entry {
 
     /// The stored `Last-Modified`, if any.
     pub fn last_modified(&self) -> Option<HeaderValue> {
-        self.headers().find(|(n, _)| n == LAST_MODIFIED).map(|(_, v)| v)
+        self.headers()
+            .find(|(n, _)| n == LAST_MODIFIED)
+            .map(|(_, v)| v)
     }
 
     /// Whether the entry has a validator.
@@ -446,8 +458,12 @@ impl Iterator for HeaderIter<'_> {
             let nl = memchr::memchr(b'\n', line).unwrap_or(line.len());
             let start = self.pos;
             self.pos += nl + 1;
-            let Some(colon) = memchr::memchr(b':', &line[..nl]) else { continue };
-            let Ok(name) = HeaderName::from_bytes(&line[..colon]) else { continue };
+            let Some(colon) = memchr::memchr(b':', &line[..nl]) else {
+                continue;
+            };
+            let Ok(name) = HeaderName::from_bytes(&line[..colon]) else {
+                continue;
+            };
             let value = self.buf.slice(start + colon + 1..start + nl);
             if let Ok(value) = HeaderValue::from_maybe_shared(value) {
                 return Some((name, value));
@@ -493,7 +509,10 @@ mod tests {
         let headers: Vec<_> = d.headers().collect();
         assert_eq!(headers.len(), 3);
         assert_eq!(d.etag().unwrap(), "\"v1\"");
-        assert_eq!(headers.iter().find(|(n, _)| n == "x-custom").unwrap().1, "a: b");
+        assert_eq!(
+            headers.iter().find(|(n, _)| n == "x-custom").unwrap().1,
+            "a: b"
+        );
         assert_eq!(d.body().as_ref(), b"hello");
         assert_eq!(d.age_ms(103_000), 5_000);
         assert_eq!(d.ttl_ms(103_000), 5_000);

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LOCATION, HOST, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LOCATION, VARY};
+use http::header::{
+    HeaderName, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LOCATION, HOST,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LOCATION, VARY,
+};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use tower::{Service, ServiceExt};
@@ -61,12 +64,22 @@ impl Invalidations {
     }
 
     /// Applies what the response status allows; returns entries removed.
-    fn apply(mut self, cache: &Cache, s: &Settings, status: StatusCode, headers: &HeaderMap) -> u64 {
+    fn apply(
+        mut self,
+        cache: &Cache,
+        s: &Settings,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> u64 {
         if !(status.is_success() || status.is_redirection()) {
             return 0;
         }
         for name in [LOCATION, CONTENT_LOCATION] {
-            let Some(uri) = headers.get(&name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<Uri>().ok()) else {
+            let Some(uri) = headers
+                .get(&name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<Uri>().ok())
+            else {
                 continue;
             };
             let same_origin = match uri.authority() {
@@ -87,14 +100,22 @@ impl Invalidations {
 }
 
 /// Forwards a request the cache does not handle.
-pub(crate) async fn forward<S, B, ResB>(inner: S, cache: Cache, settings: Arc<Settings>, req: Request<B>, fwd: Forward) -> Answer<ResB, S::Error>
+pub(crate) async fn forward<S, B, ResB>(
+    inner: S,
+    cache: Cache,
+    settings: Arc<Settings>,
+    req: Request<B>,
+    fwd: Forward,
+) -> Answer<ResB, S::Error>
 where
     S: Service<Request<CacheBody<B>>, Response = Response<ResB>>,
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
     let rule = fwd.rule.map(|i| &settings.rules.rules()[i]);
-    let invalidations = fwd.invalidate.then(|| Invalidations::of(&settings, &req, rule));
+    let invalidations = fwd
+        .invalidate
+        .then(|| Invalidations::of(&settings, &req, rule));
     let resp = inner.oneshot(req.map(CacheBody::stream)).await?;
     if let Some(inv) = invalidations {
         inv.apply(&cache, &settings, resp.status(), resp.headers());
@@ -102,11 +123,23 @@ where
     let status = CacheStatus::bypass(fwd.reason);
     settings.counters(fwd.rule).record(&status);
     let (parts, body) = resp.into_parts();
-    Ok(pass_on(parts, CacheBody::stream(body), false, status, &settings))
+    Ok(pass_on(
+        parts,
+        CacheBody::stream(body),
+        false,
+        status,
+        &settings,
+    ))
 }
 
 /// Hands the upstream's answer on uncached: tag header stripped, status stamped.
-fn pass_on<B>(mut parts: http::response::Parts, body: CacheBody<B>, head: bool, status: CacheStatus, s: &Settings) -> Response<CacheBody<B>> {
+fn pass_on<B>(
+    mut parts: http::response::Parts,
+    body: CacheBody<B>,
+    head: bool,
+    status: CacheStatus,
+    s: &Settings,
+) -> Response<CacheBody<B>> {
     if let Some(t) = &s.config.cache.tag_header {
         parts.headers.remove(t);
     }
@@ -124,7 +157,14 @@ struct Fill {
 }
 
 /// Serves a miss (or an entry that needs going upstream): fetch, decide, store, serve.
-pub(crate) async fn fetch<S, B, ResB>(inner: S, cache: Cache, settings: Arc<Settings>, req: Request<B>, plan: Lookup, found: Found) -> Answer<ResB, S::Error>
+pub(crate) async fn fetch<S, B, ResB>(
+    inner: S,
+    cache: Cache,
+    settings: Arc<Settings>,
+    req: Request<B>,
+    plan: Lookup,
+    found: Found,
+) -> Answer<ResB, S::Error>
 where
     S: Service<Request<CacheBody<B>>, Response = Response<ResB>>,
     B: Body<Data = Bytes>,
@@ -144,7 +184,14 @@ where
         None => match buffer(body, s.config.cache.key_body_max as usize).await {
             Buffered::Complete(bytes) => {
                 let hash = body_hash(&parts.headers, &bytes);
-                let k = crate::layer::primary_key(s, &parts.method, &parts.uri, &path, plan.user, Some(hash));
+                let k = crate::layer::primary_key(
+                    s,
+                    &parts.method,
+                    &parts.uri,
+                    &path,
+                    plan.user,
+                    Some(hash),
+                );
                 let found = lookup(store, k, &parts.headers, &plan.policy, now_ms());
                 (k, CacheBody::full(bytes), found)
             }
@@ -156,7 +203,10 @@ where
                 return Ok(pass_on(rparts, CacheBody::stream(rbody), false, status, s));
             }
             Buffered::Failed(_) => {
-                return Ok(error_response(StatusCode::BAD_REQUEST, "the request body could not be read\n"));
+                return Ok(error_response(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read\n",
+                ));
             }
         },
     };
@@ -178,7 +228,10 @@ where
     if plan.policy.only_if_cached {
         let status = CacheStatus::forwarded(fwd);
         counters.record(&status);
-        let mut resp = error_response(StatusCode::GATEWAY_TIMEOUT, "not in the cache (only-if-cached)\n");
+        let mut resp = error_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            "not in the cache (only-if-cached)\n",
+        );
         stamp(resp.headers_mut(), &status, s);
         return Ok(resp);
     }
@@ -189,8 +242,12 @@ where
         Role::Follower(wait) => {
             if wait.wait(s.config.cache.coalesce_wait).await {
                 let now = now_ms();
-                if let Found::Fresh(entry) = lookup(store, key, &parts.headers, &RequestPolicy::default(), now) {
-                    let status = CacheStatus::hit(entry.ttl_ms(now) / 1000).collapsed(true).tier(Tier::L1);
+                if let Found::Fresh(entry) =
+                    lookup(store, key, &parts.headers, &RequestPolicy::default(), now)
+                {
+                    let status = CacheStatus::hit(entry.ttl_ms(now) / 1000)
+                        .collapsed(true)
+                        .tier(Tier::L1);
                     entry.record_hit();
                     counters.record(&status);
                     return Ok(serve::respond(&entry, &plan.info, status, s, now));
@@ -217,7 +274,9 @@ where
         parts.headers.remove(h);
     }
     // We decode gzip for clients that cannot take it, so gzip is all we ask for.
-    parts.headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+    parts
+        .headers
+        .insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
 
     let request_time = now_ms();
     let resp = inner.oneshot(Request::from_parts(parts, body)).await?;
@@ -248,18 +307,43 @@ where
     };
     let freshness = match decision {
         Ok(f) => f,
-        Err(reason) => return Ok(pass_on(rparts, CacheBody::stream(rbody), head, uncached(reason), s)),
+        Err(reason) => {
+            return Ok(pass_on(
+                rparts,
+                CacheBody::stream(rbody),
+                head,
+                uncached(reason),
+                s,
+            ))
+        }
     };
     let limit = (s.config.proxy.max_body as usize).min(store.max_entry());
     if rbody.size_hint().lower() > limit as u64 {
-        return Ok(pass_on(rparts, CacheBody::stream(rbody), head, uncached(NoCacheReason::TooLarge), s));
+        return Ok(pass_on(
+            rparts,
+            CacheBody::stream(rbody),
+            head,
+            uncached(NoCacheReason::TooLarge),
+            s,
+        ));
     }
     let bytes = match buffer(rbody, limit).await {
         Buffered::Complete(b) => b,
-        Buffered::TooLarge(rest) => return Ok(pass_on(rparts, rest, head, uncached(NoCacheReason::TooLarge), s)),
+        Buffered::TooLarge(rest) => {
+            return Ok(pass_on(
+                rparts,
+                rest,
+                head,
+                uncached(NoCacheReason::TooLarge),
+                s,
+            ))
+        }
         Buffered::Failed(_) => {
             uncached(NoCacheReason::UpstreamBody);
-            return Ok(error_response(StatusCode::BAD_GATEWAY, "the upstream response body failed\n"));
+            return Ok(error_response(
+                StatusCode::BAD_GATEWAY,
+                "the upstream response body failed\n",
+            ));
         }
     };
 
@@ -272,8 +356,13 @@ where
     let compressed;
     let body = match coding.as_deref() {
         None | Some("") | Some("identity") => {
-            let worth = bytes.len() as u64 >= s.config.cache.compress_min && crate::compress::compressible(&rparts.headers);
-            compressed = if worth { crate::compress::gzip_if_smaller(&bytes) } else { None };
+            let worth = bytes.len() as u64 >= s.config.cache.compress_min
+                && crate::compress::compressible(&rparts.headers);
+            compressed = if worth {
+                crate::compress::gzip_if_smaller(&bytes)
+            } else {
+                None
+            };
             match &compressed {
                 Some(gz) => StoredBody::Gzip {
                     data: gz,
@@ -285,7 +374,9 @@ where
         }
         Some("gzip") | Some("x-gzip") => {
             let mut out = Vec::new();
-            if crate::compress::gunzip_into(&bytes, &mut out, s.config.proxy.max_body as usize).is_err() {
+            if crate::compress::gunzip_into(&bytes, &mut out, s.config.proxy.max_body as usize)
+                .is_err()
+            {
                 let status = uncached(NoCacheReason::UpstreamBody);
                 return Ok(pass_on(rparts, CacheBody::full(bytes), head, status, s));
             }
@@ -299,9 +390,20 @@ where
     };
     let gzip = matches!(body, StoredBody::Gzip { .. });
     let other = matches!(body, StoredBody::Encoded(_));
-    let headers = serve::stored_headers(&rparts.headers, rule, s.config.cache.tag_header.as_ref(), gzip, other);
+    let headers = serve::stored_headers(
+        &rparts.headers,
+        rule,
+        s.config.cache.tag_header.as_ref(),
+        gzip,
+        other,
+    );
     let tags = entry_tags(s, rule, &fill, &rparts.headers, plan.user);
-    let url = key::normalized_url(&fill.path, fill.query.as_deref(), &s.config.cache.ignore_params, rule.and_then(|r| r.key_query.as_deref()));
+    let url = key::normalized_url(
+        &fill.path,
+        fill.query.as_deref(),
+        &s.config.cache.ignore_params,
+        rule.and_then(|r| r.key_query.as_deref()),
+    );
     let entry = Arc::new(Entry::encode(&NewEntry {
         status: rparts.status,
         headers: &headers,
@@ -326,7 +428,12 @@ where
             response_time,
             vary: Some(&vary),
         }));
-        store.insert(fill.key, marker, token) && store.insert(fill.key.variant(&vary, &fill.request_headers), entry.clone(), token)
+        store.insert(fill.key, marker, token)
+            && store.insert(
+                fill.key.variant(&vary, &fill.request_headers),
+                entry.clone(),
+                token,
+            )
     };
     let mut status = CacheStatus::forwarded(fwd).stored(stored);
     if !stored {
@@ -354,7 +461,13 @@ fn vary_names(headers: &HeaderMap, keep_accept_encoding: bool) -> Vec<HeaderName
 }
 
 /// An entry's tags: the rule's templates, the upstream's tag header, its URL and its user.
-fn entry_tags(s: &Settings, rule: Option<&Rule>, fill: &Fill, response: &HeaderMap, user: Option<key::UserId>) -> Vec<u64> {
+fn entry_tags(
+    s: &Settings,
+    rule: Option<&Rule>,
+    fill: &Fill,
+    response: &HeaderMap,
+    user: Option<key::UserId>,
+) -> Vec<u64> {
     let mut tags = Vec::new();
     if let Some(r) = rule {
         if !r.tags.is_empty() {

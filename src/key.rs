@@ -98,7 +98,9 @@ pub struct Users {
 
 impl fmt::Debug for Users {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Users").field("sources", &self.sources).finish_non_exhaustive()
+        f.debug_struct("Users")
+            .field("sources", &self.sources)
+            .finish_non_exhaustive()
     }
 }
 
@@ -154,8 +156,14 @@ impl Users {
 }
 
 fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &v[start..end]
 }
 
@@ -183,7 +191,12 @@ impl BodyHash {
     /// ```
     pub fn of(content_type: Option<&str>, body: &[u8]) -> BodyHash {
         let json_type = content_type.map(|ct| {
-            let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let ct = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             ct == "application/json" || ct.ends_with("+json")
         });
         let canonical = match json_type {
@@ -360,8 +373,17 @@ pub fn tag_id(tag: &str) -> u64 {
 }
 
 /// The implicit tag every entry of one URL carries (all methods, users, bodies, variants).
-pub fn url_tag(namespace: &str, path: &str, query: Option<&str>, ignore_params: &[String], only: Option<&[String]>) -> u64 {
-    tag_id(&format!("url\0{namespace}\0{}", normalized_url(path, query, ignore_params, only)))
+pub fn url_tag(
+    namespace: &str,
+    path: &str,
+    query: Option<&str>,
+    ignore_params: &[String],
+    only: Option<&[String]>,
+) -> u64 {
+    tag_id(&format!(
+        "url\0{namespace}\0{}",
+        normalized_url(path, query, ignore_params, only)
+    ))
 }
 
 /// The implicit tag of every entry stored for one user.
@@ -370,7 +392,12 @@ pub fn user_tag(user: &UserId) -> u64 {
 }
 
 /// `path?query` with the query normalised (sorted, ignored parameters removed).
-pub fn normalized_url(path: &str, query: Option<&str>, ignore_params: &[String], only: Option<&[String]>) -> String {
+pub fn normalized_url(
+    path: &str,
+    query: Option<&str>,
+    ignore_params: &[String],
+    only: Option<&[String]>,
+) -> String {
     let params = QueryParams::new(query, ignore_params, only);
     let mut out = String::with_capacity(path.len() + query.map_or(0, str::len) + 1);
     out.push_str(path);
@@ -473,7 +500,10 @@ pub fn normalize_percent(s: &str) -> Cow<'_, str> {
         i += 1;
     }
     // Only ASCII bytes were produced from ASCII escapes; the rest is copied from a str.
-    Cow::Owned(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    Cow::Owned(
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
 }
 
 #[cfg(test)]
@@ -497,7 +527,10 @@ mod tests {
         assert_ne!(key("/a", Some("x=1&x=2")), key("/a", Some("x=2&x=1")));
         assert_ne!(key("/a", Some("x")), key("/a", Some("x=")));
         assert_eq!(key("/a", None), key("/a", Some("")));
-        assert_eq!(normalized_url("/a", Some("b=2&a=1&utm_x=3"), &["utm_*".into()], None), "/a?a=1&b=2");
+        assert_eq!(
+            normalized_url("/a", Some("b=2&a=1&utm_x=3"), &["utm_*".into()], None),
+            "/a?a=1&b=2"
+        );
     }
 
     #[test]
@@ -526,9 +559,15 @@ mod tests {
         let mut h2 = HeaderMap::new();
         h2.insert("x-user-id", "42".parse().unwrap());
         let by_header = users.identify(&h2).unwrap();
-        assert_ne!(by_cookie, by_header, "a cookie must not impersonate a header identity");
+        assert_ne!(
+            by_cookie, by_header,
+            "a cookie must not impersonate a header identity"
+        );
         assert_eq!(users.hash_identity("42"), vec![by_header, by_cookie]);
-        let other_secret = Users::new(vec![UserSource::Header(HeaderName::from_static("x-user-id"))], b"s2");
+        let other_secret = Users::new(
+            vec![UserSource::Header(HeaderName::from_static("x-user-id"))],
+            b"s2",
+        );
         assert_ne!(other_secret.identify(&h2).unwrap(), by_header);
     }
 
@@ -540,8 +579,14 @@ mod tests {
         b.insert("accept-language", "fr,en".parse().unwrap());
         let name = HeaderName::from_static("accept-language");
         let k = key("/a", None);
-        assert_eq!(k.variant(std::slice::from_ref(&name), &a), k.variant(std::slice::from_ref(&name), &b));
-        assert_ne!(k.variant(std::slice::from_ref(&name), &a), k.variant(std::slice::from_ref(&name), &HeaderMap::new()));
+        assert_eq!(
+            k.variant(std::slice::from_ref(&name), &a),
+            k.variant(std::slice::from_ref(&name), &b)
+        );
+        assert_ne!(
+            k.variant(std::slice::from_ref(&name), &a),
+            k.variant(std::slice::from_ref(&name), &HeaderMap::new())
+        );
     }
 
     #[test]

@@ -127,7 +127,9 @@ impl<B, E> Future for ResponseFuture<B, E> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.get_mut().kind {
-            Kind::Ready(v) => Poll::Ready(v.take().expect("ResponseFuture polled after completion")),
+            Kind::Ready(v) => {
+                Poll::Ready(v.take().expect("ResponseFuture polled after completion"))
+            }
             Kind::Boxed(f) => f.as_mut().poll(cx),
         }
     }
@@ -141,7 +143,9 @@ impl<B, E> ResponseFuture<B, E> {
     }
 
     fn boxed(f: impl Future<Output = Result<Response<CacheBody<B>>, E>> + Send + 'static) -> Self {
-        ResponseFuture { kind: Kind::Boxed(Box::pin(f)) }
+        ResponseFuture {
+            kind: Kind::Boxed(Box::pin(f)),
+        }
     }
 }
 
@@ -174,7 +178,10 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             .get_all(CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 /// Matches the request to a rule and decides whether the cache handles it.
@@ -183,7 +190,10 @@ pub(crate) fn route<B>(s: &Settings, req: &Request<B>) -> Route {
     let path = normalize_percent(req.uri().path());
     let rule = s.rules.find(method, &path);
     let rule_index = rule.map(|r| r.index);
-    let unsafe_method = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
+    let unsafe_method = !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    );
     let forward = |reason, invalidate| {
         Route::Forward(Forward {
             rule: rule_index,
@@ -196,10 +206,16 @@ pub(crate) fn route<B>(s: &Settings, req: &Request<B>) -> Route {
     }
     match rule {
         Some(r) if !r.caches(method) => {
-            let reason = if r.cache { NoCacheReason::Method } else { NoCacheReason::Rule };
+            let reason = if r.cache {
+                NoCacheReason::Method
+            } else {
+                NoCacheReason::Rule
+            };
             return forward(reason, unsafe_method);
         }
-        None if !matches!(*method, Method::GET | Method::HEAD) => return forward(NoCacheReason::Method, unsafe_method),
+        None if !matches!(*method, Method::GET | Method::HEAD) => {
+            return forward(NoCacheReason::Method, unsafe_method)
+        }
         _ => {}
     }
     if req.headers().contains_key(RANGE) {
@@ -226,9 +242,20 @@ pub(crate) fn route<B>(s: &Settings, req: &Request<B>) -> Route {
 }
 
 /// The primary key of a request (HEAD keyed as GET).
-pub(crate) fn primary_key(s: &Settings, method: &Method, uri: &Uri, path: &str, user: Option<UserId>, body: Option<BodyHash>) -> CacheKey {
+pub(crate) fn primary_key(
+    s: &Settings,
+    method: &Method,
+    uri: &Uri,
+    path: &str,
+    user: Option<UserId>,
+    body: Option<BodyHash>,
+) -> CacheKey {
     let rule = s.rules.find(method, path);
-    let method = if method == Method::HEAD { &Method::GET } else { method };
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     CacheKey::primary(
         &KeyInput {
             query: uri.query(),
@@ -244,7 +271,10 @@ pub(crate) fn primary_key(s: &Settings, method: &Method, uri: &Uri, path: &str, 
 
 /// The body hash of a `key_body` request.
 pub(crate) fn body_hash(headers: &HeaderMap, body: &[u8]) -> BodyHash {
-    BodyHash::of(headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()), body)
+    BodyHash::of(
+        headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        body,
+    )
 }
 
 /// What the store holds for a key, seen from one request.
@@ -260,8 +290,16 @@ pub(crate) enum Found {
 }
 
 /// Looks `primary` up in memory, following a `Vary` marker to the request's variant.
-pub(crate) fn lookup(store: &MemoryStore, primary: CacheKey, headers: &HeaderMap, policy: &RequestPolicy, now: u64) -> Found {
-    let Some(entry) = store.get(&primary, now) else { return Found::Miss };
+pub(crate) fn lookup(
+    store: &MemoryStore,
+    primary: CacheKey,
+    headers: &HeaderMap,
+    policy: &RequestPolicy,
+    now: u64,
+) -> Found {
+    let Some(entry) = store.get(&primary, now) else {
+        return Found::Miss;
+    };
     let entry = if entry.is_vary_marker() {
         let variant = primary.variant(&entry.vary_names(), headers);
         match store.get(&variant, now) {
@@ -339,12 +377,24 @@ impl<S> CacheService<S> {
         let plan = match route(settings, &req) {
             Route::Forward(fwd) => {
                 let settings = arc_swap::Guard::into_inner(guard);
-                return ResponseFuture::boxed(fetch::forward(self.inner.clone(), self.cache.clone(), settings, req, fwd));
+                return ResponseFuture::boxed(fetch::forward(
+                    self.inner.clone(),
+                    self.cache.clone(),
+                    settings,
+                    req,
+                    fwd,
+                ));
             }
             Route::Cache(plan) => plan,
         };
         let found = match plan.primary {
-            Some(primary) => lookup(&self.cache.inner.store, primary, req.headers(), &plan.policy, now),
+            Some(primary) => lookup(
+                &self.cache.inner.store,
+                primary,
+                req.headers(),
+                &plan.policy,
+                now,
+            ),
             None => Found::Miss,
         };
         if let Found::Fresh(entry) = found {
@@ -352,9 +402,18 @@ impl<S> CacheService<S> {
             entry.record_hit();
             settings.counters(plan.rule).record(&status);
             self.cache.inner.stats.record_tier(Tier::L1);
-            return ResponseFuture::ready(serve::respond(&entry, &plan.info, status, settings, now));
+            return ResponseFuture::ready(serve::respond(
+                &entry, &plan.info, status, settings, now,
+            ));
         }
         let settings = arc_swap::Guard::into_inner(guard);
-        ResponseFuture::boxed(fetch::fetch(self.inner.clone(), self.cache.clone(), settings, req, plan, found))
+        ResponseFuture::boxed(fetch::fetch(
+            self.inner.clone(),
+            self.cache.clone(),
+            settings,
+            req,
+            plan,
+            found,
+        ))
     }
 }

@@ -14,27 +14,52 @@ use std::fmt::Write;
 use crate::cache::Cache;
 
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Renders every metric in the Prometheus text format.
 pub fn render(cache: &Cache) -> String {
     let stats = cache.stats();
     let mut out = String::with_capacity(2048);
-    let _ = writeln!(out, "# HELP larder_requests_total Requests by rule and outcome.");
+    let _ = writeln!(
+        out,
+        "# HELP larder_requests_total Requests by rule and outcome."
+    );
     let _ = writeln!(out, "# TYPE larder_requests_total counter");
     for (rule, s) in &stats.per_rule {
         let rule = label(rule);
-        for (outcome, n) in [("hit", s.hits), ("miss", s.misses), ("stale", s.stale), ("bypass", s.bypass), ("collapsed", s.collapsed)] {
-            let _ = writeln!(out, "larder_requests_total{{rule=\"{rule}\",outcome=\"{outcome}\"}} {n}");
+        for (outcome, n) in [
+            ("hit", s.hits),
+            ("miss", s.misses),
+            ("stale", s.stale),
+            ("bypass", s.bypass),
+            ("collapsed", s.collapsed),
+        ] {
+            let _ = writeln!(
+                out,
+                "larder_requests_total{{rule=\"{rule}\",outcome=\"{outcome}\"}} {n}"
+            );
         }
     }
-    let _ = writeln!(out, "# HELP larder_stored_total Upstream answers stored, by rule.");
+    let _ = writeln!(
+        out,
+        "# HELP larder_stored_total Upstream answers stored, by rule."
+    );
     let _ = writeln!(out, "# TYPE larder_stored_total counter");
     for (rule, s) in &stats.per_rule {
-        let _ = writeln!(out, "larder_stored_total{{rule=\"{}\"}} {}", label(rule), s.stored);
+        let _ = writeln!(
+            out,
+            "larder_stored_total{{rule=\"{}\"}} {}",
+            label(rule),
+            s.stored
+        );
     }
-    let _ = writeln!(out, "# HELP larder_hits_total Hits by the tier that served them.");
+    let _ = writeln!(
+        out,
+        "# HELP larder_hits_total Hits by the tier that served them."
+    );
     let _ = writeln!(out, "# TYPE larder_hits_total counter");
     let mut tiers: Vec<_> = stats.tiers.iter().collect();
     tiers.sort();
@@ -42,19 +67,42 @@ pub fn render(cache: &Cache) -> String {
         let _ = writeln!(out, "larder_hits_total{{tier=\"{tier}\"}} {n}");
     }
     let gauges = [
-        ("larder_store_entries", "Entries in the memory store.", stats.entries),
-        ("larder_store_bytes", "Bytes held by the memory store.", stats.bytes),
-        ("larder_store_max_bytes", "The memory store's bound.", stats.max_bytes),
+        (
+            "larder_store_entries",
+            "Entries in the memory store.",
+            stats.entries,
+        ),
+        (
+            "larder_store_bytes",
+            "Bytes held by the memory store.",
+            stats.bytes,
+        ),
+        (
+            "larder_store_max_bytes",
+            "The memory store's bound.",
+            stats.max_bytes,
+        ),
     ];
     for (name, help, v) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
     let counters = [
-        ("larder_store_evictions_total", "Entries evicted to stay within the bound.", stats.evictions),
-        ("larder_invalidated_total", "Entries removed by invalidation or purge.", stats.invalidated),
+        (
+            "larder_store_evictions_total",
+            "Entries evicted to stay within the bound.",
+            stats.evictions,
+        ),
+        (
+            "larder_invalidated_total",
+            "Entries removed by invalidation or purge.",
+            stats.invalidated,
+        ),
     ];
     for (name, help, v) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
     }
     out
 }

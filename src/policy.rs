@@ -11,7 +11,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::header::{HeaderMap, HeaderValue, AGE, AUTHORIZATION, CACHE_CONTROL, DATE, ETAG, EXPIRES, LAST_MODIFIED, SET_COOKIE, VARY};
+use http::header::{
+    HeaderMap, HeaderValue, AGE, AUTHORIZATION, CACHE_CONTROL, DATE, ETAG, EXPIRES, LAST_MODIFIED,
+    SET_COOKIE, VARY,
+};
 use http::{Method, StatusCode};
 
 use crate::rules::{Rule, TtlMode};
@@ -85,15 +88,11 @@ impl Directives {
                 };
                 let name = name.to_ascii_lowercase();
                 match name.as_str() {
-                    "max-age" => {
-                        if d.max_age.is_none() {
-                            d.max_age = Some(parse_delta(arg).unwrap_or(0));
-                        }
+                    "max-age" if d.max_age.is_none() => {
+                        d.max_age = Some(parse_delta(arg).unwrap_or(0))
                     }
-                    "s-maxage" => {
-                        if d.s_maxage.is_none() {
-                            d.s_maxage = Some(parse_delta(arg).unwrap_or(0));
-                        }
+                    "s-maxage" if d.s_maxage.is_none() => {
+                        d.s_maxage = Some(parse_delta(arg).unwrap_or(0))
                     }
                     "no-store" => d.no_store = true,
                     "no-cache" => d.no_cache = true,
@@ -104,29 +103,19 @@ impl Directives {
                     "no-transform" => d.no_transform = true,
                     "immutable" => d.immutable = true,
                     "only-if-cached" => d.only_if_cached = true,
-                    "stale-while-revalidate" => {
-                        if d.stale_while_revalidate.is_none() {
-                            d.stale_while_revalidate = parse_delta(arg);
-                        }
+                    "stale-while-revalidate" if d.stale_while_revalidate.is_none() => {
+                        d.stale_while_revalidate = parse_delta(arg)
                     }
-                    "stale-if-error" => {
-                        if d.stale_if_error.is_none() {
-                            d.stale_if_error = parse_delta(arg);
-                        }
+                    "stale-if-error" if d.stale_if_error.is_none() => {
+                        d.stale_if_error = parse_delta(arg)
                     }
-                    "max-stale" => {
-                        if d.max_stale.is_none() {
-                            d.max_stale = match arg {
-                                None => Some(DELTA_MAX),
-                                Some(a) => parse_delta(Some(a)),
-                            };
-                        }
+                    "max-stale" if d.max_stale.is_none() => {
+                        d.max_stale = match arg {
+                            None => Some(DELTA_MAX),
+                            Some(a) => parse_delta(Some(a)),
+                        };
                     }
-                    "min-fresh" => {
-                        if d.min_fresh.is_none() {
-                            d.min_fresh = parse_delta(arg);
-                        }
-                    }
+                    "min-fresh" if d.min_fresh.is_none() => d.min_fresh = parse_delta(arg),
                     _ => {}
                 }
             }
@@ -187,7 +176,10 @@ pub fn format_date(secs: u64) -> String {
 
 /// Statuses that are heuristically cacheable (RFC 9110 §15.1).
 pub fn heuristically_cacheable(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501)
+    matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
 }
 
 /// How long a stored response stays fresh and what may be done with it once stale.
@@ -256,7 +248,9 @@ pub fn explicit_lifetime(d: &Directives, headers: &HeaderMap, response_time: u64
     }
     let expires = headers.get(EXPIRES)?;
     // An invalid Expires (e.g. "0") means already expired.
-    let Some(exp) = parse_date(expires) else { return Some(0) };
+    let Some(exp) = parse_date(expires) else {
+        return Some(0);
+    };
     let date = headers
         .get(DATE)
         .and_then(parse_date)
@@ -319,17 +313,26 @@ pub fn decide(input: &StoreInput<'_>) -> Result<Freshness, NoCacheReason> {
         initial_age_ms,
         no_cache: false,
         must_revalidate: d.must_revalidate || d.proxy_revalidate || d.s_maxage.is_some(),
-        stale_while_revalidate: d.stale_while_revalidate.map_or(0, |s| s.min(u32::MAX as u64) as u32),
-        stale_if_error: d.stale_if_error.map_or(0, |s| s.min(u32::MAX as u64) as u32),
+        stale_while_revalidate: d
+            .stale_while_revalidate
+            .map_or(0, |s| s.min(u32::MAX as u64) as u32),
+        stale_if_error: d
+            .stale_if_error
+            .map_or(0, |s| s.min(u32::MAX as u64) as u32),
     };
     match rule {
         Some(r) => {
-            let origin_ms = if input.respect_origin { origin.map(|s| s * 1000) } else { None };
+            let origin_ms = if input.respect_origin {
+                origin.map(|s| s * 1000)
+            } else {
+                None
+            };
             f.lifetime_ms = match (r.ttl, r.ttl_mode) {
                 // The rule decides: it lives `ttl` here, whatever age it arrived with.
                 (Some(ttl), TtlMode::Override) => initial_age_ms + ttl.as_millis() as u64,
                 (Some(ttl), TtlMode::Cap) => {
-                    let o = origin_ms.unwrap_or(initial_age_ms + input.default_ttl.as_millis() as u64);
+                    let o =
+                        origin_ms.unwrap_or(initial_age_ms + input.default_ttl.as_millis() as u64);
                     if d.no_cache && input.respect_origin {
                         f.no_cache = true;
                     }
@@ -397,7 +400,10 @@ impl RequestPolicy {
                 .get_all(http::header::PRAGMA)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
-                .any(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("no-cache")));
+                .any(|v| {
+                    v.split(',')
+                        .any(|p| p.trim().eq_ignore_ascii_case("no-cache"))
+                });
         RequestPolicy {
             no_store: d.no_store,
             revalidate: d.no_cache || pragma_no_cache,
@@ -416,12 +422,19 @@ mod tests {
     fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                http::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
 
-    fn input<'a>(req: &'a HeaderMap, resp: &'a HeaderMap, rule: Option<&'a Rule>) -> StoreInput<'a> {
+    fn input<'a>(
+        req: &'a HeaderMap,
+        resp: &'a HeaderMap,
+        rule: Option<&'a Rule>,
+    ) -> StoreInput<'a> {
         StoreInput {
             method: &Method::GET,
             request: req,
@@ -438,7 +451,10 @@ mod tests {
 
     #[test]
     fn directives_parse() {
-        let v: Vec<HeaderValue> = vec!["Max-Age=10, no-cache=\"set-cookie, x\"".parse().unwrap(), "max-age=99, private".parse().unwrap()];
+        let v: Vec<HeaderValue> = vec![
+            "Max-Age=10, no-cache=\"set-cookie, x\"".parse().unwrap(),
+            "max-age=99, private".parse().unwrap(),
+        ];
         let d = Directives::parse(v.iter());
         assert_eq!(d.max_age, Some(10));
         assert!(d.no_cache && d.private);
@@ -452,11 +468,23 @@ mod tests {
     fn origin_freshness_order() {
         let req = HeaderMap::new();
         let resp = hm(&[("cache-control", "max-age=10, s-maxage=20")]);
-        assert_eq!(decide(&input(&req, &resp, None)).unwrap().lifetime_ms, 20_000);
-        let resp = hm(&[("date", "Thu, 01 Jan 1970 00:16:40 GMT"), ("expires", "Thu, 01 Jan 1970 00:17:40 GMT")]);
-        assert_eq!(decide(&input(&req, &resp, None)).unwrap().lifetime_ms, 60_000);
+        assert_eq!(
+            decide(&input(&req, &resp, None)).unwrap().lifetime_ms,
+            20_000
+        );
+        let resp = hm(&[
+            ("date", "Thu, 01 Jan 1970 00:16:40 GMT"),
+            ("expires", "Thu, 01 Jan 1970 00:17:40 GMT"),
+        ]);
+        assert_eq!(
+            decide(&input(&req, &resp, None)).unwrap().lifetime_ms,
+            60_000
+        );
         let resp = hm(&[]);
-        assert_eq!(decide(&input(&req, &resp, None)), Err(NoCacheReason::NoFreshness));
+        assert_eq!(
+            decide(&input(&req, &resp, None)),
+            Err(NoCacheReason::NoFreshness)
+        );
         let resp = hm(&[("etag", "\"x\"")]);
         assert_eq!(decide(&input(&req, &resp, None)).unwrap().lifetime_ms, 0);
     }
@@ -465,15 +493,24 @@ mod tests {
     fn shared_cache_refusals() {
         let req = HeaderMap::new();
         let rule = Rule::new("r", "/a").unwrap();
-        for (cc, reason) in [("no-store", NoCacheReason::NoStore), ("private, max-age=9", NoCacheReason::Private)] {
+        for (cc, reason) in [
+            ("no-store", NoCacheReason::NoStore),
+            ("private, max-age=9", NoCacheReason::Private),
+        ] {
             let resp = hm(&[("cache-control", cc)]);
             assert_eq!(decide(&input(&req, &resp, Some(&rule))), Err(reason));
         }
         let resp = hm(&[("set-cookie", "a=b")]);
-        assert_eq!(decide(&input(&req, &resp, Some(&rule))), Err(NoCacheReason::SetCookie));
+        assert_eq!(
+            decide(&input(&req, &resp, Some(&rule))),
+            Err(NoCacheReason::SetCookie)
+        );
         let auth = hm(&[("authorization", "Bearer x")]);
         let resp = hm(&[("cache-control", "max-age=60")]);
-        assert_eq!(decide(&input(&auth, &resp, None)), Err(NoCacheReason::Authorization));
+        assert_eq!(
+            decide(&input(&auth, &resp, None)),
+            Err(NoCacheReason::Authorization)
+        );
         let resp = hm(&[("cache-control", "public, max-age=60")]);
         assert!(decide(&input(&auth, &resp, None)).is_ok());
         let mut per_user = rule.clone();
@@ -488,14 +525,34 @@ mod tests {
         let mut rule = Rule::new("r", "/a").unwrap();
         rule.ttl = Some(Duration::from_secs(60));
         let resp = hm(&[("cache-control", "max-age=5")]);
-        assert_eq!(decide(&input(&req, &resp, Some(&rule))).unwrap().lifetime_ms, 60_000);
+        assert_eq!(
+            decide(&input(&req, &resp, Some(&rule)))
+                .unwrap()
+                .lifetime_ms,
+            60_000
+        );
         rule.ttl_mode = TtlMode::Cap;
-        assert_eq!(decide(&input(&req, &resp, Some(&rule))).unwrap().lifetime_ms, 5_000);
+        assert_eq!(
+            decide(&input(&req, &resp, Some(&rule)))
+                .unwrap()
+                .lifetime_ms,
+            5_000
+        );
         let resp = hm(&[("cache-control", "max-age=500")]);
-        assert_eq!(decide(&input(&req, &resp, Some(&rule))).unwrap().lifetime_ms, 60_000);
+        assert_eq!(
+            decide(&input(&req, &resp, Some(&rule)))
+                .unwrap()
+                .lifetime_ms,
+            60_000
+        );
         rule.ttl = None;
         let resp = hm(&[]);
-        assert_eq!(decide(&input(&req, &resp, Some(&rule))).unwrap().lifetime_ms, 300_000);
+        assert_eq!(
+            decide(&input(&req, &resp, Some(&rule)))
+                .unwrap()
+                .lifetime_ms,
+            300_000
+        );
     }
 
     #[test]

@@ -68,7 +68,9 @@ impl<B> Clone for Upstream<B> {
 
 impl<B> std::fmt::Debug for Upstream<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream").field("authority", &self.authority).finish()
+        f.debug_struct("Upstream")
+            .field("authority", &self.authority)
+            .finish()
     }
 }
 
@@ -91,10 +93,9 @@ where
 {
     /// A client for `[proxy]`; fails if no upstream is configured.
     pub fn new(cfg: &ProxyConfig) -> Result<Upstream<B>, UpstreamError> {
-        let uri = cfg
-            .upstream
-            .as_ref()
-            .ok_or_else(|| UpstreamError("proxy.upstream is not set; larder needs an upstream to serve".into()))?;
+        let uri = cfg.upstream.as_ref().ok_or_else(|| {
+            UpstreamError("proxy.upstream is not set; larder needs an upstream to serve".into())
+        })?;
         let authority = uri
             .authority()
             .cloned()
@@ -118,11 +119,18 @@ where
 }
 
 fn short(status: StatusCode, text: &'static str) -> Response<UpstreamBody> {
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(text.as_bytes()))));
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
+        text.as_bytes(),
+    ))));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     resp
 }
 
@@ -141,7 +149,11 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
-        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let uri = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -172,7 +184,11 @@ where
         parts.headers.append(VIA, VIA_VALUE);
         if let Some(ClientAddr(addr)) = parts.extensions.get::<ClientAddr>().copied() {
             let ip = addr.ip().to_string();
-            let value = match parts.headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            let value = match parts
+                .headers
+                .get(X_FORWARDED_FOR)
+                .and_then(|v| v.to_str().ok())
+            {
                 Some(prev) => format!("{prev}, {ip}"),
                 None => ip,
             };

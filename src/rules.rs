@@ -100,7 +100,9 @@ impl MethodSet {
 
 impl fmt::Debug for MethodSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter().map(Method::as_str)).finish()
+        f.debug_list()
+            .entries(self.iter().map(Method::as_str))
+            .finish()
     }
 }
 
@@ -162,9 +164,7 @@ impl Pattern {
                     None => (inner, false),
                 };
                 if name.is_empty()
-                    || !name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                     || name.starts_with(|c: char| c.is_ascii_digit())
                 {
                     return Err(format!(
@@ -458,7 +458,9 @@ pub struct RuleSet {
 
 impl fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.rules.iter().map(|r| &r.name)).finish()
+        f.debug_list()
+            .entries(self.rules.iter().map(|r| &r.name))
+            .finish()
     }
 }
 
@@ -665,7 +667,9 @@ mod tests {
     fn template_rendering_and_validation() {
         let names = vec!["job_id".to_string()];
         assert_eq!(
-            Template::parse("job:{job_id}", &names).unwrap().render(&["7".into()]),
+            Template::parse("job:{job_id}", &names)
+                .unwrap()
+                .render(&["7".into()]),
             "job:7"
         );
         assert!(Template::parse("job:{nope}", &names).is_err());
@@ -697,7 +701,10 @@ mod tests {
         let mut job = rule("job", "/jobs/{id}");
         job.invalidate_on = MethodSet::from_methods(&[Method::DELETE]);
         let set = RuleSet::new(vec![post, job, rule("any", "/{rest*}")]);
-        assert_eq!(set.find(&Method::POST, "/v1/summarize").unwrap().name, "summ");
+        assert_eq!(
+            set.find(&Method::POST, "/v1/summarize").unwrap().name,
+            "summ"
+        );
         assert_eq!(set.find(&Method::GET, "/v1/summarize").unwrap().name, "any");
         assert_eq!(set.find(&Method::HEAD, "/jobs/1").unwrap().name, "job");
         assert_eq!(set.find(&Method::DELETE, "/jobs/1").unwrap().name, "job");
@@ -711,7 +718,13 @@ mod tests {
             .collect();
         rules.push(rule("tail", "/{rest*}"));
         let set = RuleSet::new(rules);
-        assert_eq!(set.find(&Method::GET, "/svc999/5/items").unwrap().name, "r999");
-        assert_eq!(set.find(&Method::GET, "/svc999/5/other").unwrap().name, "tail");
+        assert_eq!(
+            set.find(&Method::GET, "/svc999/5/items").unwrap().name,
+            "r999"
+        );
+        assert_eq!(
+            set.find(&Method::GET, "/svc999/5/other").unwrap().name,
+            "tail"
+        );
     }
 }

@@ -6,9 +6,10 @@
 
 use bytes::Bytes;
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, AGE, CACHE_CONTROL, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, ETAG,
-    EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, PRAGMA, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
-    SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VARY,
+    HeaderMap, HeaderName, HeaderValue, AGE, CACHE_CONTROL, CONNECTION, CONTENT_ENCODING,
+    CONTENT_LENGTH, ETAG, EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, PRAGMA,
+    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    VARY,
 };
 use http::{Method, Request, Response, StatusCode};
 
@@ -114,7 +115,9 @@ fn vary_lists(h: &HeaderMap, name: &str) -> bool {
 
 /// Weak comparison of entity tags (RFC 9110 §8.8.3.2).
 fn etag_matches_weakly(list: &HeaderValue, etag: &HeaderValue) -> bool {
-    let Ok(list) = list.to_str() else { return false };
+    let Ok(list) = list.to_str() else {
+        return false;
+    };
     let strip = |t: &str| t.trim().trim_start_matches("W/").to_string();
     let ours = etag.to_str().map(strip).unwrap_or_default();
     list.trim() == "*" || list.split(',').any(|t| strip(t) == ours)
@@ -123,10 +126,15 @@ fn etag_matches_weakly(list: &HeaderValue, etag: &HeaderValue) -> bool {
 /// Whether a client's conditional GET can be answered 304 (RFC 9110 §13.2.2).
 fn not_modified(info: &ReqInfo, headers: &HeaderMap) -> bool {
     if let Some(inm) = &info.if_none_match {
-        return headers.get(ETAG).is_some_and(|e| etag_matches_weakly(inm, e));
+        return headers
+            .get(ETAG)
+            .is_some_and(|e| etag_matches_weakly(inm, e));
     }
     if let Some(ims) = &info.if_modified_since {
-        let (Some(since), Some(lm)) = (parse_date(ims), headers.get(LAST_MODIFIED).and_then(parse_date)) else {
+        let (Some(since), Some(lm)) = (
+            parse_date(ims),
+            headers.get(LAST_MODIFIED).and_then(parse_date),
+        ) else {
             return false;
         };
         return lm <= since;
@@ -150,12 +158,21 @@ fn weaken_etag(headers: &mut HeaderMap) {
 /// Stamps a response the cache answered or passed on: `Cache-Status` appended after any
 /// from caches in front, `X-Cache` set.
 pub(crate) fn stamp(headers: &mut HeaderMap, status: &CacheStatus, settings: &Settings) {
-    headers.append(settings.cache_status.clone(), status.header_value(&settings.config.cache.name));
+    headers.append(
+        settings.cache_status.clone(),
+        status.header_value(&settings.config.cache.name),
+    );
     headers.insert(X_CACHE, status.x_cache());
 }
 
 /// Builds the answer from an entry.
-pub(crate) fn respond<B>(entry: &Entry, info: &ReqInfo, status: CacheStatus, settings: &Settings, now: u64) -> Response<CacheBody<B>> {
+pub(crate) fn respond<B>(
+    entry: &Entry,
+    info: &ReqInfo,
+    status: CacheStatus,
+    settings: &Settings,
+    now: u64,
+) -> Response<CacheBody<B>> {
     let mut headers = HeaderMap::with_capacity(16);
     for (n, v) in entry.headers() {
         headers.append(n, v);
@@ -175,7 +192,12 @@ pub(crate) fn respond<B>(entry: &Entry, info: &ReqInfo, status: CacheStatus, set
     let body = if entry.is_gzip() && !gzip_out {
         match entry.decoded_body() {
             Ok(b) => b,
-            Err(_) => return error_response(StatusCode::BAD_GATEWAY, "the stored response could not be decoded\n"),
+            Err(_) => {
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    "the stored response could not be decoded\n",
+                )
+            }
         }
     } else {
         entry.body()
@@ -199,9 +221,12 @@ pub(crate) fn respond<B>(entry: &Entry, info: &ReqInfo, status: CacheStatus, set
 pub fn error_response<B>(status: StatusCode, message: &'static str) -> Response<CacheBody<B>> {
     let mut resp = Response::new(CacheBody::full(Bytes::from_static(message.as_bytes())));
     *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 

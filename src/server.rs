@@ -83,24 +83,34 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
 
 /// Binds both listeners and starts serving `config`.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let upstream: Upstream<CacheBody<Incoming>> = Upstream::new(&config.proxy).map_err(|e| StartError(e.to_string()))?;
+    let upstream: Upstream<CacheBody<Incoming>> =
+        Upstream::new(&config.proxy).map_err(|e| StartError(e.to_string()))?;
     let cache = Cache::new(config.clone());
     let admin = Arc::new(Admin::new(cache.clone(), &config));
     let proxy_listener = bind(config.proxy.listen, "proxy.listen").await?;
     let admin_listener = bind(config.admin.listen, "admin.listen").await?;
-    let proxy_addr = proxy_listener.local_addr().map_err(|e| StartError(e.to_string()))?;
-    let admin_addr = admin_listener.local_addr().map_err(|e| StartError(e.to_string()))?;
+    let proxy_addr = proxy_listener
+        .local_addr()
+        .map_err(|e| StartError(e.to_string()))?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|e| StartError(e.to_string()))?;
     let (stop, stopped) = watch::channel(false);
     let grace = config.proxy.shutdown_grace;
 
     let service = Arc::new(CacheService::new(upstream, cache.clone()));
-    let proxy_task = tokio::spawn(accept_loop(proxy_listener, stopped.clone(), grace, move |addr| {
-        let service = service.clone();
-        service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(ClientAddr(addr));
-            service.handle(req)
-        })
-    }));
+    let proxy_task = tokio::spawn(accept_loop(
+        proxy_listener,
+        stopped.clone(),
+        grace,
+        move |addr| {
+            let service = service.clone();
+            service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ClientAddr(addr));
+                service.handle(req)
+            })
+        },
+    ));
     let admin_task = tokio::spawn(accept_loop(admin_listener, stopped, grace, move |_addr| {
         let admin = admin.clone();
         service_fn(move |req: Request<Incoming>| {
@@ -118,10 +128,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })
 }
 
-async fn accept_loop<F, S, B>(listener: TcpListener, mut stopped: watch::Receiver<bool>, grace: Duration, make_service: F)
-where
+async fn accept_loop<F, S, B>(
+    listener: TcpListener,
+    mut stopped: watch::Receiver<bool>,
+    grace: Duration,
+    make_service: F,
+) where
     F: Fn(SocketAddr) -> S,
-    S: hyper::service::Service<Request<Incoming>, Response = hyper::Response<B>, Error = Infallible> + Send + 'static,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = hyper::Response<B>,
+            Error = Infallible,
+        > + Send
+        + 'static,
     S::Future: Send + 'static,
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -153,7 +172,10 @@ where
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(grace = ?grace, "in-flight requests did not finish in time");
     }
 }

@@ -83,7 +83,14 @@ impl Counters {
 
     /// Sets every counter to zero.
     pub fn reset(&self) {
-        for c in [&self.hits, &self.misses, &self.stale, &self.bypass, &self.collapsed, &self.stored] {
+        for c in [
+            &self.hits,
+            &self.misses,
+            &self.stale,
+            &self.bypass,
+            &self.collapsed,
+            &self.stored,
+        ] {
             c.store(0, Relaxed);
         }
     }
@@ -163,7 +170,10 @@ impl Stats {
 
     /// Hits by tier.
     pub fn tiers(&self) -> HashMap<&'static str, u64> {
-        HashMap::from([("l1", self.l1_hits.load(Relaxed)), ("l2", self.l2_hits.load(Relaxed))])
+        HashMap::from([
+            ("l1", self.l1_hits.load(Relaxed)),
+            ("l2", self.l2_hits.load(Relaxed)),
+        ])
     }
 
     /// Entries removed by invalidation, purge included.

@@ -109,7 +109,12 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// ```
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    for (unit, per) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, per) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if ms >= per && ms % per == 0 {
             return format!("{}{unit}", ms / per);
         }

@@ -64,7 +64,7 @@ impl Hasher for KeyHasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0 = (self.0 << 8 | self.0 >> 56) ^ b as u64;
+            self.0 = self.0.rotate_left(8) ^ b as u64;
         }
     }
     fn write_u64(&mut self, n: u64) {
@@ -73,6 +73,9 @@ impl Hasher for KeyHasher {
 }
 
 type KeyMap<V> = HashMap<CacheKey, V, BuildHasherDefault<KeyHasher>>;
+
+/// `(tag, key)` pairs: a tag's keys are one range.
+type TagIndex = BTreeSet<(u64, CacheKey)>;
 
 struct Slot {
     entry: Arc<Entry>,
@@ -111,7 +114,7 @@ struct InvalidationLog {
 /// The bounded in-process store.
 pub struct MemoryStore {
     shards: Box<[RwLock<Shard>]>,
-    tags: Box<[Mutex<BTreeSet<(u64, CacheKey)>>]>,
+    tags: Box<[Mutex<TagIndex>]>,
     max_bytes: usize,
     bytes: AtomicUsize,
     entries: AtomicUsize,
@@ -156,7 +159,7 @@ impl MemoryStore {
         &self.shards[key.0[15] as usize % self.shards.len()]
     }
 
-    fn tag_shard(&self, tag: u64) -> &Mutex<BTreeSet<(u64, CacheKey)>> {
+    fn tag_shard(&self, tag: u64) -> &Mutex<TagIndex> {
         &self.tags[(tag >> 60) as usize % self.tags.len()]
     }
 
@@ -266,7 +269,11 @@ impl MemoryStore {
     }
 
     /// Removes `key` if its entry satisfies `pred`; returns the removed entry.
-    fn remove_if(&self, key: CacheKey, pred: impl FnOnce(&Arc<Entry>) -> bool) -> Option<Arc<Entry>> {
+    fn remove_if(
+        &self,
+        key: CacheKey,
+        pred: impl FnOnce(&Arc<Entry>) -> bool,
+    ) -> Option<Arc<Entry>> {
         let removed = {
             let mut shard = self.shard(&key).write();
             match shard.map.get(&key) {
@@ -303,8 +310,12 @@ impl MemoryStore {
                 let mut budget = shard.fifo.len();
                 while budget > 0 {
                     budget -= 1;
-                    let Some(k) = shard.fifo.pop_front() else { break };
-                    let Some(slot) = shard.map.get(&k) else { continue };
+                    let Some(k) = shard.fifo.pop_front() else {
+                        break;
+                    };
+                    let Some(slot) = shard.map.get(&k) else {
+                        continue;
+                    };
                     if slot.visited.swap(false, Ordering::Relaxed) {
                         shard.fifo.push_back(k);
                         continue;
@@ -410,11 +421,15 @@ impl MemoryStore {
             let s = shard.read();
             for slot in s.map.values() {
                 if !slot.entry.is_vary_marker() && slot.entry.hits() > 0 {
-                    all.push((slot.entry.url().to_string(), slot.entry.hits(), slot.entry.bytes().len()));
+                    all.push((
+                        slot.entry.url().to_string(),
+                        slot.entry.hits(),
+                        slot.entry.bytes().len(),
+                    ));
                 }
             }
         }
-        all.sort_by(|a, b| b.1.cmp(&a.1));
+        all.sort_by_key(|e| std::cmp::Reverse(e.1));
         all.truncate(n);
         all
     }
@@ -460,7 +475,7 @@ mod tests {
         let s = store.stats();
         assert!(s.bytes <= 1 << 20, "{s:?}");
         assert!(s.evictions > 3000, "{s:?}");
-        assert_eq!(s.entries as u64 + s.evictions, 5000);
+        assert_eq!(s.entries + s.evictions, 5000);
     }
 
     #[test]
@@ -470,7 +485,10 @@ mod tests {
         let hot = key(999_999);
         store.insert(hot, entry("/hot", &[], &body), store.begin_fill());
         for i in 0..20_000 {
-            assert!(store.get(&hot, now_ms()).is_some(), "hot key evicted at {i}");
+            assert!(
+                store.get(&hot, now_ms()).is_some(),
+                "hot key evicted at {i}"
+            );
             store.insert(key(i), entry("/cold", &[], &body), store.begin_fill());
         }
     }

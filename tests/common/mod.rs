@@ -1,0 +1,372 @@
+//! Test harness: real origins on loopback ports, the real `larder` binary as a child
+//! process, a real HTTP client. Everything started here is stopped on drop.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::sync::oneshot;
+
+pub type OriginBody = BoxBody<Bytes, Infallible>;
+
+/// A request as the origin saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A response body of these bytes.
+pub fn full(b: impl Into<Bytes>) -> OriginBody {
+    Full::new(b.into()).boxed()
+}
+
+/// A chunked body (no Content-Length) of these chunks.
+pub fn chunked(chunks: Vec<Bytes>) -> OriginBody {
+    Chunks(chunks.into()).boxed()
+}
+
+/// A body of unknown length, one frame per chunk.
+struct Chunks(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// A response with a status, headers and body.
+pub fn response(status: u16, headers: &[(&str, &str)], body: OriginBody) -> Response<OriginBody> {
+    let mut b = Response::builder().status(status);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(body).expect("valid test response")
+}
+
+/// A 200 with these headers and body.
+pub fn ok(headers: &[(&str, &str)], body: impl Into<Bytes>) -> Response<OriginBody> {
+    response(200, headers, full(body))
+}
+
+/// An origin server on a loopback port that counts what it is asked.
+pub struct Origin {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    total: Arc<AtomicU64>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Origin {
+    /// Starts an origin answering with `handler`.
+    pub async fn start<F, Fut>(handler: F) -> Origin
+    where
+        F: Fn(Seen) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<OriginBody>> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind origin");
+        Origin::serve(listener, handler)
+    }
+
+    /// Starts an origin on a given listener.
+    pub fn serve<F, Fut>(listener: tokio::net::TcpListener, handler: F) -> Origin
+    where
+        F: Fn(Seen) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<OriginBody>> + Send + 'static,
+    {
+        let addr = listener.local_addr().expect("origin addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let total = Arc::new(AtomicU64::new(0));
+        let handler = Arc::new(handler);
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let (seen2, total2) = (seen.clone(), total.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let (handler, seen, total) = (handler.clone(), seen2.clone(), total2.clone());
+                        tokio::spawn(async move {
+                            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                                let (handler, seen, total) = (handler.clone(), seen.clone(), total.clone());
+                                async move {
+                                    let (parts, body) = req.into_parts();
+                                    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                                    let s = Seen { method: parts.method, uri: parts.uri, headers: parts.headers, body };
+                                    total.fetch_add(1, Ordering::SeqCst);
+                                    seen.lock().unwrap().push(s.clone());
+                                    Ok::<_, Infallible>(handler(s).await)
+                                }
+                            });
+                            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                        });
+                    }
+                    _ = &mut stopped => return,
+                }
+            }
+        });
+        Origin {
+            addr,
+            seen,
+            total,
+            stop: Some(stop),
+        }
+    }
+
+    /// Requests answered so far.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::SeqCst)
+    }
+
+    /// Requests seen for `path` (any query).
+    pub fn calls(&self, path: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.uri.path() == path)
+            .count()
+    }
+
+    /// Every request seen.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// A config for a larder in front of `upstream`, on ephemeral ports.
+pub fn config(upstream: SocketAddr, proxy_extra: &str, rest: &str) -> String {
+    format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\n{proxy_extra}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{rest}\n"
+    )
+}
+
+pub const TOKEN: &str = "test-admin-token";
+
+static CONFIG_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Writes a config file for a test and returns its path.
+pub fn write_config(text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("larder-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!(
+        "larder-{}.toml",
+        CONFIG_SEQ.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// The `larder` binary under test, running `serve`.
+pub struct Larder {
+    child: Child,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    pub config_path: PathBuf,
+}
+
+impl Larder {
+    /// Starts `larder serve` with the admin token set.
+    pub fn start(config: &str) -> Larder {
+        Larder::start_with_env(config, &[("LARDER_ADMIN_TOKEN", TOKEN)])
+    }
+
+    /// Starts `larder serve` with these environment variables.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Larder {
+        let config_path = write_config(config);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_larder"));
+        cmd.arg("serve").arg("--config").arg(&config_path);
+        cmd.env_remove("LARDER_ADMIN_TOKEN")
+            .env_remove("LARDER_USER_SECRET")
+            .env_remove("LARDER_CONFIG");
+        cmd.env("RUST_LOG", "info,larder=debug");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn larder");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let logs2 = logs.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("larder listening") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(line.clone());
+                    }
+                }
+                logs2.lock().unwrap().push(line);
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "larder did not start; logs:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        let field = |name: &str| -> SocketAddr {
+            let start = line.find(&format!("{name}=")).expect("address in log") + name.len() + 1;
+            let rest = &line[start..];
+            let end = rest.find(' ').unwrap_or(rest.len());
+            rest[..end].parse().expect("socket address")
+        };
+        Larder {
+            proxy: field("proxy"),
+            admin: field("admin"),
+            child,
+            logs,
+            config_path,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait for larder")
+    }
+
+    /// Sends SIGHUP.
+    pub fn hangup(&self) {
+        let _ = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Larder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client that neither follows redirects nor decompresses, and uses no proxy.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(32)
+        .build()
+        .expect("client")
+}
+
+/// A response reduced to what tests look at.
+#[derive(Debug)]
+pub struct Got {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Got {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    pub fn x_cache(&self) -> &str {
+        self.header("x-cache")
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub async fn send(req: reqwest::RequestBuilder) -> Got {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.expect("body");
+    Got {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn get(url: &str) -> Got {
+    send(client().get(url)).await
+}
+
+pub fn admin(
+    c: &reqwest::Client,
+    larder: &Larder,
+    method: Method,
+    path: &str,
+) -> reqwest::RequestBuilder {
+    c.request(method, larder.admin_url(path)).bearer_auth(TOKEN)
+}
+
+/// Counts by path, for assertions about upstream traffic.
+pub fn by_path(seen: &[Seen]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for s in seen {
+        *m.entry(s.uri.path().to_string()).or_insert(0) += 1;
+    }
+    m
+}

@@ -1,0 +1,654 @@
+//! The sidecar end to end: the real `larder` binary between a real HTTP client and a real
+//! origin on loopback.
+
+mod common;
+
+use std::io::Read;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::Method;
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+fn job_rules() -> &'static str {
+    r#"
+[users]
+sources = ["header:Authorization"]
+
+[[rule]]
+name = "health"
+path = "/health"
+ttl = "60s"
+cache_control = "public, max-age=60"
+
+[[rule]]
+name = "job"
+path = "/jobs/{job_id}"
+ttl = "60s"
+cache_control = "private, max-age=60"
+per_user = true
+tags = ["jobs", "job:{job_id}"]
+invalidate_on = ["POST", "PUT", "PATCH", "DELETE"]
+
+[[rule]]
+name = "job-approve"
+path = "/jobs/{job_id}/approve"
+methods = ["POST"]
+cache = false
+invalidates = ["job:{job_id}"]
+
+[[rule]]
+name = "video"
+path = "/videos/{id}"
+ttl = "60s"
+tags = ["video:{id}"]
+
+[[rule]]
+name = "short"
+path = "/short"
+ttl = "1s"
+
+[[rule]]
+name = "summaries"
+path = "/v1/summarize"
+methods = ["POST"]
+key_body = true
+ttl = "72h"
+"#
+}
+
+/// An origin that echoes who asked and counts its calls per path.
+async fn echo_origin() -> Origin {
+    Origin::start(|req| async move {
+        let user = req
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("nobody")
+            .to_string();
+        let path = req.uri.path().to_string();
+        if path.starts_with("/videos/") {
+            let body = format!(
+                "{{\"path\":\"{path}\",\"filler\":\"{}\"}}",
+                "lorem ipsum dolor sit amet ".repeat(200)
+            );
+            return ok(&[JSON], body);
+        }
+        if path == "/v1/summarize" {
+            return ok(&[JSON], format!("{{\"summary_of\":{}}}", req.body.len()));
+        }
+        ok(
+            &[JSON],
+            format!("{{\"path\":\"{path}\",\"user\":\"{user}\"}}"),
+        )
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn miss_then_hit_with_status_headers() {
+    let origin = echo_origin().await;
+    let larder = Larder::start(&config(origin.addr, "", job_rules()));
+    let first = get(&larder.url("/health")).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.x_cache(), "MISS");
+    assert_eq!(first.header("cache-status"), "larder; fwd=miss; stored");
+    let second = get(&larder.url("/health")).await;
+    assert_eq!(second.x_cache(), "HIT");
+    assert!(
+        second
+            .header("cache-status")
+            .starts_with("larder; hit; ttl="),
+        "{}",
+        second.header("cache-status")
+    );
+    assert_eq!(second.header("age"), "0");
+    assert_eq!(
+        second.header("cache-control"),
+        "public, max-age=60",
+        "the rule's cache_control replaces the origin's"
+    );
+    assert_eq!(second.body, first.body);
+    assert_eq!(origin.calls("/health"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_user_entries_never_cross_users() {
+    let origin = echo_origin().await;
+    let larder = Larder::start(&config(origin.addr, "", job_rules()));
+    let c = client();
+    let a1 = send(
+        c.get(larder.url("/jobs/1"))
+            .header("authorization", "Bearer alice"),
+    )
+    .await;
+    let b1 = send(
+        c.get(larder.url("/jobs/1"))
+            .header("authorization", "Bearer bob"),
+    )
+    .await;
+    let a2 = send(
+        c.get(larder.url("/jobs/1"))
+            .header("authorization", "Bearer alice"),
+    )
+    .await;
+    let b2 = send(
+        c.get(larder.url("/jobs/1"))
+            .header("authorization", "Bearer bob"),
+    )
+    .await;
+    assert!(a1.text().contains("Bearer alice") && b1.text().contains("Bearer bob"));
+    assert_eq!((a1.x_cache(), b1.x_cache()), ("MISS", "MISS"));
+    assert_eq!((a2.x_cache(), b2.x_cache()), ("HIT", "HIT"));
+    assert!(
+        a2.text().contains("Bearer alice"),
+        "alice got {}",
+        a2.text()
+    );
+    assert!(b2.text().contains("Bearer bob"), "bob got {}", b2.text());
+    assert_eq!(origin.calls("/jobs/1"), 2);
+
+    // No user on a per_user rule: bypass, and nothing is stored.
+    let entries_before = send(admin(&c, &larder, Method::GET, "/admin/stats")).await;
+    let anon1 = get(&larder.url("/jobs/1")).await;
+    let anon2 = get(&larder.url("/jobs/1")).await;
+    assert_eq!((anon1.x_cache(), anon2.x_cache()), ("BYPASS", "BYPASS"));
+    assert_eq!(
+        anon1.header("cache-status"),
+        "larder; fwd=bypass; detail=no-user"
+    );
+    assert!(anon2.text().contains("nobody"));
+    assert_eq!(origin.calls("/jobs/1"), 4);
+    let entries_after = send(admin(&c, &larder, Method::GET, "/admin/stats")).await;
+    let n = |g: &Got| {
+        serde_json::from_slice::<serde_json::Value>(&g.body).unwrap()["entries"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(n(&entries_before), n(&entries_after));
+
+    // The raw credential never reaches the logs.
+    assert!(!larder.logs().contains("alice"), "{}", larder.logs());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn public_rule_is_shared_across_users() {
+    let origin = echo_origin().await;
+    let larder = Larder::start(&config(origin.addr, "", job_rules()));
+    let c = client();
+    // A request with Authorization is not shared unless the response allows it.
+    let a = send(
+        c.get(larder.url("/videos/7"))
+            .header("authorization", "Bearer alice"),
+    )
+    .await;
+    assert_eq!(
+        a.header("cache-status"),
+        "larder; fwd=miss; detail=authorization"
+    );
+    let b = send(
+        c.get(larder.url("/videos/7"))
+            .header("authorization", "Bearer bob"),
+    )
+    .await;
+    assert_eq!(b.x_cache(), "MISS");
+    let origin2 = Origin::start(|_| async {
+        ok(
+            &[JSON, ("cache-control", "public, max-age=60")],
+            "{\"v\":1}",
+        )
+    })
+    .await;
+    let larder2 = Larder::start(&config(origin2.addr, "", job_rules()));
+    let a = send(
+        c.get(larder2.url("/videos/7"))
+            .header("authorization", "Bearer alice"),
+    )
+    .await;
+    let b = send(
+        c.get(larder2.url("/videos/7"))
+            .header("authorization", "Bearer bob"),
+    )
+    .await;
+    let anon = get(&larder2.url("/videos/7")).await;
+    assert_eq!(
+        (a.x_cache(), b.x_cache(), anon.x_cache()),
+        ("MISS", "HIT", "HIT")
+    );
+    assert_eq!(origin2.calls("/videos/7"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gzip_and_identity_clients_get_the_same_bytes() {
+    let origin = echo_origin().await;
+    let larder = Larder::start(&config(origin.addr, "", job_rules()));
+    let c = client();
+    let identity = send(c.get(larder.url("/videos/3"))).await;
+    let gz = send(
+        c.get(larder.url("/videos/3"))
+            .header("accept-encoding", "gzip"),
+    )
+    .await;
+    let identity2 = send(
+        c.get(larder.url("/videos/3"))
+            .header("accept-encoding", "br"),
+    )
+    .await;
+    assert_eq!(identity.x_cache(), "MISS");
+    assert_eq!((gz.x_cache(), identity2.x_cache()), ("HIT", "HIT"));
+    assert_eq!(gz.header("content-encoding"), "gzip");
+    assert_eq!(identity2.header("content-encoding"), "");
+    assert!(gz
+        .header("vary")
+        .to_ascii_lowercase()
+        .contains("accept-encoding"));
+    assert!(
+        gz.body.len() < identity.body.len() / 3,
+        "stored compressed: {} vs {}",
+        gz.body.len(),
+        identity.body.len()
+    );
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(&gz.body[..])
+        .read_to_end(&mut decoded)
+        .unwrap();
+    assert_eq!(decoded, identity.body);
+    assert_eq!(identity2.body, identity.body);
+    // The origin was asked for gzip-or-identity only.
+    assert_eq!(origin.seen()[0].headers["accept-encoding"], "gzip");
+    assert_eq!(origin.calls("/videos/3"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_body_hits_with_reordered_json() {
+    let origin = echo_origin().await;
+    let larder = Larder::start(&config(origin.addr, "", job_rules()));
+    let c = client();
+    let post = |body: &'static str| {
+        c.post(larder.url("/v1/summarize"))
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let a = send(post(
+        r#"{"video":"v1","options":{"length":"short","focus":["a","b"]}}"#,
+    ))
+    .await;
+    let b = send(post(
+        r#"{ "options": {"focus":["a","b"], "length":"short"}, "video":"v1" }"#,
+    ))
+    .await;
+    let other = send(post(
+        r#"{"video":"v2","options":{"length":"short","focus":["a","b"]}}"#,
+    ))
+    .await;
+    assert_eq!(
+        (a.x_cache(), b.x_cache(), other.x_cache()),
+        ("MISS", "HIT", "MISS")
+    );
+    assert_eq!(a.body, b.body);
+    assert_eq!(origin.calls("/v1/summarize"), 2);
+    // The origin received the body on the miss.
+    assert!(origin.seen()[0].body.starts_with(b"{\"video\":\"v1\""));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn entries_expire_after_their_ttl() {
+    let origin = echo_origin().await;
+    let larder = Larder::start(&config(origin.addr, "", job_rules()));
+    assert_eq!(get(&larder.url("/short")).await.x_cache(), "MISS");
+    assert_eq!(get(&larder.url("/short")).await.x_cache(), "HIT");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let after = get(&larder.url("/short")).await;
+    assert_eq!(after.x_cache(), "MISS");
+    assert_eq!(origin.calls("/short"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mutations_invalidate_tags() {
+    let origin = echo_origin().await;
+    let larder = Larder::start(&config(origin.addr, "", job_rules()));
+    let c = client();
+    let job = |id: &str| {
+        c.get(larder.url(&format!("/jobs/{id}")))
+            .header("authorization", "Bearer alice")
+    };
+    assert_eq!(send(job("1")).await.x_cache(), "MISS");
+    assert_eq!(send(job("2")).await.x_cache(), "MISS");
+    assert_eq!(send(job("1")).await.x_cache(), "HIT");
+
+    // invalidate_on: a POST to the job's own path drops the rule's tags (incl. "jobs").
+    let post = send(
+        c.post(larder.url("/jobs/1"))
+            .header("authorization", "Bearer alice"),
+    )
+    .await;
+    assert_eq!(post.x_cache(), "BYPASS");
+    assert_eq!(send(job("1")).await.x_cache(), "MISS");
+    assert_eq!(
+        send(job("2")).await.x_cache(),
+        "MISS",
+        "the shared \"jobs\" tag dropped job 2 too"
+    );
+
+    // invalidates: the approve endpoint drops job:2 only.
+    assert_eq!(send(job("1")).await.x_cache(), "HIT");
+    let approve = send(
+        c.post(larder.url("/jobs/2/approve"))
+            .header("authorization", "Bearer alice"),
+    )
+    .await;
+    assert_eq!(approve.status, 200);
+    assert_eq!(send(job("2")).await.x_cache(), "MISS");
+    assert_eq!(send(job("1")).await.x_cache(), "HIT");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_mutations_do_not_invalidate() {
+    let origin = Origin::start(|req| async move {
+        if req.method == Method::POST {
+            return response(409, &[], full("conflict"));
+        }
+        ok(&[JSON], "{}")
+    })
+    .await;
+    let larder = Larder::start(&config(origin.addr, "", job_rules()));
+    let c = client();
+    let job = || {
+        c.get(larder.url("/jobs/1"))
+            .header("authorization", "Bearer alice")
+    };
+    assert_eq!(send(job()).await.x_cache(), "MISS");
+    assert_eq!(
+        send(
+            c.post(larder.url("/jobs/1/approve"))
+                .header("authorization", "Bearer alice")
+        )
+        .await
+        .status,
+        409
+    );
+    assert_eq!(send(job()).await.x_cache(), "HIT");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_needs_the_token_and_invalidates() {
+    let origin = echo_origin().await;
+    let larder = Larder::start(&config(origin.addr, "", job_rules()));
+    let c = client();
+    let alice = || {
+        c.get(larder.url("/jobs/9"))
+            .header("authorization", "Bearer alice")
+    };
+    for path in ["/health", "/videos/1", "/videos/2"] {
+        get(&larder.url(path)).await;
+    }
+    send(alice()).await;
+
+    // Without or with a wrong token: 401, nothing changes.
+    let no_token = send(
+        c.post(larder.admin_url("/admin/purge"))
+            .body(r#"{"confirm":"PURGE_ALL"}"#),
+    )
+    .await;
+    assert_eq!(no_token.status, 401);
+    let wrong = send(
+        c.post(larder.admin_url("/admin/invalidate"))
+            .bearer_auth("nope")
+            .body(r#"{"tags":["video:1"]}"#),
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(get(&larder.url("/videos/1")).await.x_cache(), "HIT");
+    // /health needs no token.
+    let health = get(&larder.admin_url("/health")).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&health.body).unwrap(),
+        serde_json::json!({"status":"ok","store":"memory"})
+    );
+
+    let inv =
+        |body: &'static str| send(admin(&c, &larder, Method::POST, "/admin/invalidate").body(body));
+    let r = inv(r#"{"tags":["video:1"]}"#).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), r#"{"invalidated":1}"#);
+    assert_eq!(get(&larder.url("/videos/1")).await.x_cache(), "MISS");
+    assert_eq!(
+        inv(r#"{"urls":["/videos/2"]}"#).await.text(),
+        r#"{"invalidated":1}"#
+    );
+    assert_eq!(get(&larder.url("/videos/2")).await.x_cache(), "MISS");
+    assert_eq!(
+        inv(r#"{"prefix":"/videos/"}"#).await.text(),
+        r#"{"invalidated":2}"#
+    );
+    assert_eq!(
+        inv(r#"{"user":"Bearer alice"}"#).await.text(),
+        r#"{"invalidated":1}"#
+    );
+    assert_eq!(send(alice()).await.x_cache(), "MISS");
+    assert_eq!(inv(r#"{"tagz":["x"]}"#).await.status, 400);
+
+    let refuse =
+        send(admin(&c, &larder, Method::POST, "/admin/purge").body(r#"{"confirm":"yes"}"#)).await;
+    assert_eq!(refuse.status, 400);
+    let purge =
+        send(admin(&c, &larder, Method::POST, "/admin/purge").body(r#"{"confirm":"PURGE_ALL"}"#))
+            .await;
+    assert_eq!(purge.text(), r#"{"purged":2}"#);
+    assert_eq!(get(&larder.url("/health")).await.x_cache(), "MISS");
+
+    let stats = send(admin(&c, &larder, Method::GET, "/admin/stats")).await;
+    let v: serde_json::Value = serde_json::from_slice(&stats.body).unwrap();
+    for field in [
+        "hits",
+        "misses",
+        "bypass",
+        "hit_ratio",
+        "entries",
+        "bytes",
+        "evictions",
+        "per_rule",
+    ] {
+        assert!(v.get(field).is_some(), "stats lack {field}: {v}");
+    }
+    assert!(v["per_rule"]["video"]["misses"].as_u64().unwrap() >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_without_a_configured_token_is_forbidden() {
+    let origin = echo_origin().await;
+    let larder = Larder::start_with_env(&config(origin.addr, "", job_rules()), &[]);
+    let r = send(
+        client()
+            .get(larder.admin_url("/admin/stats"))
+            .bearer_auth("anything"),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("LARDER_ADMIN_TOKEN"), "{}", r.text());
+    // The proxy and /health keep working.
+    assert_eq!(get(&larder.url("/health")).await.status, 200);
+    assert_eq!(get(&larder.admin_url("/health")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_upstream_is_502_and_slow_upstream_is_504() {
+    // A port nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let larder = Larder::start(&config(dead, "", job_rules()));
+    let r = get(&larder.url("/health")).await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.text(), "upstream unreachable\n");
+
+    let slow = Origin::start(|_| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        ok(&[], "late")
+    })
+    .await;
+    let larder = Larder::start(&config(
+        slow.addr,
+        "upstream_timeout = \"300ms\"",
+        job_rules(),
+    ));
+    let started = std::time::Instant::now();
+    let r = get(&larder.url("/health")).await;
+    assert_eq!(r.status, 504);
+    assert_eq!(r.text(), "upstream timed out\n");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // Errors are not cached.
+    assert_eq!(get(&larder.url("/health")).await.status, 504);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_over_max_body_stream_whole_and_are_not_stored() {
+    let big: Bytes = (0..300_000u32)
+        .map(|i| b"abcdefghij"[(i % 10) as usize])
+        .collect::<Vec<u8>>()
+        .into();
+    let big2 = big.clone();
+    let origin = Origin::start(move |req| {
+        let big = big2.clone();
+        async move {
+            match req.uri.path() {
+                "/videos/known" => ok(&[("content-type", "text/plain")], big),
+                _ => response(
+                    200,
+                    &[("content-type", "text/plain")],
+                    chunked(big.chunks(10_000).map(Bytes::copy_from_slice).collect()),
+                ),
+            }
+        }
+    })
+    .await;
+    let larder = Larder::start(&config(origin.addr, "max_body = \"100KiB\"", job_rules()));
+    for path in ["/videos/known", "/videos/chunked"] {
+        let a = get(&larder.url(path)).await;
+        let b = get(&larder.url(path)).await;
+        assert_eq!(a.body, big, "{path} arrives whole");
+        assert_eq!(b.body, big);
+        assert_eq!(
+            a.header("cache-status"),
+            "larder; fwd=miss; detail=too-large"
+        );
+        assert_eq!(b.x_cache(), "MISS");
+        assert_eq!(origin.calls(path), 2);
+    }
+    // A chunked body within the bound is stored.
+    let small = Origin::start(|_| async {
+        response(
+            200,
+            &[("content-type", "text/plain")],
+            chunked(vec![Bytes::from("a"), Bytes::from("b")]),
+        )
+    })
+    .await;
+    let larder = Larder::start(&config(small.addr, "", job_rules()));
+    assert_eq!(get(&larder.url("/videos/c")).await.text(), "ab");
+    let hit = get(&larder.url("/videos/c")).await;
+    assert_eq!((hit.x_cache(), hit.text().as_str()), ("HIT", "ab"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn head_is_answered_from_the_get_entry() {
+    let origin = echo_origin().await;
+    let larder = Larder::start(&config(origin.addr, "", job_rules()));
+    let c = client();
+    let head = send(c.head(larder.url("/videos/5"))).await;
+    assert_eq!(head.x_cache(), "MISS");
+    assert!(head.body.is_empty());
+    let get_resp = send(c.get(larder.url("/videos/5"))).await;
+    assert_eq!(get_resp.x_cache(), "HIT");
+    let head2 = send(c.head(larder.url("/videos/5"))).await;
+    assert_eq!(head2.x_cache(), "HIT");
+    assert_eq!(
+        head2.header("content-length"),
+        get_resp.body.len().to_string()
+    );
+    assert_eq!(origin.calls("/videos/5"), 1);
+    assert_eq!(origin.seen()[0].method, Method::GET);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn speaks_h2c_and_adds_proxy_headers() {
+    let origin = echo_origin().await;
+    let larder = Larder::start(&config(origin.addr, "", job_rules()));
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let a = send(h2.get(larder.url("/health"))).await;
+    let b = send(h2.get(larder.url("/health"))).await;
+    assert_eq!((a.status, b.x_cache()), (200, "HIT"));
+    let seen = &origin.seen()[0];
+    assert_eq!(seen.headers["via"], "1.1 larder");
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen.headers["host"], origin.addr.to_string());
+    assert_eq!(a.header("via"), "1.1 larder");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_header_tags_entries_and_is_stripped() {
+    let origin = Origin::start(|req| async move {
+        let tag = format!("product-{}", &req.uri.path()[10..]);
+        ok(
+            &[
+                JSON,
+                ("surrogate-key", &format!("catalog {tag}")),
+                ("cache-control", "max-age=60"),
+            ],
+            "{}",
+        )
+    })
+    .await;
+    let larder = Larder::start(&config(origin.addr, "", ""));
+    let c = client();
+    let a = get(&larder.url("/products/1")).await;
+    assert_eq!(a.header("surrogate-key"), "");
+    get(&larder.url("/products/2")).await;
+    let r = send(
+        admin(&c, &larder, Method::POST, "/admin/invalidate").body(r#"{"tags":["product-1"]}"#),
+    )
+    .await;
+    assert_eq!(r.text(), r#"{"invalidated":1}"#);
+    assert_eq!(get(&larder.url("/products/2")).await.x_cache(), "HIT");
+    let r =
+        send(admin(&c, &larder, Method::POST, "/admin/invalidate").body(r#"{"tags":["catalog"]}"#))
+            .await;
+    assert_eq!(r.text(), r#"{"invalidated":1}"#);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+    let arrived2 = arrived.clone();
+    let origin = Origin::start(move |_| {
+        let arrived = arrived2.clone();
+        async move {
+            arrived.notify_one();
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            ok(&[], "slow but complete")
+        }
+    })
+    .await;
+    let mut larder = Larder::start(&config(origin.addr, "", ""));
+    let url = larder.url("/slow");
+    let in_flight = tokio::spawn(async move { get(&url).await });
+    // Once the request has reached the origin, stop larder.
+    arrived.notified().await;
+    let status = tokio::task::spawn_blocking(move || {
+        let s = larder.terminate();
+        (s, larder)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "exit status {:?}", status.0);
+    let got = in_flight.await.unwrap();
+    assert_eq!(got.text(), "slow but complete");
+}
