@@ -17,11 +17,11 @@ use crate::cache::{Cache, Settings};
 use crate::coalesce::Role;
 use crate::entry::{Entry, NewEntry, StoredBody};
 use crate::key::{self, normalize_percent, CacheKey};
-use crate::layer::{body_hash, lookup, Forward, Found, Lookup};
+use crate::layer::{body_hash, lookup, serve_hit, Forward, Found, Lookup};
 use crate::policy::{self, now_ms, RequestPolicy, StoreInput};
 use crate::rules::Rule;
 use crate::serve::{self, error_response, stamp};
-use crate::status::{CacheStatus, Fwd, NoCacheReason, Tier};
+use crate::status::{CacheStatus, Fwd, NoCacheReason};
 
 type Answer<B, E> = Result<Response<CacheBody<B>>, E>;
 
@@ -213,12 +213,15 @@ where
 
     let fwd = match &found {
         Found::Fresh(entry) => {
-            let now = now_ms();
-            let status = CacheStatus::hit(entry.ttl_ms(now) / 1000).tier(Tier::L1);
-            entry.record_hit();
-            counters.record(&status);
-            cache.inner.stats.record_tier(Tier::L1);
-            return Ok(serve::respond(entry, &plan.info, status, s, now));
+            return Ok(serve_hit(
+                &cache,
+                s,
+                plan.rule,
+                entry,
+                &plan.info,
+                false,
+                now_ms(),
+            ));
         }
         Found::Miss => Fwd::Miss,
         Found::VaryMiss => Fwd::VaryMiss,
@@ -242,15 +245,11 @@ where
         Role::Follower(wait) => {
             if wait.wait(s.config.cache.coalesce_wait).await {
                 let now = now_ms();
-                if let Found::Fresh(entry) =
-                    lookup(store, key, &parts.headers, &RequestPolicy::default(), now)
-                {
-                    let status = CacheStatus::hit(entry.ttl_ms(now) / 1000)
-                        .collapsed(true)
-                        .tier(Tier::L1);
-                    entry.record_hit();
-                    counters.record(&status);
-                    return Ok(serve::respond(&entry, &plan.info, status, s, now));
+                let found = lookup(store, key, &parts.headers, &RequestPolicy::default(), now);
+                if let Found::Fresh(entry) = found {
+                    return Ok(serve_hit(
+                        &cache, s, plan.rule, &entry, &plan.info, true, now,
+                    ));
                 }
             }
             None

@@ -316,6 +316,25 @@ pub(crate) fn lookup(
     }
 }
 
+/// Answers from a fresh entry and counts the hit.
+pub(crate) fn serve_hit<B>(
+    cache: &Cache,
+    settings: &Settings,
+    rule: Option<usize>,
+    entry: &Entry,
+    info: &ReqInfo,
+    collapsed: bool,
+    now: u64,
+) -> Response<CacheBody<B>> {
+    let status = CacheStatus::hit(entry.ttl_ms(now) / 1000)
+        .collapsed(collapsed)
+        .tier(Tier::L1);
+    entry.record_hit();
+    settings.counters(rule).record(&status);
+    cache.inner.stats.record_tier(Tier::L1);
+    serve::respond(entry, info, status, settings, now)
+}
+
 /// Whether an entry may be served without going upstream, given the request's
 /// directives (RFC 9111 §4.2, §5.2.1).
 fn usable(entry: &Entry, policy: &RequestPolicy, now: u64) -> bool {
@@ -398,12 +417,14 @@ impl<S> CacheService<S> {
             None => Found::Miss,
         };
         if let Found::Fresh(entry) = found {
-            let status = CacheStatus::hit(entry.ttl_ms(now) / 1000).tier(Tier::L1);
-            entry.record_hit();
-            settings.counters(plan.rule).record(&status);
-            self.cache.inner.stats.record_tier(Tier::L1);
-            return ResponseFuture::ready(serve::respond(
-                &entry, &plan.info, status, settings, now,
+            return ResponseFuture::ready(serve_hit(
+                &self.cache,
+                settings,
+                plan.rule,
+                &entry,
+                &plan.info,
+                false,
+                now,
             ));
         }
         let settings = arc_swap::Guard::into_inner(guard);

@@ -74,32 +74,20 @@ impl<B> std::fmt::Debug for Upstream<B> {
     }
 }
 
-/// Why an upstream could not be set up.
-#[derive(Debug)]
-pub struct UpstreamError(pub String);
-
-impl std::fmt::Display for UpstreamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UpstreamError {}
-
 impl<B> Upstream<B>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     /// A client for `[proxy]`; fails if no upstream is configured.
-    pub fn new(cfg: &ProxyConfig) -> Result<Upstream<B>, UpstreamError> {
+    pub fn new(cfg: &ProxyConfig) -> Result<Upstream<B>, crate::Error> {
         let uri = cfg.upstream.as_ref().ok_or_else(|| {
-            UpstreamError("proxy.upstream is not set; larder needs an upstream to serve".into())
+            crate::Error("proxy.upstream is not set; larder needs an upstream to serve".into())
         })?;
         let authority = uri
             .authority()
             .cloned()
-            .ok_or_else(|| UpstreamError("proxy.upstream has no host".into()))?;
+            .ok_or_else(|| crate::Error("proxy.upstream has no host".into()))?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(cfg.connect_timeout));

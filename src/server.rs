@@ -34,18 +34,6 @@ use crate::config::Config;
 use crate::layer::CacheService;
 use crate::proxy::{ClientAddr, Upstream};
 
-/// Why the server could not start.
-#[derive(Debug)]
-pub struct StartError(pub String);
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for StartError {}
-
 /// A started server.
 pub struct Running {
     /// Where the proxy listens (useful with port 0).
@@ -75,26 +63,25 @@ impl Running {
     }
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, crate::Error> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| StartError(format!("cannot listen on {addr} ({what}): {e}")))
+        .map_err(|e| crate::Error(format!("cannot listen on {addr} ({what}): {e}")))
 }
 
 /// Binds both listeners and starts serving `config`.
-pub async fn start(config: Config) -> Result<Running, StartError> {
-    let upstream: Upstream<CacheBody<Incoming>> =
-        Upstream::new(&config.proxy).map_err(|e| StartError(e.to_string()))?;
+pub async fn start(config: Config) -> Result<Running, crate::Error> {
+    let upstream: Upstream<CacheBody<Incoming>> = Upstream::new(&config.proxy)?;
     let cache = Cache::new(config.clone());
     let admin = Arc::new(Admin::new(cache.clone(), &config));
     let proxy_listener = bind(config.proxy.listen, "proxy.listen").await?;
     let admin_listener = bind(config.admin.listen, "admin.listen").await?;
     let proxy_addr = proxy_listener
         .local_addr()
-        .map_err(|e| StartError(e.to_string()))?;
+        .map_err(|e| crate::Error(e.to_string()))?;
     let admin_addr = admin_listener
         .local_addr()
-        .map_err(|e| StartError(e.to_string()))?;
+        .map_err(|e| crate::Error(e.to_string()))?;
     let (stop, stopped) = watch::channel(false);
     let grace = config.proxy.shutdown_grace;
 
