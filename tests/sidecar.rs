@@ -652,3 +652,175 @@ async fn sigterm_lets_in_flight_requests_finish() {
     let got = in_flight.await.unwrap();
     assert_eq!(got.text(), "slow but complete");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_misses_make_one_upstream_request() {
+    let origin = Origin::start(|_| async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ok(&[JSON], "{\"expensive\":true}")
+    })
+    .await;
+    let larder = Larder::start(&config(origin.addr, "", job_rules()));
+    let c = client();
+    let url = larder.url("/videos/slow");
+    let answers = futures_join_all((0..100).map(|_| {
+        let (c, url) = (c.clone(), url.clone());
+        tokio::spawn(async move { send(c.get(url)).await })
+    }))
+    .await;
+    assert_eq!(origin.calls("/videos/slow"), 1);
+    let collapsed = answers
+        .iter()
+        .filter(|g| g.header("cache-status").contains("collapsed"))
+        .count();
+    assert!(answers
+        .iter()
+        .all(|g| g.status == 200 && g.text() == "{\"expensive\":true}"));
+    assert_eq!(answers.iter().filter(|g| g.x_cache() == "MISS").count(), 1);
+    assert!(collapsed >= 90, "{collapsed} collapsed");
+}
+
+async fn futures_join_all<T: Send + 'static>(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for h in handles.collect::<Vec<_>>() {
+        out.push(h.await.expect("task"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uncacheable_answers_are_not_shared_with_waiters() {
+    let origin = Origin::start(|req| async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let user = req
+            .headers
+            .get("x-n")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        ok(
+            &[JSON, ("cache-control", "no-store")],
+            format!("{{\"for\":\"{user}\"}}"),
+        )
+    })
+    .await;
+    let larder = Larder::start(&config(origin.addr, "", job_rules()));
+    let c = client();
+    let answers = futures_join_all((0..10).map(|i| {
+        let (c, url) = (c.clone(), larder.url("/videos/private"));
+        tokio::spawn(async move { (i, send(c.get(url).header("x-n", i.to_string())).await) })
+    }))
+    .await;
+    for (i, g) in &answers {
+        assert_eq!(
+            g.text(),
+            format!("{{\"for\":\"{i}\"}}"),
+            "each waiter went upstream with its own request"
+        );
+        assert!(g.header("cache-status").contains("detail=no-store"));
+    }
+    assert_eq!(origin.calls("/videos/private"), 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn set_cookie_responses_are_not_stored_unless_allowed() {
+    let origin =
+        Origin::start(|_| async { ok(&[JSON, ("set-cookie", "session=s3cr3t")], "{}") }).await;
+    let rules = r#"
+[[rule]]
+name = "plain"
+path = "/plain"
+ttl = "60s"
+
+[[rule]]
+name = "allowed"
+path = "/allowed"
+ttl = "60s"
+allow_set_cookie = true
+"#;
+    let larder = Larder::start(&config(origin.addr, "", rules));
+    let a = get(&larder.url("/plain")).await;
+    assert_eq!(
+        a.header("cache-status"),
+        "larder; fwd=miss; detail=set-cookie"
+    );
+    assert_eq!(a.header("set-cookie"), "session=s3cr3t");
+    assert_eq!(get(&larder.url("/plain")).await.x_cache(), "MISS");
+    let first = get(&larder.url("/allowed")).await;
+    assert_eq!(first.x_cache(), "MISS");
+    let hit = get(&larder.url("/allowed")).await;
+    assert_eq!(hit.x_cache(), "HIT");
+    assert_eq!(
+        hit.header("set-cookie"),
+        "",
+        "a stored copy never hands out someone's cookie"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_body_requests_over_the_bound_bypass() {
+    let origin =
+        Origin::start(|req| async move { ok(&[JSON], format!("{{\"len\":{}}}", req.body.len())) })
+            .await;
+    let larder = Larder::start(&config(
+        origin.addr,
+        "",
+        &format!("[cache]\nkey_body_max = \"1KiB\"\n{}", job_rules()),
+    ));
+    let c = client();
+    let big = format!("{{\"text\":\"{}\"}}", "x".repeat(5000));
+    let a = send(c.post(larder.url("/v1/summarize")).body(big.clone())).await;
+    let b = send(c.post(larder.url("/v1/summarize")).body(big.clone())).await;
+    assert_eq!(
+        a.text(),
+        format!("{{\"len\":{}}}", big.len()),
+        "the whole body reached the origin"
+    );
+    assert_eq!(
+        a.header("cache-status"),
+        "larder; fwd=bypass; detail=body-too-large"
+    );
+    assert_eq!(b.x_cache(), "BYPASS");
+    assert_eq!(origin.calls("/v1/summarize"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vary_stores_one_entry_per_variant() {
+    let origin = Origin::start(|req| async move {
+        let lang = req
+            .headers
+            .get("accept-language")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_string();
+        ok(
+            &[
+                JSON,
+                ("vary", "Accept-Language"),
+                ("cache-control", "max-age=60"),
+            ],
+            format!("{{\"lang\":\"{lang}\"}}"),
+        )
+    })
+    .await;
+    let larder = Larder::start(&config(origin.addr, "", ""));
+    let c = client();
+    let ask = |lang: &'static str| send(c.get(larder.url("/page")).header("accept-language", lang));
+    let en = ask("en").await;
+    let fr = ask("fr").await;
+    assert_eq!((en.x_cache(), fr.x_cache()), ("MISS", "MISS"));
+    assert_eq!(fr.header("cache-status"), "larder; fwd=vary-miss; stored");
+    let en2 = ask("EN").await;
+    assert_eq!(en2.x_cache(), "HIT");
+    assert_eq!(en2.text(), "{\"lang\":\"en\"}");
+    assert_eq!(ask("fr").await.text(), "{\"lang\":\"fr\"}");
+    assert_eq!(origin.calls("/page"), 2);
+    // Invalidating the URL removes every variant.
+    let r =
+        send(admin(&c, &larder, Method::POST, "/admin/invalidate").body(r#"{"urls":["/page"]}"#))
+            .await;
+    assert_eq!(r.text(), r#"{"invalidated":3}"#);
+    assert_eq!(ask("en").await.x_cache(), "MISS");
+}
