@@ -81,6 +81,8 @@ pub struct ProxyConfig {
     pub host: HostHeader,
     /// Longest time in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Worker threads of the server's runtime (default: one per core).
+    pub workers: Option<usize>,
 }
 
 /// Which `Host` header the upstream receives.
@@ -224,6 +226,7 @@ struct RawProxy {
     max_body: Opt<String>,
     host: Opt<String>,
     shutdown_grace: Opt<String>,
+    workers: Opt<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -648,6 +651,11 @@ fn proxy(src: &Source, raw: Opt<RawProxy>) -> Result<ProxyConfig, ConfigError> {
         )?,
         max_body: opt_size(src, &r.max_body, "proxy.max_body", 8 << 20)?,
         host,
+        workers: match &r.workers {
+            None => None,
+            Some(w) if (1..=1024).contains(w.get_ref()) => Some(*w.get_ref() as usize),
+            Some(w) => return Err(src.at(w, "proxy.workers", "must be between 1 and 1024")),
+        },
         shutdown_grace: opt_duration(
             src,
             &r.shutdown_grace,

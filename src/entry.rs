@@ -30,6 +30,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue, ETAG, LAST_MODIFIED};
@@ -102,6 +103,9 @@ pub struct NewEntry<'a> {
 pub struct Entry {
     buf: Bytes,
     hits: AtomicU32,
+    /// The decoded body of a gzip entry, kept once a client that cannot take gzip asked
+    /// for it (the store counts it against its bound).
+    decoded: OnceLock<Bytes>,
 }
 
 impl fmt::Debug for Entry {
@@ -224,6 +228,7 @@ impl Entry {
         Entry {
             buf: buf.freeze(),
             hits: AtomicU32::new(0),
+            decoded: OnceLock::new(),
         }
     }
 
@@ -258,6 +263,7 @@ impl Entry {
         Ok(Entry {
             buf,
             hits: AtomicU32::new(0),
+            decoded: OnceLock::new(),
         })
     }
 
@@ -426,19 +432,51 @@ impl Entry {
         self.hits.load(Ordering::Relaxed)
     }
 
-    /// Bytes the entry occupies in memory (buffer plus bookkeeping).
+    /// Bytes the entry occupies in memory (buffers plus bookkeeping).
     pub fn weight(&self) -> usize {
-        self.buf.len() + std::mem::size_of::<Entry>()
+        self.buf.len() + self.decoded.get().map_or(0, Bytes::len) + std::mem::size_of::<Entry>()
     }
 
-    /// A decoded copy of a gzip body, writing nothing when it is not gzip.
+    /// The decoded body: the stored body itself unless it is gzip, else the kept decoded
+    /// copy, else a fresh decode.
     pub fn decoded_body(&self) -> std::io::Result<Bytes> {
         if !self.is_gzip() {
             return Ok(self.body());
         }
+        if let Some(b) = self.decoded.get() {
+            return Ok(b.clone());
+        }
+        self.gunzip_body()
+    }
+
+    fn gunzip_body(&self) -> std::io::Result<Bytes> {
         let mut out = Vec::with_capacity(self.identity_len() as usize);
         crate::compress::gunzip_into(&self.body(), &mut out, self.identity_len() as usize + 1)?;
         Ok(Bytes::from(out))
+    }
+
+    /// Decodes a gzip body once and keeps the result; returns the bytes added (0 if it was
+    /// kept already, is not gzip, or does not decode).
+    pub fn keep_decoded(&self) -> usize {
+        if !self.is_gzip() || self.decoded.get().is_some() {
+            return 0;
+        }
+        match self.gunzip_body() {
+            Ok(b) => {
+                let n = b.len();
+                if self.decoded.set(b).is_ok() {
+                    n
+                } else {
+                    0
+                }
+            }
+            Err(_) => 0,
+        }
+    }
+
+    /// Whether a decoded copy is kept.
+    pub fn has_decoded(&self) -> bool {
+        self.decoded.get().is_some()
     }
 }
 

@@ -212,12 +212,12 @@ where
     };
 
     let fwd = match &found {
-        Found::Fresh(entry) => {
+        Found::Fresh(entry, key) => {
             return Ok(serve_hit(
                 &cache,
                 s,
                 plan.rule,
-                entry,
+                (entry, key),
                 &plan.info,
                 false,
                 now_ms(),
@@ -246,9 +246,15 @@ where
             if wait.wait(s.config.cache.coalesce_wait).await {
                 let now = now_ms();
                 let found = lookup(store, key, &parts.headers, &RequestPolicy::default(), now);
-                if let Found::Fresh(entry) = found {
+                if let Found::Fresh(entry, key) = found {
                     return Ok(serve_hit(
-                        &cache, s, plan.rule, &entry, &plan.info, true, now,
+                        &cache,
+                        s,
+                        plan.rule,
+                        (&entry, &key),
+                        &plan.info,
+                        true,
+                        now,
                     ));
                 }
             }

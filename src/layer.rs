@@ -279,8 +279,8 @@ pub(crate) fn body_hash(headers: &HeaderMap, body: &[u8]) -> BodyHash {
 
 /// What the store holds for a key, seen from one request.
 pub(crate) enum Found {
-    /// Usable as is.
-    Fresh(Arc<Entry>),
+    /// Usable as is (stored under this key).
+    Fresh(Arc<Entry>, CacheKey),
     /// Present but not usable without going upstream.
     Stale,
     /// The URL is cached, but not this variant.
@@ -300,17 +300,17 @@ pub(crate) fn lookup(
     let Some(entry) = store.get(&primary, now) else {
         return Found::Miss;
     };
-    let entry = if entry.is_vary_marker() {
+    let (entry, key) = if entry.is_vary_marker() {
         let variant = primary.variant(&entry.vary_names(), headers);
         match store.get(&variant, now) {
-            Some(e) => e,
+            Some(e) => (e, variant),
             None => return Found::VaryMiss,
         }
     } else {
-        entry
+        (entry, primary)
     };
     if usable(&entry, policy, now) {
-        Found::Fresh(entry)
+        Found::Fresh(entry, key)
     } else {
         Found::Stale
     }
@@ -321,7 +321,7 @@ pub(crate) fn serve_hit<B>(
     cache: &Cache,
     settings: &Settings,
     rule: Option<usize>,
-    entry: &Entry,
+    (entry, key): (&Arc<Entry>, &CacheKey),
     info: &ReqInfo,
     collapsed: bool,
     now: u64,
@@ -330,6 +330,10 @@ pub(crate) fn serve_hit<B>(
         .collapsed(collapsed)
         .tier(Tier::L1);
     entry.record_hit();
+    if !info.gzip && entry.is_gzip() && !entry.has_decoded() {
+        // Decode once for clients that cannot take gzip, not on every hit.
+        cache.inner.store.keep_decoded(key, entry);
+    }
     settings.counters(rule).record(&status);
     cache.inner.stats.record_tier(Tier::L1);
     serve::respond(entry, info, status, settings, now)
@@ -416,12 +420,12 @@ impl<S> CacheService<S> {
             ),
             None => Found::Miss,
         };
-        if let Found::Fresh(entry) = found {
+        if let Found::Fresh(entry, key) = found {
             return ResponseFuture::ready(serve_hit(
                 &self.cache,
                 settings,
                 plan.rule,
-                &entry,
+                (&entry, &key),
                 &plan.info,
                 false,
                 now,

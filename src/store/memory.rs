@@ -181,6 +181,26 @@ impl MemoryStore {
         Some(slot.entry.clone())
     }
 
+    /// Keeps the decoded body of a gzip entry that is still stored under `key`, counting
+    /// it against the bound (done under the shard's lock, so removal sees the same weight).
+    pub fn keep_decoded(&self, key: &CacheKey, entry: &Arc<Entry>) {
+        let added = {
+            let shard = self.shard(key).read();
+            match shard.map.get(key) {
+                Some(slot) if Arc::ptr_eq(&slot.entry, entry) => entry.keep_decoded(),
+                _ => 0,
+            }
+        };
+        if added > 0 {
+            self.bytes.fetch_add(added, Ordering::Relaxed);
+            while self.bytes.load(Ordering::Relaxed) > self.max_bytes {
+                if !self.evict_some() {
+                    break;
+                }
+            }
+        }
+    }
+
     /// Starts a fill: remember the invalidation epoch before going upstream.
     pub fn begin_fill(&self) -> FillToken {
         FillToken(self.log.lock().epoch)
