@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, Method};
 use larder::config::UserSource;
 use larder::entry::{Entry, NewEntry, StoredBody};
