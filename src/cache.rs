@@ -39,6 +39,8 @@ pub struct Settings {
     pub(crate) users: Users,
     /// The `Cache-Status` header name.
     pub(crate) cache_status: HeaderName,
+    /// Whether the request's host is part of keys.
+    pub(crate) key_host: bool,
 }
 
 impl Settings {
@@ -47,12 +49,13 @@ impl Settings {
         let counters = rules.rules().iter().map(|r| stats.rule(&r.name)).collect();
         let users = Users::new(config.users.sources.clone(), secret);
         Settings {
-            config,
             rules,
             counters,
             unmatched: stats.rule(UNMATCHED),
             users,
             cache_status: HeaderName::from_static("cache-status"),
+            key_host: config.cache.key_host.unwrap_or(true),
+            config,
         }
     }
 

@@ -17,7 +17,7 @@
 
 use std::io::{self, Read, Write};
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use http::header::{HeaderMap, ACCEPT_ENCODING, CONTENT_TYPE};
@@ -49,7 +49,7 @@ pub fn gzip_if_smaller(input: &[u8]) -> Option<Vec<u8>> {
 
 /// Decompresses gzip `input` into `out`, refusing to produce more than `limit` bytes.
 pub fn gunzip_into(input: &[u8], out: &mut Vec<u8>, limit: usize) -> io::Result<()> {
-    let mut dec = GzDecoder::new(input).take(limit as u64 + 1);
+    let mut dec = MultiGzDecoder::new(input).take(limit as u64 + 1);
     dec.read_to_end(out)?;
     if out.len() > limit {
         return Err(io::Error::new(
@@ -92,12 +92,7 @@ pub fn compressible(headers: &HeaderMap) -> bool {
     let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return true;
     };
-    let ct = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let ct = crate::key::media_type(ct);
     !(ct.starts_with("image/") && ct != "image/svg+xml"
         || ct.starts_with("video/")
         || ct.starts_with("audio/")

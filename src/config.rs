@@ -148,6 +148,9 @@ pub struct CacheConfig {
     pub key_body_max: u64,
     /// How long concurrent misses on one key wait for the first one's answer.
     pub coalesce_wait: Duration,
+    /// Whether the request's host is part of keys. Unset: yes for the layer; for the
+    /// sidecar, only when the upstream sees the client's `Host` (`proxy.host = "preserve"`).
+    pub key_host: Option<bool>,
 }
 
 /// Where a request's user comes from.
@@ -257,6 +260,7 @@ struct RawCache {
     statuses: Opt<Vec<Spanned<i64>>>,
     key_body_max: Opt<String>,
     coalesce_wait: Opt<String>,
+    key_host: Opt<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -293,8 +297,17 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
+    /// `offset` clamped into the text and down to a character boundary.
+    fn boundary(&self, offset: usize) -> usize {
+        let mut o = offset.min(self.text.len());
+        while !self.text.is_char_boundary(o) {
+            o -= 1;
+        }
+        o
+    }
+
     fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
+        let offset = self.boundary(offset);
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -330,7 +343,7 @@ impl Source<'_> {
     /// Best effort: the dotted field path of the key at `offset`, from the table headers
     /// above it and the key on its line.
     fn field_at(&self, offset: usize) -> String {
-        let offset = offset.min(self.text.len());
+        let offset = self.boundary(offset);
         let mut table = String::new();
         let mut rule_count: usize = 0;
         let mut key = String::new();
@@ -785,6 +798,7 @@ fn cache(src: &Source, raw: Opt<RawCache>) -> Result<CacheConfig, ConfigError> {
             .unwrap_or_default(),
         statuses,
         key_body_max: opt_size(src, &r.key_body_max, "cache.key_body_max", 1 << 20)?,
+        key_host: r.key_host.map(Spanned::into_inner),
         coalesce_wait: opt_duration(
             src,
             &r.coalesce_wait,

@@ -4,7 +4,7 @@
 //! The same bytes are the in-memory entry and the value written to Redis, so a refill of
 //! L1 from L2 copies nothing, and a hit clones the body as a `Bytes` pointer.
 //!
-//! Layout (little-endian): a 56-byte fixed header, then `ntags` u64 tag ids, the URL, the
+//! Layout (little-endian): a 64-byte fixed header, then `ntags` u64 tag ids, the URL, the
 //! header block (`name:value\n` lines, names lower-case) and the body.
 //!
 //! ```
@@ -40,7 +40,11 @@ use crate::policy::Freshness;
 
 const MAGIC: u8 = b'L';
 const VERSION: u8 = 1;
-const FIXED: usize = 56;
+const FIXED: usize = 64;
+/// Upper bound of stored times (ms): RFC 9111's largest delta-seconds, so sums never overflow.
+const TIME_MAX: u64 = crate::policy::DELTA_MAX * 1000;
+/// Upper bound of a stored body's decoded length.
+const IDENTITY_MAX: u32 = 1 << 30;
 
 /// Entry flags.
 mod flag {
@@ -183,7 +187,9 @@ impl Entry {
             FIXED + new.tags.len() * 8 + new.url.len() + head.len() + body_len,
         );
         buf.put_bytes(0, FIXED);
-        for t in new.tags {
+        // The count is a u16: never write more tags than it can say.
+        let ntags = new.tags.len().min(u16::MAX as usize);
+        for t in &new.tags[..ntags] {
             buf.put_u64_le(*t);
         }
         buf.put_slice(new.url.as_bytes());
@@ -216,15 +222,34 @@ impl Entry {
         h[1] = VERSION;
         h[2..4].copy_from_slice(&flags.to_le_bytes());
         h[4..6].copy_from_slice(&new.status.as_u16().to_le_bytes());
-        h[6..8].copy_from_slice(&(new.tags.len().min(u16::MAX as usize) as u16).to_le_bytes());
+        h[6..8].copy_from_slice(&(ntags as u16).to_le_bytes());
         h[8..12].copy_from_slice(&(new.url.len() as u32).to_le_bytes());
         h[12..16].copy_from_slice(&(head.len() as u32).to_le_bytes());
-        h[16..20].copy_from_slice(&(identity_len.min(u32::MAX as usize) as u32).to_le_bytes());
+        h[16..20].copy_from_slice(&(identity_len.min(IDENTITY_MAX as usize) as u32).to_le_bytes());
         h[20..24].copy_from_slice(&f.stale_while_revalidate.to_le_bytes());
         h[24..28].copy_from_slice(&f.stale_if_error.to_le_bytes());
-        h[32..40].copy_from_slice(&new.response_time.to_le_bytes());
-        h[40..48].copy_from_slice(&f.initial_age_ms.to_le_bytes());
-        h[48..56].copy_from_slice(&f.lifetime_ms.to_le_bytes());
+        let initial_age = f.initial_age_ms.min(TIME_MAX);
+        let lifetime = f.lifetime_ms.min(TIME_MAX);
+        let response_time = new.response_time.min(TIME_MAX * 4);
+        let stale_ms = if f.must_revalidate {
+            0
+        } else {
+            f.stale_while_revalidate.max(f.stale_if_error) as u64 * 1000
+        };
+        // Entries with validators are kept a while past freshness so they can be
+        // revalidated instead of fetched whole.
+        let has_validator =
+            new.headers.contains_key(ETAG) || new.headers.contains_key(LAST_MODIFIED);
+        let grace = if has_validator {
+            lifetime.max(60_000)
+        } else {
+            0
+        };
+        let expires_at = (response_time + lifetime + stale_ms + grace).saturating_sub(initial_age);
+        h[32..40].copy_from_slice(&response_time.to_le_bytes());
+        h[40..48].copy_from_slice(&initial_age.to_le_bytes());
+        h[48..56].copy_from_slice(&lifetime.to_le_bytes());
+        h[56..64].copy_from_slice(&expires_at.to_le_bytes());
         Entry {
             buf: buf.freeze(),
             hits: AtomicU32::new(0),
@@ -256,6 +281,13 @@ impl Entry {
         }
         if StatusCode::from_u16(u16_at(&buf, 4)).is_err() {
             return Err(DecodeError("bad status"));
+        }
+        if u64_at(&buf, 40) > TIME_MAX
+            || u64_at(&buf, 48) > TIME_MAX
+            || u64_at(&buf, 32) > TIME_MAX * 4
+            || u32_at(&buf, 16) > IDENTITY_MAX
+        {
+            return Err(DecodeError("times or lengths out of range"));
         }
         if std::str::from_utf8(&buf[FIXED + ntags * 8..FIXED + ntags * 8 + url_len]).is_err() {
             return Err(DecodeError("url is not UTF-8"));
@@ -364,12 +396,13 @@ impl Entry {
 
     /// Current age in milliseconds (RFC 9111 §4.2.3).
     pub fn age_ms(&self, now: u64) -> u64 {
-        u64_at(&self.buf, 40) + now.saturating_sub(self.response_time())
+        u64_at(&self.buf, 40).saturating_add(now.saturating_sub(self.response_time()))
     }
 
     /// Remaining freshness in milliseconds; negative once stale.
     pub fn ttl_ms(&self, now: u64) -> i64 {
-        u64_at(&self.buf, 48) as i64 - self.age_ms(now) as i64
+        // Both are bounded by TIME_MAX (well inside i64) at encode and decode.
+        (u64_at(&self.buf, 48) as i64).saturating_sub(self.age_ms(now).min(i64::MAX as u64) as i64)
     }
 
     /// Whether the entry is fresh at `now` (and not `no-cache`).
@@ -377,22 +410,10 @@ impl Entry {
         self.flags() & flag::NO_CACHE == 0 && self.ttl_ms(now) > 0
     }
 
-    /// When the entry can be dropped: fresh lifetime plus any stale windows.
+    /// When the entry can be dropped (ms since epoch): fresh lifetime plus any stale
+    /// windows, plus a grace period for revalidation when it has a validator.
     pub fn expires_at(&self) -> u64 {
-        let f = self.freshness();
-        let stale = if f.must_revalidate {
-            0
-        } else {
-            (f.stale_while_revalidate.max(f.stale_if_error) as u64) * 1000
-        };
-        // Entries with validators are kept a while past freshness so they can be
-        // revalidated instead of fetched whole.
-        let grace = if self.has_validator() {
-            60_000.max(f.lifetime_ms)
-        } else {
-            0
-        };
-        (self.response_time() + f.lifetime_ms + stale + grace).saturating_sub(f.initial_age_ms)
+        u64_at(&self.buf, 56)
     }
 
     /// The stored header lines as `(name, value)` pairs, values sharing the entry's buffer.
@@ -450,8 +471,9 @@ impl Entry {
     }
 
     fn gunzip_body(&self) -> std::io::Result<Bytes> {
-        let mut out = Vec::with_capacity(self.identity_len() as usize);
-        crate::compress::gunzip_into(&self.body(), &mut out, self.identity_len() as usize + 1)?;
+        let len = self.identity_len() as usize;
+        let mut out = Vec::with_capacity(len.min(1 << 24));
+        crate::compress::gunzip_into(&self.body(), &mut out, len)?;
         Ok(Bytes::from(out))
     }
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{
-    HeaderName, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LOCATION, HOST,
-    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LOCATION, VARY,
+    HeaderName, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LOCATION, HOST, IF_MATCH,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LOCATION, VARY,
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
@@ -184,10 +184,11 @@ where
         None => match buffer(body, s.config.cache.key_body_max as usize).await {
             Buffered::Complete(bytes) => {
                 let hash = body_hash(&parts.headers, &bytes);
+                let rule = plan.rule.map(|i| &s.rules.rules()[i]);
                 let k = crate::layer::primary_key(
                     s,
-                    &parts.method,
-                    &parts.uri,
+                    rule,
+                    (&parts.method, &parts.uri, &parts.headers),
                     &path,
                     plan.user,
                     Some(hash),
@@ -275,13 +276,24 @@ where
         query: parts.uri.query().map(str::to_string),
         request_headers: parts.headers.clone(),
     };
-    for h in [IF_NONE_MATCH, IF_MODIFIED_SINCE, IF_RANGE] {
+    // A fill fetches the whole, unconditional representation for everyone; the client's
+    // own conditions are evaluated against the stored entry.
+    for h in [
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_RANGE,
+        IF_MATCH,
+        IF_UNMODIFIED_SINCE,
+    ] {
         parts.headers.remove(h);
     }
-    // We decode gzip for clients that cannot take it, so gzip is all we ask for.
+    // larder decodes gzip for clients that cannot take it, so gzip is all it asks for; a
+    // client that cannot take gzip gets identity, so an answer that turns out not to be
+    // storable reaches it in a coding it understands.
+    let coding = if plan.info.gzip { "gzip" } else { "identity" };
     parts
         .headers
-        .insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        .insert(ACCEPT_ENCODING, HeaderValue::from_static(coding));
 
     let request_time = now_ms();
     let resp = inner.oneshot(Request::from_parts(parts, body)).await?;
@@ -298,6 +310,7 @@ where
             status: rparts.status,
             response: &rparts.headers,
             rule,
+            credentials: rule.is_none() && s.users.present(&fill.request_headers),
             statuses: &s.config.cache.statuses,
             default_ttl: s.config.cache.default_ttl,
             respect_origin: s.config.cache.respect_origin,

@@ -148,6 +148,17 @@ impl Users {
         None
     }
 
+    /// Whether the request carries any of the configured user identities.
+    pub fn present(&self, headers: &HeaderMap) -> bool {
+        self.sources.iter().any(|source| match source {
+            UserSource::Header(name) => headers.contains_key(name),
+            UserSource::Cookie(name) => headers
+                .get_all(COOKIE)
+                .iter()
+                .any(|h| cookie_value(h.as_bytes(), name.as_bytes()).is_some()),
+        })
+    }
+
     /// The hashes an admin-given identity has under each source (for invalidation by user).
     pub fn hash_identity(&self, identity: &str) -> Vec<UserId> {
         let v = trim(identity.as_bytes());
@@ -191,19 +202,12 @@ impl BodyHash {
     /// ```
     pub fn of(content_type: Option<&str>, body: &[u8]) -> BodyHash {
         let json_type = content_type.map(|ct| {
-            let ct = ct
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
+            let ct = media_type(ct);
             ct == "application/json" || ct.ends_with("+json")
         });
         let canonical = match json_type {
             Some(false) => None,
-            _ => serde_json::from_slice::<serde_json::Value>(body)
-                .ok()
-                .and_then(|v| serde_json::to_vec(&v).ok()),
+            _ => canonical_json(body),
         };
         let mut h = blake3::Hasher::new();
         match &canonical {
@@ -222,6 +226,91 @@ impl BodyHash {
     }
 }
 
+/// The media type of a `Content-Type` value, lower-cased, without parameters.
+pub fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// JSON with object keys sorted and insignificant whitespace removed; `None` if the body
+/// is not JSON or is ambiguous (a duplicate key, which parsers resolve differently).
+/// Numbers and strings keep their exact text, so no two different values merge.
+pub fn canonical_json(body: &[u8]) -> Option<Vec<u8>> {
+    let raw: &serde_json::value::RawValue = serde_json::from_slice(body).ok()?;
+    let mut out = Vec::with_capacity(body.len());
+    write_canonical(raw, &mut out).ok()?;
+    Some(out)
+}
+
+fn write_canonical(
+    raw: &serde_json::value::RawValue,
+    out: &mut Vec<u8>,
+) -> Result<(), serde_json::Error> {
+    let text = raw.get().trim();
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            let Object(map) = serde_json::from_str(text)?;
+            out.push(b'{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, k)?;
+                out.push(b':');
+                write_canonical(v, out)?;
+            }
+            out.push(b'}');
+        }
+        Some(b'[') => {
+            let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(text)?;
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(v, out)?;
+            }
+            out.push(b']');
+        }
+        _ => out.extend_from_slice(text.as_bytes()),
+    }
+    Ok(())
+}
+
+/// A JSON object whose keys are sorted, refusing duplicate keys.
+struct Object<'a>(std::collections::BTreeMap<String, &'a serde_json::value::RawValue>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Object<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Object<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Object<'a>, M::Error> {
+                let mut out = std::collections::BTreeMap::new();
+                while let Some((k, v)) =
+                    m.next_entry::<String, &'de serde_json::value::RawValue>()?
+                {
+                    if out.insert(k, v).is_some() {
+                        return Err(serde::de::Error::custom("duplicate key"));
+                    }
+                }
+                Ok(Object(out))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
 /// The request-side components of a primary key.
 #[derive(Clone, Debug)]
 pub struct KeyInput<'a> {
@@ -229,6 +318,8 @@ pub struct KeyInput<'a> {
     pub namespace: &'a str,
     /// The method (HEAD is keyed as GET by the caller).
     pub method: &'a Method,
+    /// The request's host, when responses may depend on it.
+    pub host: Option<&'a str>,
     /// The normalised path.
     pub path: &'a str,
     /// The raw query, if any.
@@ -249,6 +340,7 @@ impl<'a> KeyInput<'a> {
         KeyInput {
             namespace,
             method,
+            host: None,
             path,
             query: None,
             only_params: None,
@@ -285,6 +377,9 @@ impl CacheKey {
         let mut h = Hasher::new(b"larder key v1\0");
         h.part(b'n', input.namespace.as_bytes());
         h.part(b'm', input.method.as_str().as_bytes());
+        if let Some(host) = input.host {
+            h.part(b'h', host.to_ascii_lowercase().as_bytes());
+        }
         h.part(b'p', input.path.as_bytes());
         let params = QueryParams::new(input.query, ignore_params, input.only_params);
         h.part(b'q', &(params.pairs.len() as u64).to_le_bytes());
@@ -335,22 +430,38 @@ impl CacheKey {
     }
 }
 
-/// A request header's value normalised for `Vary`: list items trimmed, lower-cased and
-/// sorted; `None` if the header is absent.
+/// A request header's value normalised for `Vary`; `None` if the header is absent.
+///
+/// For the content-negotiation headers (`Accept`, `Accept-Charset`, `Accept-Encoding`,
+/// `Accept-Language`), whose values are case-insensitive lists, items are trimmed,
+/// lower-cased and sorted. Any other header keeps its exact bytes (lines joined by `,`),
+/// since its case or order may matter to the origin.
 pub fn vary_value(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let mut values = headers.get_all(name).iter().peekable();
+    values.peek()?;
+    let negotiation = matches!(
+        name.as_str(),
+        "accept" | "accept-charset" | "accept-encoding" | "accept-language"
+    );
+    if !negotiation {
+        let parts: Vec<String> = values
+            .map(|v| String::from_utf8_lossy(trim(v.as_bytes())).into_owned())
+            .collect();
+        return Some(parts.join(","));
+    }
     let mut items: Vec<String> = Vec::new();
-    let mut any = false;
-    for v in headers.get_all(name) {
-        any = true;
+    for v in values {
         for item in v.as_bytes().split(|&b| b == b',') {
             let item = trim(item);
             if !item.is_empty() {
-                items.push(String::from_utf8_lossy(item).to_ascii_lowercase());
+                let item: Vec<u8> = item
+                    .iter()
+                    .copied()
+                    .filter(|b| !b.is_ascii_whitespace())
+                    .collect();
+                items.push(String::from_utf8_lossy(&item).to_ascii_lowercase());
             }
         }
-    }
-    if !any {
-        return None;
     }
     items.sort();
     Some(items.join(","))
@@ -587,6 +698,69 @@ mod tests {
             k.variant(std::slice::from_ref(&name), &a),
             k.variant(std::slice::from_ref(&name), &HeaderMap::new())
         );
+    }
+
+    #[test]
+    fn body_hash_is_exact_about_numbers_and_duplicates() {
+        let j = Some("application/json");
+        assert_eq!(
+            canonical_json(br#"{ "b" : [1, 2.50], "a":{"y":1,"x":"s"} }"#).unwrap(),
+            br#"{"a":{"x":"s","y":1},"b":[1,2.50]}"#
+        );
+        assert_ne!(
+            BodyHash::of(j, b"[18446744073709551616]"),
+            BodyHash::of(j, b"[18446744073709551617]")
+        );
+        assert_ne!(BodyHash::of(j, b"[1.0]"), BodyHash::of(j, b"[1.00]"));
+        // Duplicate keys are ambiguous: hashed raw, so they never share a key with the
+        // object some parser would read them as.
+        assert!(canonical_json(br#"{"q":"evil","q":"benign"}"#).is_none());
+        assert_ne!(
+            BodyHash::of(j, br#"{"q":"evil","q":"benign"}"#),
+            BodyHash::of(j, br#"{"q":"benign"}"#)
+        );
+        assert_ne!(
+            BodyHash::of(Some("text/plain"), b"{}"),
+            BodyHash::of(j, b"{}")
+        );
+    }
+
+    #[test]
+    fn vary_values_keep_case_outside_negotiation_headers() {
+        let name = HeaderName::from_static("x-tenant");
+        let mut a = HeaderMap::new();
+        a.insert("x-tenant", "Acme".parse().unwrap());
+        let mut b = HeaderMap::new();
+        b.insert("x-tenant", "acme".parse().unwrap());
+        assert_ne!(vary_value(&a, &name), vary_value(&b, &name));
+    }
+
+    #[test]
+    fn host_is_part_of_the_key_when_given() {
+        let m = Method::GET;
+        let a = CacheKey::primary(
+            &KeyInput {
+                host: Some("a.example"),
+                ..KeyInput::new("v1", &m, "/")
+            },
+            &[],
+        );
+        let b = CacheKey::primary(
+            &KeyInput {
+                host: Some("B.example"),
+                ..KeyInput::new("v1", &m, "/")
+            },
+            &[],
+        );
+        let b2 = CacheKey::primary(
+            &KeyInput {
+                host: Some("b.example"),
+                ..KeyInput::new("v1", &m, "/")
+            },
+            &[],
+        );
+        assert_ne!(a, b);
+        assert_eq!(b, b2);
     }
 
     #[test]

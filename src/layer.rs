@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE, RANGE, UPGRADE};
+use http::header::{CONNECTION, CONTENT_TYPE, HOST, RANGE, UPGRADE};
 use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body::Body;
 use tower::{Layer, Service};
@@ -48,6 +48,7 @@ use crate::entry::Entry;
 use crate::fetch;
 use crate::key::{normalize_percent, BodyHash, CacheKey, KeyInput, UserId};
 use crate::policy::{now_ms, RequestPolicy};
+use crate::rules::Rule;
 use crate::serve::{self, ReqInfo};
 use crate::status::{CacheStatus, NoCacheReason, Tier};
 use crate::store::MemoryStore;
@@ -184,6 +185,29 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             })
 }
 
+/// Decodes percent-escapes of unreserved characters in the request target, so the key,
+/// the rule match and what the upstream receives all agree on one spelling.
+fn normalize_target<B>(mut req: Request<B>) -> Request<B> {
+    let uri = req.uri();
+    let escaped = uri.path().contains('%') || uri.query().is_some_and(|q| q.contains('%'));
+    if !escaped {
+        return req;
+    }
+    let path = normalize_percent(uri.path());
+    let target = match uri.query() {
+        Some(q) => format!("{path}?{}", normalize_percent(q)),
+        None => path.into_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    if let Ok(pq) = target.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(u) = Uri::from_parts(parts) {
+            *req.uri_mut() = u;
+        }
+    }
+    req
+}
+
 /// Matches the request to a rule and decides whether the cache handles it.
 pub(crate) fn route<B>(s: &Settings, req: &Request<B>) -> Route {
     let method = req.method();
@@ -230,7 +254,14 @@ pub(crate) fn route<B>(s: &Settings, req: &Request<B>) -> Route {
     };
     let primary = match rule {
         Some(r) if r.key_body => None,
-        _ => Some(primary_key(s, req.method(), req.uri(), &path, user, None)),
+        _ => Some(primary_key(
+            s,
+            rule,
+            (req.method(), req.uri(), req.headers()),
+            &path,
+            user,
+            None,
+        )),
     };
     Route::Cache(Lookup {
         rule: rule_index,
@@ -244,20 +275,28 @@ pub(crate) fn route<B>(s: &Settings, req: &Request<B>) -> Route {
 /// The primary key of a request (HEAD keyed as GET).
 pub(crate) fn primary_key(
     s: &Settings,
-    method: &Method,
-    uri: &Uri,
+    rule: Option<&Rule>,
+    parts: (&Method, &Uri, &HeaderMap),
     path: &str,
     user: Option<UserId>,
     body: Option<BodyHash>,
 ) -> CacheKey {
-    let rule = s.rules.find(method, path);
+    let (method, uri, headers) = parts;
     let method = if method == Method::HEAD {
         &Method::GET
     } else {
         method
     };
+    let host = if s.key_host {
+        uri.authority()
+            .map(|a| a.as_str())
+            .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()))
+    } else {
+        None
+    };
     CacheKey::primary(
         &KeyInput {
+            host,
             query: uri.query(),
             only_params: rule.and_then(|r| r.key_query.as_deref()),
             version: rule.and_then(|r| r.version.as_deref()),
@@ -394,6 +433,7 @@ impl<S> CacheService<S> {
         ResB: Body<Data = Bytes> + Send + 'static,
         ResB::Error: Into<BoxError>,
     {
+        let req = normalize_target(req);
         let guard = self.cache.inner.settings.load();
         let settings: &Settings = &guard;
         let now = now_ms();

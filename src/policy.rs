@@ -211,6 +211,9 @@ pub struct StoreInput<'a> {
     pub response: &'a HeaderMap,
     /// The matched rule, if any.
     pub rule: Option<&'a Rule>,
+    /// The request carries a user identity (a configured user source) other than
+    /// `Authorization`; without a rule it is treated like `Authorization`.
+    pub credentials: bool,
     /// Statuses a rule stores.
     pub statuses: &'a [u16],
     /// Ttl of a matched rule without one, when the origin gives no freshness.
@@ -296,10 +299,13 @@ pub fn decide(input: &StoreInput<'_>) -> Result<Freshness, NoCacheReason> {
     if vary_star(input.response) {
         return Err(NoCacheReason::VaryStar);
     }
-    if input.request.contains_key(AUTHORIZATION)
-        && !per_user
-        && !(d.public || d.s_maxage.is_some() || d.must_revalidate)
-    {
+    // A shared cache stores answers to requests with credentials only when the response
+    // says it may be shared (RFC 9111 §3.5). Without a rule, any configured user identity
+    // (a session cookie, say) counts as a credential: the path may be an alias of a
+    // per-user endpoint.
+    let credentials =
+        input.request.contains_key(AUTHORIZATION) || (rule.is_none() && input.credentials);
+    if credentials && !per_user && !(d.public || d.s_maxage.is_some() || d.must_revalidate) {
         return Err(NoCacheReason::Authorization);
     }
     let initial_age_ms = initial_age_ms(input.response, input.request_time, input.response_time);
@@ -441,6 +447,7 @@ mod tests {
             status: StatusCode::OK,
             response: resp,
             rule,
+            credentials: false,
             statuses: &[200, 203, 204, 300, 301, 404, 410],
             default_ttl: Duration::from_secs(300),
             respect_origin: true,
@@ -513,6 +520,17 @@ mod tests {
         );
         let resp = hm(&[("cache-control", "public, max-age=60")]);
         assert!(decide(&input(&auth, &resp, None)).is_ok());
+        let resp = hm(&[("cache-control", "max-age=60")]);
+        let cookie = StoreInput {
+            credentials: true,
+            ..input(&req, &resp, None)
+        };
+        assert_eq!(decide(&cookie), Err(NoCacheReason::Authorization));
+        let cookie_with_rule = StoreInput {
+            credentials: true,
+            ..input(&req, &resp, Some(&rule))
+        };
+        assert!(decide(&cookie_with_rule).is_ok());
         let mut per_user = rule.clone();
         per_user.per_user = true;
         let resp = hm(&[("cache-control", "private, max-age=60")]);

@@ -7,9 +7,9 @@
 use bytes::Bytes;
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, AGE, CACHE_CONTROL, CONNECTION, CONTENT_ENCODING,
-    CONTENT_LENGTH, ETAG, EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, PRAGMA,
-    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
-    VARY,
+    CONTENT_LENGTH, ETAG, EXPIRES, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE,
+    LAST_MODIFIED, PRAGMA, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE, TE, TRAILER,
+    TRANSFER_ENCODING, UPGRADE, VARY,
 };
 use http::{Method, Request, Response, StatusCode};
 
@@ -30,6 +30,8 @@ pub(crate) struct ReqInfo {
     pub gzip: bool,
     pub if_none_match: Option<HeaderValue>,
     pub if_modified_since: Option<HeaderValue>,
+    pub if_match: Option<HeaderValue>,
+    pub if_unmodified_since: Option<HeaderValue>,
 }
 
 impl ReqInfo {
@@ -41,6 +43,8 @@ impl ReqInfo {
             gzip: crate::compress::accepts_gzip(h),
             if_none_match: h.get(IF_NONE_MATCH).filter(|_| conditional).cloned(),
             if_modified_since: h.get(IF_MODIFIED_SINCE).filter(|_| conditional).cloned(),
+            if_match: h.get(IF_MATCH).filter(|_| conditional).cloned(),
+            if_unmodified_since: h.get(IF_UNMODIFIED_SINCE).filter(|_| conditional).cloned(),
         }
     }
 }
@@ -98,11 +102,39 @@ pub(crate) fn stored_headers(
         h.insert(CACHE_CONTROL, cc.clone());
         h.remove(EXPIRES);
         h.remove(PRAGMA);
+    } else if rule.is_some_and(|r| r.per_user) {
+        make_private(&mut h);
     }
     if gzip && !vary_lists(&h, "accept-encoding") {
         h.append(VARY, HeaderValue::from_static("Accept-Encoding"));
     }
     h
+}
+
+/// Marks a per-user answer `private` for caches downstream, dropping what would let them
+/// share it (`public`, `s-maxage`).
+fn make_private(h: &mut HeaderMap) {
+    let mut directives = vec!["private".to_string()];
+    for v in h
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        for d in v.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            let name = d
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if !matches!(name.as_str(), "public" | "s-maxage" | "private") {
+                directives.push(d.to_string());
+            }
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&directives.join(", ")) {
+        h.insert(CACHE_CONTROL, v);
+    }
 }
 
 fn vary_lists(h: &HeaderMap, name: &str) -> bool {
@@ -123,7 +155,36 @@ fn etag_matches_weakly(list: &HeaderValue, etag: &HeaderValue) -> bool {
     list.trim() == "*" || list.split(',').any(|t| strip(t) == ours)
 }
 
-/// Whether a client's conditional GET can be answered 304 (RFC 9110 §13.2.2).
+/// Strong comparison of entity tags (RFC 9110 §8.8.3.2) for `If-Match`.
+fn etag_matches_strongly(list: &HeaderValue, etag: Option<&HeaderValue>) -> bool {
+    let Ok(list) = list.to_str() else {
+        return false;
+    };
+    let Some(ours) = etag.and_then(|e| e.to_str().ok()).map(str::trim) else {
+        return false;
+    };
+    if list.trim() == "*" {
+        return true;
+    }
+    !ours.starts_with("W/") && list.split(',').any(|t| t.trim() == ours)
+}
+
+/// Whether a precondition fails (RFC 9110 §13.2.2 steps 1–2): answer 412.
+fn precondition_failed(info: &ReqInfo, headers: &HeaderMap) -> bool {
+    if let Some(im) = &info.if_match {
+        return !etag_matches_strongly(im, headers.get(ETAG));
+    }
+    if let Some(ius) = &info.if_unmodified_since {
+        let lm = headers.get(LAST_MODIFIED).and_then(parse_date);
+        return match (parse_date(ius), lm) {
+            (Some(since), Some(lm)) => lm > since,
+            _ => false,
+        };
+    }
+    false
+}
+
+/// Whether a client's conditional GET can be answered 304 (RFC 9110 §13.2.2 steps 3–4).
 fn not_modified(info: &ReqInfo, headers: &HeaderMap) -> bool {
     if let Some(inm) = &info.if_none_match {
         return headers
@@ -183,7 +244,14 @@ pub(crate) fn respond<B>(
     }
     headers.insert(AGE, HeaderValue::from(entry.age_ms(now) / 1000));
     stamp(&mut headers, &status, settings);
-    if not_modified(info, &headers) {
+    // Preconditions only apply to what would otherwise be a 2xx (RFC 9110 §13.2.1).
+    let success = entry.status().is_success();
+    if success && precondition_failed(info, &headers) {
+        let mut resp = error_response(StatusCode::PRECONDITION_FAILED, "precondition failed\n");
+        stamp(resp.headers_mut(), &status, settings);
+        return resp;
+    }
+    if success && not_modified(info, &headers) {
         let mut resp = Response::new(CacheBody::empty());
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         *resp.headers_mut() = headers;
@@ -206,7 +274,10 @@ pub(crate) fn respond<B>(
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     let body = if info.head {
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        let status = entry.status();
+        if status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
         CacheBody::empty()
     } else {
         CacheBody::full(body)
@@ -256,5 +327,13 @@ mod tests {
         let out = stored_headers(&h, None, Some(&tag), true, false);
         assert_eq!(out.len(), 2, "{out:?}");
         assert_eq!(out.get(VARY).unwrap(), "Accept-Encoding");
+        let mut rule = Rule::new("r", "/a").unwrap();
+        rule.per_user = true;
+        h.insert(
+            CACHE_CONTROL,
+            "public, max-age=60, s-maxage=600".parse().unwrap(),
+        );
+        let out = stored_headers(&h, Some(&rule), Some(&tag), false, false);
+        assert_eq!(out.get(CACHE_CONTROL).unwrap(), "private, max-age=60");
     }
 }

@@ -61,8 +61,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         };
         total = total.saturating_add(n.saturating_mul(ms_per));
     }
-    let ms = u64::try_from(total).map_err(|_| format!("duration {text:?} is too large"))?;
-    Ok(Duration::from_millis(ms))
+    // RFC 9111's largest delta-seconds (about 68 years) bounds every duration.
+    if total > 2_147_483_648_000 {
+        return Err(format!(
+            "duration {text:?} is too large (at most about 68 years)"
+        ));
+    }
+    Ok(Duration::from_millis(total as u64))
 }
 
 /// Parses a size such as `"512"`, `"1KiB"`, `"8MiB"`, `"2GiB"` (also `KB`, `MB`, `GB` as
@@ -149,6 +154,8 @@ mod tests {
         assert!(parse_duration("30x").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("s").is_err());
+        assert!(parse_duration("213503982334d").is_err());
+        assert!(parse_duration("99999999999999999999999999999999999999d").is_err());
         assert_eq!(format_duration(Duration::from_secs(90)), "90s");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
     }

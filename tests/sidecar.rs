@@ -256,8 +256,9 @@ async fn gzip_and_identity_clients_get_the_same_bytes() {
         .unwrap();
     assert_eq!(decoded, identity.body);
     assert_eq!(identity2.body, identity.body);
-    // The origin was asked for gzip-or-identity only.
-    assert_eq!(origin.seen()[0].headers["accept-encoding"], "gzip");
+    // The origin is asked for the one coding larder can decode, or for identity when the
+    // client cannot take gzip (so an uncacheable answer reaches it readable).
+    assert_eq!(origin.seen()[0].headers["accept-encoding"], "identity");
     assert_eq!(origin.calls("/videos/3"), 1);
 }
 
@@ -823,4 +824,139 @@ async fn vary_stores_one_entry_per_variant() {
             .await;
     assert_eq!(r.text(), r#"{"invalidated":3}"#);
     assert_eq!(ask("en").await.x_cache(), "MISS");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn escaped_paths_share_the_entry_and_reach_the_origin_normalised() {
+    let origin = echo_origin().await;
+    let larder = Larder::start(&config(origin.addr, "", job_rules()));
+    assert_eq!(get(&larder.url("/videos/42")).await.x_cache(), "MISS");
+    let escaped = get(&larder.url("/%76ideos/4%32")).await;
+    assert_eq!(escaped.x_cache(), "HIT");
+    assert_eq!(get(&larder.url("/%76ideos/43")).await.x_cache(), "MISS");
+    let paths: Vec<String> = origin
+        .seen()
+        .iter()
+        .map(|s| s.uri.path().to_string())
+        .collect();
+    assert_eq!(paths, vec!["/videos/42", "/videos/43"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn preserved_host_is_part_of_the_key() {
+    let origin = Origin::start(|req| async move {
+        let host = req.headers["host"].to_str().unwrap().to_string();
+        ok(&[("cache-control", "max-age=60")], format!("site {host}"))
+    })
+    .await;
+    let larder = Larder::start(&config(origin.addr, "host = \"preserve\"", ""));
+    let c = client();
+    let a = send(c.get(larder.url("/")).header("host", "a.example")).await;
+    let b = send(c.get(larder.url("/")).header("host", "b.example")).await;
+    let a2 = send(c.get(larder.url("/")).header("host", "A.EXAMPLE")).await;
+    assert_eq!(
+        (a.text().as_str(), b.text().as_str()),
+        ("site a.example", "site b.example")
+    );
+    assert_eq!(
+        (a2.x_cache(), a2.text().as_str()),
+        ("HIT", "site a.example")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uncacheable_answers_reach_identity_clients_decoded() {
+    // An origin that compresses whenever it is allowed to.
+    let origin = Origin::start(|req| async move {
+        let gz = req
+            .headers
+            .get("accept-encoding")
+            .is_some_and(|v| v.to_str().unwrap().contains("gzip"));
+        let body = "private data ".repeat(200);
+        if gz {
+            let compressed = larder::compress::gzip_if_smaller(body.as_bytes()).unwrap();
+            ok(
+                &[("cache-control", "private"), ("content-encoding", "gzip")],
+                compressed,
+            )
+        } else {
+            ok(&[("cache-control", "private")], body)
+        }
+    })
+    .await;
+    let larder = Larder::start(&config(origin.addr, "", job_rules()));
+    let plain = get(&larder.url("/videos/1")).await;
+    assert_eq!(plain.header("content-encoding"), "");
+    assert!(plain.text().starts_with("private data"));
+    let gz = send(
+        client()
+            .get(larder.url("/videos/1"))
+            .header("accept-encoding", "gzip"),
+    )
+    .await;
+    assert_eq!(gz.header("content-encoding"), "gzip");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_preconditions_are_evaluated_on_the_stored_entry() {
+    let origin = Origin::start(|req| async move {
+        if req.uri.path() == "/missing" {
+            return response(
+                404,
+                &[("etag", "\"gone\""), ("cache-control", "max-age=60")],
+                full("no"),
+            );
+        }
+        ok(
+            &[("etag", "\"v1\""), ("cache-control", "max-age=60")],
+            "body",
+        )
+    })
+    .await;
+    let larder = Larder::start(&config(origin.addr, "", ""));
+    let c = client();
+    assert_eq!(get(&larder.url("/doc")).await.status, 200);
+    let inm = send(
+        c.get(larder.url("/doc"))
+            .header("if-none-match", "W/\"v1\""),
+    )
+    .await;
+    assert_eq!((inm.status, inm.body.len()), (304, 0));
+    assert_eq!(inm.header("etag"), "\"v1\"");
+    let if_match = send(c.get(larder.url("/doc")).header("if-match", "\"v0\"")).await;
+    assert_eq!(if_match.status, 412);
+    let if_match_ok = send(c.get(larder.url("/doc")).header("if-match", "\"v1\"")).await;
+    assert_eq!(if_match_ok.status, 200);
+    // A conditional miss is filled unconditionally, then answered from the entry.
+    let cond_miss = send(c.get(larder.url("/doc2")).header("if-none-match", "\"v1\"")).await;
+    assert_eq!(cond_miss.status, 304);
+    assert!(origin
+        .seen()
+        .iter()
+        .all(|s| !s.headers.contains_key("if-none-match")));
+    assert_eq!(get(&larder.url("/doc2")).await.x_cache(), "HIT");
+    // Preconditions do not turn a stored 404 into a 304.
+    get(&larder.url("/missing")).await;
+    let missing = send(c.get(larder.url("/missing")).header("if-none-match", "*")).await;
+    assert_eq!((missing.status, missing.x_cache()), (404, "HIT"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_with_user_credentials_are_not_shared_without_a_rule() {
+    let origin =
+        Origin::start(|_| async { ok(&[("cache-control", "max-age=60")], "someone's page") }).await;
+    let rules = "[users]\nsources = [\"header:Authorization\", \"cookie:session\"]\n";
+    let larder = Larder::start(&config(origin.addr, "", rules));
+    let c = client();
+    let with_cookie = send(
+        c.get(larder.url("/jobs/42/"))
+            .header("cookie", "session=alice"),
+    )
+    .await;
+    assert_eq!(
+        with_cookie.header("cache-status"),
+        "larder; fwd=miss; detail=authorization"
+    );
+    let anon = get(&larder.url("/jobs/42/")).await;
+    assert_eq!(anon.x_cache(), "MISS", "nothing of alice's was stored");
 }

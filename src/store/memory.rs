@@ -206,16 +206,23 @@ impl MemoryStore {
         FillToken(self.log.lock().epoch)
     }
 
+    // Every change to a shard's map and the matching changes to the tag index and the
+    // counters happen while that shard is write-locked (lock order: shard, then tag
+    // shard), so a refill racing a removal can never lose or leak a tag or a byte.
+
     fn register_tags(&self, key: CacheKey, entry: &Entry) {
         for t in entry.tags() {
             self.tag_shard(t).lock().insert((t, key));
         }
     }
 
-    fn unregister_tags(&self, key: CacheKey, entry: &Entry) {
+    /// Bookkeeping for an entry that just left its (still locked) shard.
+    fn forget_locked(&self, key: CacheKey, entry: &Entry) {
         for t in entry.tags() {
             self.tag_shard(t).lock().remove(&(t, key));
         }
+        self.bytes.fetch_sub(weight(entry), Ordering::Relaxed);
+        self.entries.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Stores `entry` under `key` unless an invalidation that matches it happened since
@@ -225,8 +232,7 @@ impl MemoryStore {
         if w > self.max_entry() {
             return false;
         }
-        self.register_tags(key, &entry);
-        let replaced = {
+        {
             let mut shard = self.shard(&key).write();
             let old = shard.map.insert(
                 key,
@@ -235,23 +241,21 @@ impl MemoryStore {
                     visited: AtomicBool::new(false),
                 },
             );
-            if old.is_none() {
-                shard.fifo.push_back(key);
-                shard.compact_fifo();
-            }
-            old
-        };
-        self.bytes.fetch_add(w, Ordering::Relaxed);
-        match &replaced {
-            Some(old) => {
-                self.bytes.fetch_sub(weight(&old.entry), Ordering::Relaxed);
-                let keep: Vec<u64> = entry.tags().collect();
-                for t in old.entry.tags().filter(|t| !keep.contains(t)) {
-                    self.tag_shard(t).lock().remove(&(t, key));
+            self.register_tags(key, &entry);
+            self.bytes.fetch_add(w, Ordering::Relaxed);
+            match &old {
+                Some(old) => {
+                    self.bytes.fetch_sub(weight(&old.entry), Ordering::Relaxed);
+                    let keep: Vec<u64> = entry.tags().collect();
+                    for t in old.entry.tags().filter(|t| !keep.contains(t)) {
+                        self.tag_shard(t).lock().remove(&(t, key));
+                    }
                 }
-            }
-            None => {
-                self.entries.fetch_add(1, Ordering::Relaxed);
+                None => {
+                    self.entries.fetch_add(1, Ordering::Relaxed);
+                    shard.fifo.push_back(key);
+                    shard.compact_fifo();
+                }
             }
         }
         if self.invalidated_since(fill, &entry) {
@@ -294,23 +298,15 @@ impl MemoryStore {
         key: CacheKey,
         pred: impl FnOnce(&Arc<Entry>) -> bool,
     ) -> Option<Arc<Entry>> {
-        let removed = {
-            let mut shard = self.shard(&key).write();
-            match shard.map.get(&key) {
-                Some(slot) if pred(&slot.entry) => shard.map.remove(&key).map(|s| s.entry),
-                _ => None,
-            }
+        let mut shard = self.shard(&key).write();
+        let removed = match shard.map.get(&key) {
+            Some(slot) if pred(&slot.entry) => shard.map.remove(&key).map(|s| s.entry),
+            _ => None,
         };
         if let Some(e) = &removed {
-            self.forget(key, e);
+            self.forget_locked(key, e);
         }
         removed
-    }
-
-    fn forget(&self, key: CacheKey, entry: &Entry) {
-        self.unregister_tags(key, entry);
-        self.bytes.fetch_sub(weight(entry), Ordering::Relaxed);
-        self.entries.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Removes one key.
@@ -343,10 +339,12 @@ impl MemoryStore {
                     found = shard.map.remove(&k).map(|s| (k, s.entry));
                     break;
                 }
+                if let Some((k, e)) = &found {
+                    self.forget_locked(*k, e);
+                }
                 found
             };
-            if let Some((k, e)) = victim {
-                self.forget(k, &e);
+            if victim.is_some() {
                 self.evictions.fetch_add(1, Ordering::Relaxed);
                 return true;
             }
@@ -399,22 +397,19 @@ impl MemoryStore {
     fn remove_matching(&self, pred: impl Fn(&Entry) -> bool) -> u64 {
         let mut n = 0;
         for shard in self.shards.iter() {
-            let removed: Vec<(CacheKey, Arc<Entry>)> = {
-                let mut s = shard.write();
-                let keys: Vec<CacheKey> = s
-                    .map
-                    .iter()
-                    .filter(|(_, slot)| pred(&slot.entry))
-                    .map(|(k, _)| *k)
-                    .collect();
-                keys.into_iter()
-                    .filter_map(|k| s.map.remove(&k).map(|slot| (k, slot.entry)))
-                    .collect()
-            };
-            for (k, e) in &removed {
-                self.forget(*k, e);
+            let mut s = shard.write();
+            let keys: Vec<CacheKey> = s
+                .map
+                .iter()
+                .filter(|(_, slot)| pred(&slot.entry))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in keys {
+                if let Some(slot) = s.map.remove(&k) {
+                    self.forget_locked(k, &slot.entry);
+                    n += 1;
+                }
             }
-            n += removed.len() as u64;
         }
         n
     }
