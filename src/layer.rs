@@ -168,6 +168,8 @@ pub(crate) struct Lookup {
     pub info: ReqInfo,
 }
 
+// Lives on the stack for one call; boxing the large variant would allocate per request.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Route {
     Forward(Forward),
     Cache(Lookup),
