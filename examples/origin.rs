@@ -6,7 +6,8 @@
 //!
 //! Endpoints: `GET /health`, `GET /jobs/{id}` (per-user: answers with the caller's
 //! `Authorization`), `POST /jobs/{id}/approve`, `GET /videos/{id}` (1.5 KiB of JSON),
-//! `POST /v1/summarize`, `GET /calls` (how many requests it answered).
+//! `GET /items/{id}` (exactly 1 KiB of JSON), `POST /v1/summarize`, `GET /calls` (how
+//! many requests it answered).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -102,6 +103,12 @@ async fn handle(
                 ),
                 "public, max-age=300",
             )
+        }
+        (Method::GET, ["items", id]) => {
+            // Exactly 1 KiB of JSON.
+            let head = format!(r#"{{"item":"{id}","call":{n},"pad":""#);
+            let pad = "x".repeat(1024usize.saturating_sub(head.len() + 2));
+            json(StatusCode::OK, format!("{head}{pad}\"}}"), "public, max-age=300")
         }
         (Method::POST, ["v1", "summarize"]) => json(
             StatusCode::OK,
