@@ -108,7 +108,11 @@ async fn handle(
             // Exactly 1 KiB of JSON.
             let head = format!(r#"{{"item":"{id}","call":{n},"pad":""#);
             let pad = "x".repeat(1024usize.saturating_sub(head.len() + 2));
-            json(StatusCode::OK, format!("{head}{pad}\"}}"), "public, max-age=300")
+            json(
+                StatusCode::OK,
+                format!("{head}{pad}\"}}"),
+                "public, max-age=300",
+            )
         }
         (Method::POST, ["v1", "summarize"]) => json(
             StatusCode::OK,

@@ -63,6 +63,17 @@ pub fn gunzip_into(input: &[u8], out: &mut Vec<u8>, limit: usize) -> io::Result<
 /// Whether the request accepts `gzip` (RFC 9110 §12.5.3: `gzip`, `x-gzip` or `*` with a
 /// non-zero q-value).
 pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    // The common case, e.g. "gzip, deflate, br": gzip named, no q-values anywhere.
+    let mut values = headers.get_all(ACCEPT_ENCODING).iter();
+    if let (Some(v), None) = (values.next(), values.next()) {
+        let b = v.as_bytes();
+        if !b.contains(&b';') {
+            return b.split(|&c| c == b',').any(|t| {
+                let t = t.trim_ascii();
+                t.eq_ignore_ascii_case(b"gzip") || t.eq_ignore_ascii_case(b"x-gzip") || t == b"*"
+            });
+        }
+    }
     let mut gzip: Option<bool> = None;
     let mut star: Option<bool> = None;
     for value in headers.get_all(ACCEPT_ENCODING) {

@@ -60,6 +60,9 @@ mod flag {
     pub const MUST_REVALIDATE: u16 = 1 << 4;
     /// A marker: the real entries are per variant of the headers listed in the head.
     pub const VARY: u16 = 1 << 5;
+    /// The stored `ETag` was weakened because larder compressed the body: it is right for
+    /// the gzip bytes; the origin's strong tag is right for the decoded ones.
+    pub const ETAG_WEAKENED: u16 = 1 << 6;
 }
 
 /// The body to store.
@@ -109,7 +112,7 @@ pub struct Entry {
     hits: AtomicU32,
     /// The decoded body of a gzip entry, kept once a client that cannot take gzip asked
     /// for it (the store counts it against its bound).
-    decoded: OnceLock<Bytes>,
+    decoded: OnceLock<Box<Bytes>>,
 }
 
 impl fmt::Debug for Entry {
@@ -146,14 +149,21 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// Writes `headers` as a header block.
-fn write_head(out: &mut BytesMut, headers: &HeaderMap) {
+/// Writes `headers` as a header block; with `weaken_etag`, a strong `ETag` is written weak.
+/// Returns whether it weakened one.
+fn write_head(out: &mut BytesMut, headers: &HeaderMap, weaken_etag: bool) -> bool {
+    let mut weakened = false;
     for (name, value) in headers {
         out.put_slice(name.as_str().as_bytes());
         out.put_u8(b':');
+        if weaken_etag && name == ETAG && value.as_bytes().first() == Some(&b'"') {
+            out.put_slice(b"W/");
+            weakened = true;
+        }
         out.put_slice(value.as_bytes());
         out.put_u8(b'\n');
     }
+    weakened
 }
 
 impl Entry {
@@ -177,7 +187,19 @@ impl Entry {
                     head.put_u8(b'\n');
                 }
             }
-            None => write_head(&mut head, new.headers),
+            None => {
+                // Gzip clients are the common case: store the tag right for the bytes they get.
+                let compressed_here = matches!(
+                    new.body,
+                    StoredBody::Gzip {
+                        from_origin: false,
+                        ..
+                    }
+                );
+                if write_head(&mut head, new.headers, compressed_here) {
+                    flags |= flag::ETAG_WEAKENED;
+                }
+            }
         }
         let body_len = match new.body {
             StoredBody::Identity(b) | StoredBody::Encoded(b) => b.len(),
@@ -228,6 +250,10 @@ impl Entry {
         h[16..20].copy_from_slice(&(identity_len.min(IDENTITY_MAX as usize) as u32).to_le_bytes());
         h[20..24].copy_from_slice(&f.stale_while_revalidate.to_le_bytes());
         h[24..28].copy_from_slice(&f.stale_if_error.to_le_bytes());
+        let lines = memchr::memchr_iter(b'\n', &head)
+            .count()
+            .min(u16::MAX as usize) as u16;
+        h[28..30].copy_from_slice(&lines.to_le_bytes());
         let initial_age = f.initial_age_ms.min(TIME_MAX);
         let lifetime = f.lifetime_ms.min(TIME_MAX);
         let response_time = new.response_time.min(TIME_MAX * 4);
@@ -364,6 +390,11 @@ impl Entry {
         self.flags() & flag::OTHER_ENCODING != 0
     }
 
+    /// Whether the stored `ETag` was weakened for the compressed bytes larder made.
+    pub fn etag_weakened(&self) -> bool {
+        self.flags() & flag::ETAG_WEAKENED != 0
+    }
+
     /// Whether this is a `Vary` marker.
     pub fn is_vary_marker(&self) -> bool {
         self.flags() & flag::VARY != 0
@@ -426,6 +457,11 @@ impl Entry {
         }
     }
 
+    /// How many header lines are stored (to size a header map once).
+    pub fn header_count(&self) -> usize {
+        u16_at(&self.buf, 28) as usize
+    }
+
     /// The stored `ETag`, if any.
     pub fn etag(&self) -> Option<HeaderValue> {
         self.headers().find(|(n, _)| n == ETAG).map(|(_, v)| v)
@@ -455,7 +491,7 @@ impl Entry {
 
     /// Bytes the entry occupies in memory (buffers plus bookkeeping).
     pub fn weight(&self) -> usize {
-        self.buf.len() + self.decoded.get().map_or(0, Bytes::len) + std::mem::size_of::<Entry>()
+        self.buf.len() + self.decoded.get().map_or(0, |b| b.len()) + std::mem::size_of::<Entry>()
     }
 
     /// The decoded body: the stored body itself unless it is gzip, else the kept decoded
@@ -465,7 +501,7 @@ impl Entry {
             return Ok(self.body());
         }
         if let Some(b) = self.decoded.get() {
-            return Ok(b.clone());
+            return Ok(Bytes::clone(b));
         }
         self.gunzip_body()
     }
@@ -486,7 +522,7 @@ impl Entry {
         match self.gunzip_body() {
             Ok(b) => {
                 let n = b.len();
-                if self.decoded.set(b).is_ok() {
+                if self.decoded.set(Box::new(b)).is_ok() {
                     n
                 } else {
                     0

@@ -609,8 +609,9 @@ impl RuleSet {
     }
 
     fn walk(&self, method: &Method, body: &str, best: &mut usize) {
-        // Depth-first over (node, remaining path); a small fixed stack covers real paths.
-        let mut stack: Vec<(usize, &str, bool)> = Vec::with_capacity(8);
+        // Depth-first over (node, remaining path). Each step pushes at most one more frame
+        // than it pops, so the stack is as deep as the path: on the stack for real paths.
+        let mut stack = Stack::new();
         stack.push((0, body, false));
         while let Some((n, rest, done)) = stack.pop() {
             let node = &self.nodes[n];
@@ -636,6 +637,45 @@ impl RuleSet {
                 stack.push((l, tail, last));
             }
         }
+    }
+}
+
+type Frame<'p> = (usize, &'p str, bool);
+
+/// A stack held inline for the usual depths, spilling to the heap for deep paths.
+struct Stack<'p> {
+    inline: [Frame<'p>; 24],
+    len: usize,
+    spill: Vec<Frame<'p>>,
+}
+
+impl<'p> Stack<'p> {
+    fn new() -> Self {
+        Stack {
+            inline: [(0, "", false); 24],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, f: Frame<'p>) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = f;
+            self.len += 1;
+        } else {
+            self.spill.push(f);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Frame<'p>> {
+        if let Some(f) = self.spill.pop() {
+            return Some(f);
+        }
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        Some(self.inline[self.len])
     }
 }
 

@@ -4,6 +4,8 @@
 //! compressed bytes as they are; others get them decoded. Every answer from the cache
 //! carries `Age`, `Cache-Status` and `X-Cache`.
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, AGE, CACHE_CONTROL, CONNECTION, CONTENT_ENCODING,
@@ -216,6 +218,17 @@ fn weaken_etag(headers: &mut HeaderMap) {
     }
 }
 
+/// Restores the origin's strong tag (stored weakened for the gzip bytes larder made).
+fn strengthen_etag(headers: &mut HeaderMap) {
+    if let Some(e) = headers.get(ETAG) {
+        if let Some(strong) = e.as_bytes().strip_prefix(b"W/") {
+            if let Ok(v) = HeaderValue::from_bytes(strong) {
+                headers.insert(ETAG, v);
+            }
+        }
+    }
+}
+
 /// Stamps a response the cache answered or passed on: `Cache-Status` appended after any
 /// from caches in front, `X-Cache` set.
 pub(crate) fn stamp(headers: &mut HeaderMap, status: &CacheStatus, settings: &Settings) {
@@ -234,15 +247,20 @@ pub(crate) fn respond<B>(
     settings: &Settings,
     now: u64,
 ) -> Response<CacheBody<B>> {
-    let mut headers = HeaderMap::with_capacity(16);
+    // Stored headers plus Age, Cache-Status, X-Cache and Content-Encoding.
+    let mut headers = HeaderMap::with_capacity(entry.header_count() + 4);
     for (n, v) in entry.headers() {
         headers.append(n, v);
     }
     let gzip_out = entry.is_gzip() && info.gzip;
-    if entry.is_gzip() && gzip_out != entry.origin_gzip() {
-        weaken_etag(&mut headers);
+    // The ETag is strong only for the bytes the origin sent (RFC 9110 §8.8.1).
+    let transformed = entry.is_gzip() && gzip_out != entry.origin_gzip();
+    match (transformed, entry.etag_weakened()) {
+        (true, false) => weaken_etag(&mut headers),
+        (false, true) => strengthen_etag(&mut headers),
+        _ => {}
     }
-    headers.insert(AGE, HeaderValue::from(entry.age_ms(now) / 1000));
+    headers.insert(AGE, age_value(entry.age_ms(now) / 1000));
     stamp(&mut headers, &status, settings);
     // Preconditions only apply to what would otherwise be a 2xx (RFC 9110 §13.2.1).
     let success = entry.status().is_success();
@@ -288,6 +306,36 @@ pub(crate) fn respond<B>(
     resp
 }
 
+/// Ages below this are served from a table of static values (no allocation per hit).
+const AGE_TABLE: usize = 4096;
+
+/// The `Age` header value for `secs`.
+fn age_value(secs: u64) -> HeaderValue {
+    static TABLE: OnceLock<Vec<HeaderValue>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        // One leaked string holds every number; each value is a static slice of it.
+        let mut all = String::new();
+        let mut ends = Vec::with_capacity(AGE_TABLE);
+        for n in 0..AGE_TABLE {
+            all.push_str(&n.to_string());
+            ends.push(all.len());
+        }
+        let all: &'static str = Box::leak(all.into_boxed_str());
+        let mut start = 0;
+        ends.into_iter()
+            .map(|end| {
+                let v = HeaderValue::from_static(&all[start..end]);
+                start = end;
+                v
+            })
+            .collect()
+    });
+    match table.get(secs as usize) {
+        Some(v) => v.clone(),
+        None => HeaderValue::from(secs),
+    }
+}
+
 /// A short plain-text answer (errors the cache or proxy itself produces).
 pub fn error_response<B>(status: StatusCode, message: &'static str) -> Response<CacheBody<B>> {
     let mut resp = Response::new(CacheBody::full(Bytes::from_static(message.as_bytes())));
@@ -304,6 +352,14 @@ pub fn error_response<B>(status: StatusCode, message: &'static str) -> Response<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn age_values() {
+        assert_eq!(age_value(0), "0");
+        assert_eq!(age_value(4095), "4095");
+        assert_eq!(age_value(4096), "4096");
+        assert_eq!(age_value(86_400), "86400");
+    }
 
     #[test]
     fn weak_etag_comparison() {

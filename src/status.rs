@@ -159,6 +159,40 @@ impl Tier {
     }
 }
 
+/// A small buffer on the stack for building header values (longer text is cut).
+struct StackBuf {
+    buf: [u8; 160],
+    len: usize,
+}
+
+impl Default for StackBuf {
+    fn default() -> Self {
+        StackBuf {
+            buf: [0; 160],
+            len: 0,
+        }
+    }
+}
+
+impl StackBuf {
+    fn put(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.put(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// The cache's account of one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheStatus {
@@ -260,40 +294,41 @@ impl CacheStatus {
 
     /// The `Cache-Status` member for this cache, e.g. `larder; hit; ttl=42`.
     pub fn header_value(&self, name: &str) -> HeaderValue {
-        let mut s = String::with_capacity(48);
-        s.push_str(name);
+        let mut s = StackBuf::default();
+        s.put(name.as_bytes());
         match self.fwd {
-            None => s.push_str("; hit"),
+            None => s.put(b"; hit"),
             Some(f) => {
-                s.push_str("; fwd=");
-                s.push_str(f.as_str());
+                s.put(b"; fwd=");
+                s.put(f.as_str().as_bytes());
             }
         }
         if let Some(code) = self.fwd_status {
             let _ = write!(s, "; fwd-status={code}");
         }
         if self.stored {
-            s.push_str("; stored");
+            s.put(b"; stored");
         }
         if self.collapsed {
-            s.push_str("; collapsed");
+            s.put(b"; collapsed");
         }
         if let Some(ttl) = self.ttl {
             let _ = write!(s, "; ttl={ttl}");
         }
         match (self.tier, self.detail) {
             (_, Some(d)) => {
-                s.push_str("; detail=");
-                s.push_str(d.as_str());
+                s.put(b"; detail=");
+                s.put(d.as_str().as_bytes());
             }
             (Some(t), None) => {
-                s.push_str("; detail=");
-                s.push_str(t.as_str());
+                s.put(b"; detail=");
+                s.put(t.as_str().as_bytes());
             }
             (None, None) => {}
         }
-        // Built from a validated token and fixed ASCII.
-        HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("larder"))
+        // Built on the stack from a validated token and fixed ASCII: one allocation, the
+        // value's own.
+        HeaderValue::from_bytes(s.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static("larder"))
     }
 
     /// The `X-Cache` value.

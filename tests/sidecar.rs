@@ -960,3 +960,39 @@ async fn requests_with_user_credentials_are_not_shared_without_a_rule() {
     let anon = get(&larder.url("/jobs/42/")).await;
     assert_eq!(anon.x_cache(), "MISS", "nothing of alice's was stored");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn etag_is_weak_only_on_transformed_bytes() {
+    let body = "compressible text ".repeat(200);
+    let b2 = body.clone();
+    let origin = Origin::start(move |req| {
+        let body = b2.clone();
+        async move {
+            if req.uri.path() == "/gz" {
+                let gz = larder::compress::gzip_if_smaller(body.as_bytes()).unwrap();
+                return ok(
+                    &[
+                        ("etag", "\"g1\""),
+                        ("content-encoding", "gzip"),
+                        ("cache-control", "max-age=60"),
+                    ],
+                    gz,
+                );
+            }
+            ok(&[("etag", "\"v1\""), ("cache-control", "max-age=60")], body)
+        }
+    })
+    .await;
+    let larder = Larder::start(&config(origin.addr, "", ""));
+    let c = client();
+    let gz = |p: &str| send(c.get(larder.url(p)).header("accept-encoding", "gzip"));
+    let plain = |p: &str| send(c.get(larder.url(p)));
+    // larder compressed this one: the gzip bytes are its own, the decoded ones the origin's.
+    assert_eq!(plain("/id").await.header("etag"), "\"v1\"");
+    assert_eq!(gz("/id").await.header("etag"), "W/\"v1\"");
+    assert_eq!(plain("/id").await.header("etag"), "\"v1\"");
+    // The origin compressed this one: its gzip bytes keep the strong tag.
+    assert_eq!(gz("/gz").await.header("etag"), "\"g1\"");
+    let decoded = plain("/gz").await;
+    assert_eq!((decoded.header("etag"), decoded.text()), ("W/\"g1\"", body));
+}
