@@ -34,6 +34,9 @@ struct InvalidateRequest {
     urls: Vec<String>,
     prefix: Option<String>,
     user: Option<String>,
+    /// Mark stale instead of removing (a soft purge).
+    #[serde(default)]
+    soft: bool,
 }
 
 #[derive(Deserialize)]
@@ -192,14 +195,11 @@ impl Admin {
                 format!("urls must be paths starting with '/': {bad:?}"),
             );
         }
-        let mut n = self.cache.invalidate_tags(&req.tags);
-        n += self.cache.invalidate_urls(&req.urls);
-        if let Some(p) = &req.prefix {
-            n += self.cache.invalidate_prefix(p);
-        }
-        if let Some(u) = &req.user {
-            n += self.cache.invalidate_user(u);
-        }
+        let c = &self.cache;
+        let mut targets = vec![c.target_tags(&req.tags), c.target_urls(&req.urls)];
+        targets.extend(req.prefix.as_deref().map(|p| c.target_prefix(p)));
+        targets.extend(req.user.as_deref().map(|u| c.target_user(u)));
+        let n: u64 = targets.iter().map(|t| c.apply(t, req.soft)).sum();
         json_response(StatusCode::OK, json!({ "invalidated": n }))
     }
 

@@ -41,6 +41,8 @@ pub struct Settings {
     pub(crate) cache_status: HeaderName,
     /// Whether the request's host is part of keys.
     pub(crate) key_host: bool,
+    /// Targeted cache-control fields this cache obeys, most specific first (RFC 9213).
+    pub(crate) targeted: Vec<HeaderName>,
 }
 
 impl Settings {
@@ -55,6 +57,18 @@ impl Settings {
             users,
             cache_status: HeaderName::from_static("cache-status"),
             key_host: config.cache.key_host.unwrap_or(true),
+            targeted: config
+                .cache
+                .targeted_header
+                .iter()
+                .cloned()
+                .chain(
+                    config
+                        .cache
+                        .cdn_cache_control
+                        .then(|| HeaderName::from_static("cdn-cache-control")),
+                )
+                .collect(),
             config,
         }
     }
@@ -196,67 +210,80 @@ impl Cache {
         });
     }
 
-    fn invalidate(&self, what: Invalidation) -> u64 {
-        let n = self.inner.store.invalidate(&what);
+    /// Invalidates what `what` names: removes it, or with `soft` marks it stale so it
+    /// stays usable for revalidation and within its stale windows (`stale-if-error`) while
+    /// it is refreshed. Returns how many entries it touched.
+    pub fn apply(&self, what: &Invalidation, soft: bool) -> u64 {
+        if matches!(what, Invalidation::Tags(t) if t.is_empty()) {
+            return 0;
+        }
+        let n = if soft {
+            self.inner.store.soften(what, now_ms())
+        } else {
+            self.inner.store.invalidate(what)
+        };
         self.inner.stats.record_invalidated(n);
         n
     }
 
+    /// The entries carrying any of `tags`.
+    pub fn target_tags<S: AsRef<str>>(&self, tags: &[S]) -> Invalidation {
+        Invalidation::Tags(tags.iter().map(|t| key::tag_id(t.as_ref())).collect())
+    }
+
+    /// Every entry of these URLs (`/path?query`): all methods, users, bodies and variants.
+    pub fn target_urls<S: AsRef<str>>(&self, urls: &[S]) -> Invalidation {
+        let settings = self.settings();
+        Invalidation::Tags(urls.iter().map(|u| settings.url_tag(u.as_ref())).collect())
+    }
+
+    /// Every entry whose normalised URL starts with `prefix`.
+    pub fn target_prefix(&self, prefix: &str) -> Invalidation {
+        Invalidation::Prefix(key::normalize_percent(prefix).into_owned())
+    }
+
+    /// Every entry stored for the user with this identity (the raw value of the header or
+    /// cookie the user came from).
+    pub fn target_user(&self, identity: &str) -> Invalidation {
+        let settings = self.settings();
+        Invalidation::Tags(
+            settings
+                .users
+                .hash_identity(identity)
+                .iter()
+                .map(key::user_tag)
+                .collect(),
+        )
+    }
+
     /// Removes every entry carrying any of `tags`; returns how many.
     pub fn invalidate_tags<S: AsRef<str>>(&self, tags: &[S]) -> u64 {
-        if tags.is_empty() {
-            return 0;
-        }
-        self.invalidate(Invalidation::Tags(
-            tags.iter().map(|t| key::tag_id(t.as_ref())).collect(),
-        ))
+        self.apply(&self.target_tags(tags), false)
     }
 
     /// Removes every entry carrying any of these tag ids.
     pub(crate) fn invalidate_tag_ids(&self, ids: Vec<u64>) -> u64 {
-        if ids.is_empty() {
-            return 0;
-        }
-        self.invalidate(Invalidation::Tags(ids))
+        self.apply(&Invalidation::Tags(ids), false)
     }
 
-    /// Removes every entry of these URLs (`/path?query`): all methods, users, bodies and
-    /// variants.
+    /// Removes every entry of these URLs (see [`Cache::target_urls`]).
     pub fn invalidate_urls<S: AsRef<str>>(&self, urls: &[S]) -> u64 {
-        let settings = self.settings();
-        let tags: Vec<u64> = urls.iter().map(|u| settings.url_tag(u.as_ref())).collect();
-        if tags.is_empty() {
-            return 0;
-        }
-        self.invalidate(Invalidation::Tags(tags))
+        self.apply(&self.target_urls(urls), false)
     }
 
     /// Removes every entry whose normalised URL starts with `prefix`.
     pub fn invalidate_prefix(&self, prefix: &str) -> u64 {
-        self.invalidate(Invalidation::Prefix(
-            key::normalize_percent(prefix).into_owned(),
-        ))
+        self.apply(&self.target_prefix(prefix), false)
     }
 
-    /// Removes every entry stored for the user with this identity (the raw value of the
-    /// header or cookie the user came from).
+    /// Removes every entry stored for the user with this identity.
     pub fn invalidate_user(&self, identity: &str) -> u64 {
-        let settings = self.settings();
-        let tags: Vec<u64> = settings
-            .users
-            .hash_identity(identity)
-            .iter()
-            .map(key::user_tag)
-            .collect();
-        if tags.is_empty() {
-            return 0;
-        }
-        self.invalidate(Invalidation::Tags(tags))
+        self.apply(&self.target_user(identity), false)
     }
 
     /// Removes everything; returns how many entries.
     pub fn purge(&self) -> u64 {
-        self.invalidate(Invalidation::All)
+        self.apply(&Invalidation::All, false)
     }
 
     /// The store's size.

@@ -82,6 +82,11 @@ impl Coalescer {
         })
     }
 
+    /// Whether a fetch for `key` is in flight.
+    pub fn is_in_flight(&self, key: &CacheKey) -> bool {
+        self.inflight.lock().contains_key(key)
+    }
+
     /// Fetches in flight.
     pub fn in_flight(&self) -> usize {
         self.inflight.lock().len()

@@ -151,6 +151,17 @@ pub struct CacheConfig {
     /// Whether the request's host is part of keys. Unset: yes for the layer; for the
     /// sidecar, only when the upstream sees the client's `Host` (`proxy.host = "preserve"`).
     pub key_host: Option<bool>,
+    /// Heuristic freshness (10% of the time since `Last-Modified`) for responses without
+    /// explicit freshness and no rule (RFC 9111 §4.2.2).
+    pub heuristic: bool,
+    /// The cap on heuristic freshness.
+    pub heuristic_max: Duration,
+    /// The cache-specific targeted field (RFC 9213), e.g. `Larder-Cache-Control`.
+    pub targeted_header: Option<HeaderName>,
+    /// Whether `CDN-Cache-Control` applies to this cache.
+    pub cdn_cache_control: bool,
+    /// Whether a client's `no-cache` / `max-age=0` makes larder go upstream.
+    pub honor_client_no_cache: bool,
 }
 
 /// Where a request's user comes from.
@@ -261,6 +272,11 @@ struct RawCache {
     key_body_max: Opt<String>,
     coalesce_wait: Opt<String>,
     key_host: Opt<bool>,
+    heuristic: Opt<bool>,
+    heuristic_max: Opt<String>,
+    targeted_header: Opt<String>,
+    cdn_cache_control: Opt<bool>,
+    honor_client_no_cache: Opt<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -288,6 +304,8 @@ struct RawRule {
     allow_set_cookie: Opt<bool>,
     key_query: Opt<Vec<Spanned<String>>>,
     version: Opt<String>,
+    stale_while_revalidate: Opt<String>,
+    stale_if_error: Opt<String>,
 }
 
 /// Turns byte offsets into `file:line:col` errors.
@@ -799,6 +817,34 @@ fn cache(src: &Source, raw: Opt<RawCache>) -> Result<CacheConfig, ConfigError> {
         statuses,
         key_body_max: opt_size(src, &r.key_body_max, "cache.key_body_max", 1 << 20)?,
         key_host: r.key_host.map(Spanned::into_inner),
+        heuristic: r.heuristic.is_some_and(Spanned::into_inner),
+        heuristic_max: opt_duration(
+            src,
+            &r.heuristic_max,
+            "cache.heuristic_max",
+            Duration::from_secs(86_400),
+        )?,
+        targeted_header: match &r.targeted_header {
+            None => Some(HeaderName::from_static("larder-cache-control")),
+            Some(s) if s.get_ref().is_empty() => None,
+            Some(s) => {
+                let name = s.get_ref().to_ascii_lowercase();
+                if !name.ends_with("-cache-control") || name == "cdn-cache-control" {
+                    return Err(src.at(
+                        s,
+                        "cache.targeted_header",
+                        "expected a name like \"Larder-Cache-Control\" (RFC 9213 targeted field)",
+                    ));
+                }
+                Some(
+                    HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                        src.at(s, "cache.targeted_header", "not a valid header name")
+                    })?,
+                )
+            }
+        },
+        cdn_cache_control: r.cdn_cache_control.is_none_or(Spanned::into_inner),
+        honor_client_no_cache: r.honor_client_no_cache.is_none_or(Spanned::into_inner),
         coalesce_wait: opt_duration(
             src,
             &r.coalesce_wait,
@@ -987,6 +1033,16 @@ fn rule(
     rule.allow_set_cookie = r.allow_set_cookie.as_ref().is_some_and(|c| *c.get_ref());
     rule.key_query = key_query;
     rule.version = r.version.map(Spanned::into_inner);
+    rule.stale_while_revalidate = r
+        .stale_while_revalidate
+        .as_ref()
+        .map(|v| parse_duration(v.get_ref()).map_err(|m| src.at(v, f("stale_while_revalidate"), m)))
+        .transpose()?;
+    rule.stale_if_error = r
+        .stale_if_error
+        .as_ref()
+        .map(|v| parse_duration(v.get_ref()).map_err(|m| src.at(v, f("stale_if_error"), m)))
+        .transpose()?;
     rule.tags = templates(src, &r.tags, &f("tags"), &names)?;
     rule.invalidates = templates(src, &r.invalidates, &f("invalidates"), &names)?;
     rule.index = i;

@@ -63,6 +63,8 @@ mod flag {
     /// The stored `ETag` was weakened because larder compressed the body: it is right for
     /// the gzip bytes; the origin's strong tag is right for the decoded ones.
     pub const ETAG_WEAKENED: u16 = 1 << 6;
+    /// The entry has a validator (`ETag` or `Last-Modified`).
+    pub const VALIDATOR: u16 = 1 << 7;
 }
 
 /// The body to store.
@@ -147,6 +149,29 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)
+}
+
+/// When an entry can be dropped: its fresh lifetime, plus the stale windows it may be
+/// served in (none when stale use is forbidden), plus a grace period for revalidation when
+/// it has a validator.
+fn expiry(
+    response_time: u64,
+    initial_age: u64,
+    lifetime: u64,
+    f: &Freshness,
+    has_validator: bool,
+) -> u64 {
+    let stale_ms = if f.must_revalidate || f.no_cache {
+        0
+    } else {
+        f.stale_while_revalidate.max(f.stale_if_error) as u64 * 1000
+    };
+    let grace = if has_validator {
+        lifetime.max(60_000)
+    } else {
+        0
+    };
+    (response_time + lifetime + stale_ms + grace).saturating_sub(initial_age)
 }
 
 /// Writes `headers` as a header block; with `weaken_etag`, a strong `ETag` is written weak.
@@ -242,7 +267,6 @@ impl Entry {
         let h = &mut buf[..FIXED];
         h[0] = MAGIC;
         h[1] = VERSION;
-        h[2..4].copy_from_slice(&flags.to_le_bytes());
         h[4..6].copy_from_slice(&new.status.as_u16().to_le_bytes());
         h[6..8].copy_from_slice(&(ntags as u16).to_le_bytes());
         h[8..12].copy_from_slice(&(new.url.len() as u32).to_le_bytes());
@@ -257,21 +281,13 @@ impl Entry {
         let initial_age = f.initial_age_ms.min(TIME_MAX);
         let lifetime = f.lifetime_ms.min(TIME_MAX);
         let response_time = new.response_time.min(TIME_MAX * 4);
-        let stale_ms = if f.must_revalidate {
-            0
-        } else {
-            f.stale_while_revalidate.max(f.stale_if_error) as u64 * 1000
-        };
-        // Entries with validators are kept a while past freshness so they can be
-        // revalidated instead of fetched whole.
         let has_validator =
             new.headers.contains_key(ETAG) || new.headers.contains_key(LAST_MODIFIED);
-        let grace = if has_validator {
-            lifetime.max(60_000)
-        } else {
-            0
-        };
-        let expires_at = (response_time + lifetime + stale_ms + grace).saturating_sub(initial_age);
+        if has_validator {
+            flags |= flag::VALIDATOR;
+        }
+        h[2..4].copy_from_slice(&flags.to_le_bytes());
+        let expires_at = expiry(response_time, initial_age, lifetime, f, has_validator);
         h[32..40].copy_from_slice(&response_time.to_le_bytes());
         h[40..48].copy_from_slice(&initial_age.to_le_bytes());
         h[48..56].copy_from_slice(&lifetime.to_le_bytes());
@@ -476,7 +492,62 @@ impl Entry {
 
     /// Whether the entry has a validator.
     pub fn has_validator(&self) -> bool {
-        self.headers().any(|(n, _)| n == ETAG || n == LAST_MODIFIED)
+        self.flags() & flag::VALIDATOR != 0
+    }
+
+    /// The same stored response with new headers and freshness (after a `304`, RFC 9111
+    /// §4.3.4): body, URL and tags stay.
+    pub fn refreshed(
+        &self,
+        headers: &HeaderMap,
+        freshness: Freshness,
+        response_time: u64,
+    ) -> Entry {
+        let body = self.body();
+        let stored = if self.is_gzip() {
+            StoredBody::Gzip {
+                data: &body,
+                identity_len: self.identity_len() as u32,
+                from_origin: self.origin_gzip(),
+            }
+        } else if self.other_encoding() {
+            StoredBody::Encoded(&body)
+        } else {
+            StoredBody::Identity(&body)
+        };
+        let tags: Vec<u64> = self.tags().collect();
+        Entry::encode(&NewEntry {
+            status: self.status(),
+            headers,
+            body: stored,
+            url: self.url(),
+            tags: &tags,
+            freshness,
+            response_time,
+            vary: None,
+        })
+    }
+
+    /// A copy that is stale from `now` on (a soft purge): its freshness ends at its
+    /// current age; its stale windows and validators stay usable.
+    pub fn expired_copy(&self, now: u64) -> Entry {
+        let mut buf = self.buf.to_vec();
+        let mut f = self.freshness();
+        f.lifetime_ms = f.lifetime_ms.min(self.age_ms(now));
+        buf[48..56].copy_from_slice(&f.lifetime_ms.to_le_bytes());
+        let expires = expiry(
+            self.response_time(),
+            f.initial_age_ms,
+            f.lifetime_ms,
+            &f,
+            self.has_validator(),
+        );
+        buf[56..64].copy_from_slice(&expires.to_le_bytes());
+        Entry {
+            buf: Bytes::from(buf),
+            hits: AtomicU32::new(0),
+            decoded: OnceLock::new(),
+        }
     }
 
     /// Counts a hit and returns the new count.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{
     HeaderName, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LOCATION, HOST, IF_MATCH,
-    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LOCATION, VARY,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LOCATION, RANGE, VARY,
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
@@ -17,11 +17,11 @@ use crate::cache::{Cache, Settings};
 use crate::coalesce::Role;
 use crate::entry::{Entry, NewEntry, StoredBody};
 use crate::key::{self, normalize_percent, CacheKey};
-use crate::layer::{body_hash, lookup, serve_hit, Forward, Found, Lookup};
+use crate::layer::{body_hash, lookup, serve_entry, Forward, Found, Lookup};
 use crate::policy::{self, now_ms, RequestPolicy, StoreInput};
 use crate::rules::Rule;
 use crate::serve::{self, error_response, stamp};
-use crate::status::{CacheStatus, Fwd, NoCacheReason};
+use crate::status::{CacheStatus, Fwd, NoCacheReason, Stale};
 
 type Answer<B, E> = Result<Response<CacheBody<B>>, E>;
 
@@ -140,9 +140,7 @@ fn pass_on<B>(
     status: CacheStatus,
     s: &Settings,
 ) -> Response<CacheBody<B>> {
-    if let Some(t) = &s.config.cache.tag_header {
-        parts.headers.remove(t);
-    }
+    serve::strip_cache_fields(&mut parts.headers, s);
     stamp(&mut parts.headers, &status, s);
     Response::from_parts(parts, if head { CacheBody::empty() } else { body })
 }
@@ -156,7 +154,43 @@ struct Fill {
     request_headers: HeaderMap,
 }
 
-/// Serves a miss (or an entry that needs going upstream): fetch, decide, store, serve.
+/// Statuses after which a stale entry may be served instead (RFC 5861 §4).
+fn upstream_failed(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+/// Whether `entry` may be served stale because the upstream failed.
+fn stale_if_error_allows(entry: &Entry, now: u64) -> bool {
+    let f = entry.freshness();
+    let staleness = -entry.ttl_ms(now);
+    !f.must_revalidate && !f.no_cache && staleness <= f.stale_if_error as i64 * 1000
+}
+
+/// Headers of a stored response updated from a `304` (RFC 9111 §3.2): every field the
+/// `304` carries replaces the stored one, except framing and hop-by-hop fields.
+fn merge_304(entry: &Entry, update: &HeaderMap) -> HeaderMap {
+    let mut merged: HeaderMap = entry.headers().collect();
+    let mut update = update.clone();
+    serve::strip_hop_by_hop(&mut update);
+    for name in [
+        http::header::CONTENT_LENGTH,
+        CONTENT_ENCODING,
+        http::header::CONTENT_RANGE,
+    ] {
+        update.remove(name);
+    }
+    for name in update.keys() {
+        merged.remove(name);
+    }
+    for (name, value) in update.iter() {
+        merged.append(name.clone(), value.clone());
+    }
+    merged
+}
+
+/// Serves a miss, or an entry that needs going upstream: fetch (revalidating a stale
+/// entry when it can), decide, store, serve. In the background (`plan.background`) it
+/// refreshes an entry served stale and answers nobody.
 pub(crate) async fn fetch<S, B, ResB>(
     inner: S,
     cache: Cache,
@@ -175,6 +209,12 @@ where
     let s = &*settings;
     let store = &cache.inner.store;
     let counters = s.counters(plan.rule);
+    // A background refresh answers nobody, so it is not counted as a request.
+    let count = |status: &CacheStatus| {
+        if !plan.background {
+            counters.record(status);
+        }
+    };
     let (mut parts, body) = req.into_parts();
     let path = normalize_percent(parts.uri.path()).into_owned();
 
@@ -198,7 +238,7 @@ where
             }
             Buffered::TooLarge(rest) => {
                 let status = CacheStatus::bypass(NoCacheReason::BodyTooLarge);
-                counters.record(&status);
+                count(&status);
                 let resp = inner.oneshot(Request::from_parts(parts, rest)).await?;
                 let (rparts, rbody) = resp.into_parts();
                 return Ok(pass_on(rparts, CacheBody::stream(rbody), false, status, s));
@@ -212,26 +252,45 @@ where
         },
     };
 
+    let now = now_ms();
     let fwd = match &found {
+        Found::Stale(..) | Found::ServeStale(..) if plan.policy.revalidate => Fwd::Request,
+        Found::Stale(..) | Found::ServeStale(..) => Fwd::Stale,
+        Found::VaryMiss => Fwd::VaryMiss,
+        Found::Fresh(..) | Found::Miss => Fwd::Miss,
+    };
+    let stale = match found {
         Found::Fresh(entry, key) => {
-            return Ok(serve_hit(
+            let status = CacheStatus::hit(entry.ttl_ms(now) / 1000);
+            return Ok(serve_entry(
                 &cache,
                 s,
                 plan.rule,
-                (entry, key),
+                (&entry, &key),
                 &plan.info,
-                false,
-                now_ms(),
+                status,
+                now,
             ));
         }
-        Found::Miss => Fwd::Miss,
-        Found::VaryMiss => Fwd::VaryMiss,
-        Found::Stale if plan.policy.revalidate => Fwd::Request,
-        Found::Stale => Fwd::Stale,
+        Found::ServeStale(entry, key, Stale::MaxStale) => {
+            let status = CacheStatus::stale(Stale::MaxStale, entry.ttl_ms(now) / 1000);
+            return Ok(serve_entry(
+                &cache,
+                s,
+                plan.rule,
+                (&entry, &key),
+                &plan.info,
+                status,
+                now,
+            ));
+        }
+        // (A request body is not replayed in the background: revalidate in the foreground.)
+        Found::ServeStale(entry, key, _) | Found::Stale(entry, key) => Some((entry, key)),
+        Found::VaryMiss | Found::Miss => None,
     };
     if plan.policy.only_if_cached {
         let status = CacheStatus::forwarded(fwd);
-        counters.record(&status);
+        count(&status);
         let mut resp = error_response(
             StatusCode::GATEWAY_TIMEOUT,
             "not in the cache (only-if-cached)\n",
@@ -243,18 +302,22 @@ where
     // One fetch per key; the others wait for it, then read what it stored.
     let _leader = match cache.inner.coalescer.join(key) {
         Role::Leader(guard) => Some(guard),
+        // Someone is fetching it already: a background refresh has nothing to add.
+        Role::Follower(_) if plan.background => return Ok(Response::new(CacheBody::empty())),
         Role::Follower(wait) => {
             if wait.wait(s.config.cache.coalesce_wait).await {
                 let now = now_ms();
+                // The leader's answer is newer than this request, whatever it asked.
                 let found = lookup(store, key, &parts.headers, &RequestPolicy::default(), now);
                 if let Found::Fresh(entry, key) = found {
-                    return Ok(serve_hit(
+                    let status = CacheStatus::hit(entry.ttl_ms(now) / 1000).collapsed(true);
+                    return Ok(serve_entry(
                         &cache,
                         s,
                         plan.rule,
                         (&entry, &key),
                         &plan.info,
-                        true,
+                        status,
                         now,
                     ));
                 }
@@ -277,13 +340,14 @@ where
         request_headers: parts.headers.clone(),
     };
     // A fill fetches the whole, unconditional representation for everyone; the client's
-    // own conditions are evaluated against the stored entry.
+    // own conditions and ranges are evaluated against the stored entry.
     for h in [
         IF_NONE_MATCH,
         IF_MODIFIED_SINCE,
         IF_RANGE,
         IF_MATCH,
         IF_UNMODIFIED_SINCE,
+        RANGE,
     ] {
         parts.headers.remove(h);
     }
@@ -294,23 +358,55 @@ where
     parts
         .headers
         .insert(ACCEPT_ENCODING, HeaderValue::from_static(coding));
+    // Revalidate a stale entry with its validators (RFC 9111 §4.3.1).
+    let mut conditional = false;
+    if let Some((entry, _)) = &stale {
+        if parts.method == Method::GET {
+            if let Some(etag) = entry.etag() {
+                let etag = match etag.as_bytes().strip_prefix(b"W/") {
+                    // Stored weak only because larder compressed it: ask with the origin's.
+                    Some(strong) if entry.etag_weakened() => {
+                        HeaderValue::from_bytes(strong).unwrap_or(etag)
+                    }
+                    _ => etag,
+                };
+                parts.headers.insert(IF_NONE_MATCH, etag);
+                conditional = true;
+            }
+            if let Some(lm) = entry.last_modified() {
+                parts.headers.insert(IF_MODIFIED_SINCE, lm);
+                conditional = true;
+            }
+        }
+    }
 
     let request_time = now_ms();
-    let resp = inner.oneshot(Request::from_parts(parts, body)).await?;
+    let result = inner.oneshot(Request::from_parts(parts, body)).await;
     let response_time = now_ms();
-    let (rparts, rbody) = resp.into_parts();
+    let info = crate::serve::ReqInfo {
+        head,
+        ..plan.info.clone()
+    };
     let rule = plan.rule.map(|i| &s.rules.rules()[i]);
-
-    let decision = if plan.policy.no_store {
-        Err(NoCacheReason::RequestNoStore)
-    } else {
+    let input = |status: StatusCode,
+                 response: &'_ HeaderMap|
+     -> Result<crate::policy::Freshness, NoCacheReason> {
+        if plan.policy.no_store {
+            return Err(NoCacheReason::RequestNoStore);
+        }
         policy::decide(&StoreInput {
             method: &fill.method,
             request: &fill.request_headers,
-            status: rparts.status,
-            response: &rparts.headers,
+            status,
+            response,
             rule,
             credentials: rule.is_none() && s.users.present(&fill.request_headers),
+            targeted: &s.targeted,
+            heuristic: s
+                .config
+                .cache
+                .heuristic
+                .then_some(s.config.cache.heuristic_max),
             statuses: &s.config.cache.statuses,
             default_ttl: s.config.cache.default_ttl,
             respect_origin: s.config.cache.respect_origin,
@@ -318,12 +414,71 @@ where
             response_time,
         })
     };
+
+    // The upstream failed: a stale entry may stand in (RFC 5861 stale-if-error).
+    let failed = match &result {
+        Err(_) => Some(StatusCode::BAD_GATEWAY),
+        Ok(r) if upstream_failed(r.status()) => Some(r.status()),
+        Ok(_) => None,
+    };
+    if let (Some(code), Some((entry, key))) = (failed, &stale) {
+        if stale_if_error_allows(entry, response_time) {
+            let status = CacheStatus::stale(Stale::IfError, entry.ttl_ms(response_time) / 1000)
+                .fwd_status(code.as_u16());
+            return Ok(serve_entry(
+                &cache,
+                s,
+                plan.rule,
+                (entry, key),
+                &info,
+                status,
+                response_time,
+            ));
+        }
+    }
+    let (rparts, rbody) = result?.into_parts();
+
+    // Not modified: refresh the stored entry's headers and freshness (RFC 9111 §4.3.4).
+    if let (true, StatusCode::NOT_MODIFIED, Some((entry, entry_key))) =
+        (conditional, rparts.status, &stale)
+    {
+        let merged = merge_304(entry, &rparts.headers);
+        let headers =
+            serve::stored_headers(&merged, rule, s, entry.is_gzip(), entry.other_encoding());
+        let status = CacheStatus::revalidated(304);
+        let refreshed = match input(entry.status(), &merged) {
+            Ok(freshness) => {
+                let refreshed = Arc::new(entry.refreshed(&headers, freshness, response_time));
+                let stored = store.insert(*entry_key, refreshed.clone(), token);
+                (refreshed, status.stored(stored))
+            }
+            Err(reason) => {
+                store.remove(entry_key);
+                let once = Arc::new(entry.refreshed(
+                    &headers,
+                    crate::policy::Freshness::default(),
+                    response_time,
+                ));
+                (once, status.detail(reason))
+            }
+        };
+        return Ok(serve_entry(
+            &cache,
+            s,
+            plan.rule,
+            (&refreshed.0, entry_key),
+            &info,
+            refreshed.1,
+            now_ms(),
+        ));
+    }
+
     let uncached = |reason: NoCacheReason| {
         let status = CacheStatus::forwarded(fwd).detail(reason);
-        counters.record(&status);
+        count(&status);
         status
     };
-    let freshness = match decision {
+    let freshness = match input(rparts.status, &rparts.headers) {
         Ok(f) => f,
         Err(reason) => {
             return Ok(pass_on(
@@ -408,13 +563,7 @@ where
     };
     let gzip = matches!(body, StoredBody::Gzip { .. });
     let other = matches!(body, StoredBody::Encoded(_));
-    let headers = serve::stored_headers(
-        &rparts.headers,
-        rule,
-        s.config.cache.tag_header.as_ref(),
-        gzip,
-        other,
-    );
+    let headers = serve::stored_headers(&rparts.headers, rule, s, gzip, other);
     let tags = entry_tags(s, rule, &fill, &rparts.headers, plan.user);
     let url = key::normalized_url(
         &fill.path,
@@ -433,6 +582,11 @@ where
         vary: None,
     }));
     let vary = vary_names(&rparts.headers, other);
+    let entry_key = if vary.is_empty() {
+        fill.key
+    } else {
+        fill.key.variant(&vary, &fill.request_headers)
+    };
     let stored = if vary.is_empty() {
         store.insert(fill.key, entry.clone(), token)
     } else {
@@ -446,19 +600,13 @@ where
             response_time,
             vary: Some(&vary),
         }));
-        store.insert(fill.key, marker, token)
-            && store.insert(
-                fill.key.variant(&vary, &fill.request_headers),
-                entry.clone(),
-                token,
-            )
+        store.insert(fill.key, marker, token) && store.insert(entry_key, entry.clone(), token)
     };
     let mut status = CacheStatus::forwarded(fwd).stored(stored);
     if !stored {
         status = status.detail(NoCacheReason::Invalidated);
     }
-    counters.record(&status);
-    let info = crate::serve::ReqInfo { head, ..plan.info };
+    count(&status);
     Ok(serve::respond(&entry, &info, status, s, now_ms()))
 }
 

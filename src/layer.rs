@@ -50,7 +50,7 @@ use crate::key::{normalize_percent, BodyHash, CacheKey, KeyInput, UserId};
 use crate::policy::{now_ms, RequestPolicy};
 use crate::rules::Rule;
 use crate::serve::{self, ReqInfo};
-use crate::status::{CacheStatus, NoCacheReason, Tier};
+use crate::status::{CacheStatus, NoCacheReason, Stale, Tier};
 use crate::store::MemoryStore;
 
 /// Mounts a [`Cache`] in front of a service.
@@ -159,6 +159,7 @@ pub(crate) struct Forward {
 }
 
 /// A request the cache may serve.
+#[derive(Clone)]
 pub(crate) struct Lookup {
     pub rule: Option<usize>,
     /// `None` until the body is read, for `key_body` rules.
@@ -166,6 +167,8 @@ pub(crate) struct Lookup {
     pub user: Option<UserId>,
     pub policy: RequestPolicy,
     pub info: ReqInfo,
+    /// A refresh nobody waits for (stale-while-revalidate).
+    pub background: bool,
 }
 
 // Lives on the stack for one call; boxing the large variant would allocate per request.
@@ -244,8 +247,11 @@ pub(crate) fn route<B>(s: &Settings, req: &Request<B>) -> Route {
         }
         _ => {}
     }
-    if req.headers().contains_key(RANGE) {
-        return forward(NoCacheReason::Range, false);
+    // One byte range is served from the cache; several (or another unit) pass through.
+    if let Some(range) = req.headers().get(RANGE) {
+        if serve::parse_range(range) == serve::RangeRequest::Other {
+            return forward(NoCacheReason::Range, false);
+        }
     }
     let user = match rule {
         Some(r) if r.per_user => match s.users.identify(req.headers()) {
@@ -254,6 +260,12 @@ pub(crate) fn route<B>(s: &Settings, req: &Request<B>) -> Route {
         },
         _ => None,
     };
+    let mut policy = RequestPolicy::from_headers(req.headers());
+    if !s.config.cache.honor_client_no_cache {
+        // Reload storms: clients' no-cache / max-age=0 do not reach the upstream.
+        policy.revalidate = false;
+        policy.max_age = None;
+    }
     let primary = match rule {
         Some(r) if r.key_body => None,
         _ => Some(primary_key(
@@ -269,8 +281,9 @@ pub(crate) fn route<B>(s: &Settings, req: &Request<B>) -> Route {
         rule: rule_index,
         primary,
         user,
-        policy: RequestPolicy::from_headers(req.headers()),
+        policy,
         info: ReqInfo::new(req),
+        background: false,
     })
 }
 
@@ -320,10 +333,14 @@ pub(crate) fn body_hash(headers: &HeaderMap, body: &[u8]) -> BodyHash {
 
 /// What the store holds for a key, seen from one request.
 pub(crate) enum Found {
-    /// Usable as is (stored under this key).
+    /// Fresh: serve it (stored under this key).
     Fresh(Arc<Entry>, CacheKey),
-    /// Present but not usable without going upstream.
-    Stale,
+    /// Stale but servable now, for this reason (`WhileRevalidate`: refresh it once in the
+    /// background).
+    ServeStale(Arc<Entry>, CacheKey, Stale),
+    /// Present but not usable without going upstream (revalidate it; it may stand in if
+    /// the upstream fails).
+    Stale(Arc<Entry>, CacheKey),
     /// The URL is cached, but not this variant.
     VaryMiss,
     /// Nothing.
@@ -350,53 +367,72 @@ pub(crate) fn lookup(
     } else {
         (entry, primary)
     };
-    if usable(&entry, policy, now) {
-        Found::Fresh(entry, key)
-    } else {
-        Found::Stale
-    }
+    classify(entry, key, policy, now)
 }
 
-/// Answers from a fresh entry and counts the hit.
-pub(crate) fn serve_hit<B>(
+/// Whether a stored entry may be used for this request (RFC 9111 §4.2, §4.2.4, §5.2.1;
+/// RFC 5861).
+fn classify(entry: Arc<Entry>, key: CacheKey, policy: &RequestPolicy, now: u64) -> Found {
+    if policy.revalidate {
+        return Found::Stale(entry, key);
+    }
+    if entry.is_fresh(now) {
+        let too_old = policy
+            .max_age
+            .is_some_and(|m| entry.age_ms(now) > m.saturating_mul(1000));
+        let too_close = policy
+            .min_fresh
+            .is_some_and(|m| entry.ttl_ms(now) < m.saturating_mul(1000) as i64);
+        return if too_old || too_close {
+            Found::Stale(entry, key)
+        } else {
+            Found::Fresh(entry, key)
+        };
+    }
+    let f = entry.freshness();
+    // no-cache, must-revalidate, proxy-revalidate and s-maxage forbid stale use (§4.2.4).
+    if f.must_revalidate || f.no_cache {
+        return Found::Stale(entry, key);
+    }
+    let staleness = -entry.ttl_ms(now);
+    if policy
+        .max_stale
+        .is_some_and(|m| staleness <= m.saturating_mul(1000) as i64)
+    {
+        return Found::ServeStale(entry, key, Stale::MaxStale);
+    }
+    if policy.max_age.is_none() && staleness <= f.stale_while_revalidate as i64 * 1000 {
+        return Found::ServeStale(entry, key, Stale::WhileRevalidate);
+    }
+    Found::Stale(entry, key)
+}
+
+/// Answers from an entry with `status` (a hit, a stale entry, a collapsed request) and
+/// counts it.
+pub(crate) fn serve_entry<B>(
     cache: &Cache,
     settings: &Settings,
     rule: Option<usize>,
     (entry, key): (&Arc<Entry>, &CacheKey),
     info: &ReqInfo,
-    collapsed: bool,
+    status: CacheStatus,
     now: u64,
 ) -> Response<CacheBody<B>> {
-    let status = CacheStatus::hit(entry.ttl_ms(now) / 1000)
-        .collapsed(collapsed)
-        .tier(Tier::L1);
+    let status = if status.fwd.is_none() {
+        status.tier(Tier::L1)
+    } else {
+        status
+    };
     entry.record_hit();
     if !info.gzip && entry.is_gzip() && !entry.has_decoded() {
         // Decode once for clients that cannot take gzip, not on every hit.
         cache.inner.store.keep_decoded(key, entry);
     }
     settings.counters(rule).record(&status);
-    cache.inner.stats.record_tier(Tier::L1);
+    if status.fwd.is_none() {
+        cache.inner.stats.record_tier(Tier::L1);
+    }
     serve::respond(entry, info, status, settings, now)
-}
-
-/// Whether an entry may be served without going upstream, given the request's
-/// directives (RFC 9111 §4.2, §5.2.1).
-fn usable(entry: &Entry, policy: &RequestPolicy, now: u64) -> bool {
-    if policy.revalidate || !entry.is_fresh(now) {
-        return false;
-    }
-    if let Some(max_age) = policy.max_age {
-        if entry.age_ms(now) > max_age.saturating_mul(1000) {
-            return false;
-        }
-    }
-    if let Some(min_fresh) = policy.min_fresh {
-        if entry.ttl_ms(now) < min_fresh.saturating_mul(1000) as i64 {
-            return false;
-        }
-    }
-    true
 }
 
 impl<S, B, ResB> Service<Request<B>> for CacheService<S>
@@ -424,6 +460,46 @@ where
 }
 
 impl<S> CacheService<S> {
+    /// Refreshes a stale entry with one background request (RFC 5861
+    /// stale-while-revalidate), unless one is in flight for it already.
+    fn refresh_in_background<B, ResB>(
+        &self,
+        settings: Arc<Settings>,
+        req: Request<B>,
+        mut plan: Lookup,
+        found: Found,
+    ) where
+        S: Service<Request<CacheBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+        ResB: Body<Data = Bytes> + Send + 'static,
+        ResB::Error: Into<BoxError>,
+    {
+        let busy = plan
+            .primary
+            .is_some_and(|k| self.cache.inner.coalescer.is_in_flight(&k));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if busy {
+            return;
+        }
+        plan.background = true;
+        let refresh = fetch::fetch(
+            self.inner.clone(),
+            self.cache.clone(),
+            settings,
+            req,
+            plan,
+            found,
+        );
+        runtime.spawn(async move {
+            let _ = refresh.await;
+        });
+    }
+
     /// Serves one request; `call` without needing `&mut self` (servers share one service).
     pub fn handle<B, ResB>(&self, req: Request<B>) -> ResponseFuture<ResB, S::Error>
     where
@@ -462,16 +538,38 @@ impl<S> CacheService<S> {
             ),
             None => Found::Miss,
         };
-        if let Found::Fresh(entry, key) = found {
-            return ResponseFuture::ready(serve_hit(
-                &self.cache,
-                settings,
-                plan.rule,
-                (&entry, &key),
-                &plan.info,
-                false,
-                now,
-            ));
+        match found {
+            Found::Fresh(entry, key) => {
+                let status = CacheStatus::hit(entry.ttl_ms(now) / 1000);
+                let resp = serve_entry(
+                    &self.cache,
+                    settings,
+                    plan.rule,
+                    (&entry, &key),
+                    &plan.info,
+                    status,
+                    now,
+                );
+                return ResponseFuture::ready(resp);
+            }
+            Found::ServeStale(entry, key, why) => {
+                let status = CacheStatus::stale(why, entry.ttl_ms(now) / 1000);
+                let resp = serve_entry(
+                    &self.cache,
+                    settings,
+                    plan.rule,
+                    (&entry, &key),
+                    &plan.info,
+                    status,
+                    now,
+                );
+                if why == Stale::WhileRevalidate {
+                    let settings = arc_swap::Guard::into_inner(guard);
+                    self.refresh_in_background(settings, req, plan, Found::Stale(entry, key));
+                }
+                return ResponseFuture::ready(resp);
+            }
+            _ => {}
         }
         let settings = arc_swap::Guard::into_inner(guard);
         ResponseFuture::boxed(fetch::fetch(

@@ -11,6 +11,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::header::HeaderName;
 use http::header::{
     HeaderMap, HeaderValue, AGE, AUTHORIZATION, CACHE_CONTROL, DATE, ETAG, EXPIRES, LAST_MODIFIED,
     SET_COOKIE, VARY,
@@ -129,6 +130,133 @@ impl Directives {
     }
 }
 
+/// The directives that govern this cache (RFC 9213 §2.1): the first targeted field (in
+/// `targeted` order) with a valid, non-empty value, else `Cache-Control`. The second value
+/// says whether a targeted field was used (then `Expires` is ignored too).
+pub fn cache_directives(headers: &HeaderMap, targeted: &[HeaderName]) -> (Directives, bool) {
+    for name in targeted {
+        let values: Vec<&HeaderValue> = headers.get_all(name).iter().collect();
+        if values.is_empty() {
+            continue;
+        }
+        let joined: Option<Vec<&str>> = values.iter().map(|v| v.to_str().ok()).collect();
+        let Some(joined) = joined else { continue };
+        let text = joined.join(", ");
+        if !text.trim().is_empty() && valid_sf_dictionary(&text) {
+            return (Directives::parse(values.into_iter()), true);
+        }
+    }
+    (Directives::from_headers(headers), false)
+}
+
+/// Whether `text` is a valid Structured Fields Dictionary (RFC 8941 §3.2), as targeted
+/// cache-control fields must be; an invalid one is ignored as a whole.
+pub fn valid_sf_dictionary(text: &str) -> bool {
+    split_list(text).all(|member| valid_sf_member(member.trim()))
+}
+
+fn valid_sf_key(k: &str) -> bool {
+    let mut b = k.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_lowercase() || c == b'*')
+        && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-.*".contains(&c))
+}
+
+fn valid_sf_bare_item(v: &str) -> bool {
+    let bytes = v.as_bytes();
+    match bytes.first() {
+        None => false,
+        Some(b'"') => {
+            // A quoted string of printable ASCII with only \" and \\ escapes.
+            let inner = &bytes[1..];
+            let mut escaped = false;
+            for (i, &c) in inner.iter().enumerate() {
+                if escaped {
+                    if c != b'"' && c != b'\\' {
+                        return false;
+                    }
+                    escaped = false;
+                } else if c == b'\\' {
+                    escaped = true;
+                } else if c == b'"' {
+                    return i == inner.len() - 1;
+                } else if !(0x20..0x7f).contains(&c) {
+                    return false;
+                }
+            }
+            false
+        }
+        Some(b'?') => v == "?0" || v == "?1",
+        Some(b':') => {
+            v.len() >= 2
+                && v.ends_with(':')
+                && v[1..v.len() - 1]
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"+/=".contains(&c))
+        }
+        Some(c) if c.is_ascii_digit() || *c == b'-' => {
+            let digits = v.strip_prefix('-').unwrap_or(v);
+            let (int, frac) = match digits.split_once('.') {
+                Some((i, f)) => (i, Some(f)),
+                None => (digits, None),
+            };
+            !int.is_empty()
+                && int.bytes().all(|c| c.is_ascii_digit())
+                && match frac {
+                    None => int.len() <= 15,
+                    Some(f) => {
+                        int.len() <= 12
+                            && !f.is_empty()
+                            && f.len() <= 3
+                            && f.bytes().all(|c| c.is_ascii_digit())
+                    }
+                }
+        }
+        Some(c) if c.is_ascii_alphabetic() || *c == b'*' => v
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&c)),
+        _ => false,
+    }
+}
+
+fn valid_sf_params(mut rest: &str) -> bool {
+    while let Some(r) = rest.strip_prefix(';') {
+        let r = r.trim_start();
+        let end = r.find(';').unwrap_or(r.len());
+        let (param, next) = r.split_at(end);
+        let ok = match param.split_once('=') {
+            Some((k, v)) => valid_sf_key(k) && valid_sf_bare_item(v),
+            None => valid_sf_key(param),
+        };
+        if !ok {
+            return false;
+        }
+        rest = next;
+    }
+    rest.is_empty()
+}
+
+fn valid_sf_member(member: &str) -> bool {
+    let key_end = member.find(['=', ';']).unwrap_or(member.len());
+    let (key, rest) = member.split_at(key_end);
+    if !valid_sf_key(key) {
+        return false;
+    }
+    match rest.strip_prefix('=') {
+        None => valid_sf_params(rest),
+        Some(value) if value.starts_with('(') => value.contains(')'),
+        Some(value) => {
+            // The item, then its parameters (a ';' inside a string is part of the string).
+            let item_end = if let Some(rest) = value.strip_prefix('"') {
+                rest.find('"').map_or(value.len(), |i| i + 2)
+            } else {
+                value.find(';').unwrap_or(value.len())
+            };
+            let (item, params) = value.split_at(item_end.min(value.len()));
+            valid_sf_bare_item(item) && valid_sf_params(params)
+        }
+    }
+}
+
 /// Splits a comma-separated list, keeping commas inside quoted strings.
 fn split_list(text: &str) -> impl Iterator<Item = &str> {
     let mut start = 0;
@@ -214,6 +342,10 @@ pub struct StoreInput<'a> {
     /// The request carries a user identity (a configured user source) other than
     /// `Authorization`; without a rule it is treated like `Authorization`.
     pub credentials: bool,
+    /// Targeted cache-control fields for this cache, most specific first (RFC 9213).
+    pub targeted: &'a [HeaderName],
+    /// The cap on heuristic freshness, when heuristic freshness is enabled.
+    pub heuristic: Option<Duration>,
     /// Statuses a rule stores.
     pub statuses: &'a [u16],
     /// Ttl of a matched rule without one, when the origin gives no freshness.
@@ -249,6 +381,11 @@ pub fn explicit_lifetime(d: &Directives, headers: &HeaderMap, response_time: u64
     if let Some(m) = d.max_age {
         return Some(m);
     }
+    expires_lifetime(headers, response_time)
+}
+
+/// `Expires` minus `Date` in seconds (0 for an invalid `Expires`).
+fn expires_lifetime(headers: &HeaderMap, response_time: u64) -> Option<u64> {
     let expires = headers.get(EXPIRES)?;
     // An invalid Expires (e.g. "0") means already expired.
     let Some(exp) = parse_date(expires) else {
@@ -278,7 +415,7 @@ pub fn vary_star(headers: &HeaderMap) -> bool {
 
 /// Decides whether this shared cache may store a response, and for how long it is fresh.
 pub fn decide(input: &StoreInput<'_>) -> Result<Freshness, NoCacheReason> {
-    let d = Directives::from_headers(input.response);
+    let (d, targeted) = cache_directives(input.response, input.targeted);
     let rule = input.rule;
     let per_user = rule.is_some_and(|r| r.per_user);
     let code = input.status.as_u16();
@@ -311,20 +448,30 @@ pub fn decide(input: &StoreInput<'_>) -> Result<Freshness, NoCacheReason> {
     let initial_age_ms = initial_age_ms(input.response, input.request_time, input.response_time);
     let origin = if d.no_cache {
         Some(0)
+    } else if targeted {
+        // A targeted field replaces Cache-Control and Expires for this cache.
+        d.s_maxage.or(d.max_age)
     } else {
         explicit_lifetime(&d, input.response, input.response_time)
     };
+    let secs = |d: Duration| d.as_secs().min(u32::MAX as u64) as u32;
     let mut f = Freshness {
         lifetime_ms: 0,
         initial_age_ms,
         no_cache: false,
         must_revalidate: d.must_revalidate || d.proxy_revalidate || d.s_maxage.is_some(),
-        stale_while_revalidate: d
-            .stale_while_revalidate
-            .map_or(0, |s| s.min(u32::MAX as u64) as u32),
-        stale_if_error: d
-            .stale_if_error
-            .map_or(0, |s| s.min(u32::MAX as u64) as u32),
+        stale_while_revalidate: rule
+            .and_then(|r| r.stale_while_revalidate)
+            .map(secs)
+            .or(d
+                .stale_while_revalidate
+                .map(|s| s.min(u32::MAX as u64) as u32))
+            .unwrap_or(0),
+        stale_if_error: rule
+            .and_then(|r| r.stale_if_error)
+            .map(secs)
+            .or(d.stale_if_error.map(|s| s.min(u32::MAX as u64) as u32))
+            .unwrap_or(0),
     };
     match rule {
         Some(r) => {
@@ -365,15 +512,35 @@ pub fn decide(input: &StoreInput<'_>) -> Result<Freshness, NoCacheReason> {
                 }
             }
             None => {
-                if !has_validator(input.response) {
+                if let Some(h) = heuristic_lifetime(input, &d) {
+                    f.lifetime_ms = h;
+                } else if has_validator(input.response) {
+                    // Stored stale: every use is revalidated with the validator.
+                    f.lifetime_ms = 0;
+                } else {
                     return Err(NoCacheReason::NoFreshness);
                 }
-                // Stored stale: every use is revalidated with the validator.
-                f.lifetime_ms = 0;
             }
         },
     }
     Ok(f)
+}
+
+/// Heuristic freshness (RFC 9111 §4.2.2): 10% of the time since `Last-Modified`, capped,
+/// for heuristically cacheable statuses (or `public` responses), when enabled.
+fn heuristic_lifetime(input: &StoreInput<'_>, d: &Directives) -> Option<u64> {
+    let cap = input.heuristic?;
+    if !(heuristically_cacheable(input.status) || d.public) {
+        return None;
+    }
+    let lm = input.response.get(LAST_MODIFIED).and_then(parse_date)? * 1000;
+    let date = input
+        .response
+        .get(DATE)
+        .and_then(parse_date)
+        .map_or(input.response_time, |d| d * 1000);
+    let lifetime = date.saturating_sub(lm) / 10;
+    (lifetime > 0).then(|| lifetime.min(cap.as_millis() as u64))
 }
 
 /// What the request itself asks of the cache (RFC 9111 §5.2.1).
@@ -448,6 +615,8 @@ mod tests {
             response: resp,
             rule,
             credentials: false,
+            targeted: &[],
+            heuristic: None,
             statuses: &[200, 203, 204, 300, 301, 404, 410],
             default_ttl: Duration::from_secs(300),
             respect_origin: true,
@@ -571,6 +740,109 @@ mod tests {
                 .lifetime_ms,
             300_000
         );
+    }
+
+    #[test]
+    fn targeted_fields_override_cache_control() {
+        let req = HeaderMap::new();
+        let targeted = [
+            HeaderName::from_static("larder-cache-control"),
+            HeaderName::from_static("cdn-cache-control"),
+        ];
+        let resp = hm(&[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=30"),
+            ("expires", "0"),
+        ]);
+        let i = StoreInput {
+            targeted: &targeted,
+            ..input(&req, &resp, None)
+        };
+        assert_eq!(decide(&i).unwrap().lifetime_ms, 30_000);
+        let resp = hm(&[
+            ("cdn-cache-control", "max-age=30"),
+            ("larder-cache-control", "max-age=5"),
+        ]);
+        let i = StoreInput {
+            targeted: &targeted,
+            ..input(&req, &resp, None)
+        };
+        assert_eq!(decide(&i).unwrap().lifetime_ms, 5_000);
+        // An invalid targeted field is ignored as a whole.
+        let resp = hm(&[
+            ("cache-control", "max-age=7"),
+            ("cdn-cache-control", "max-age=30, Bad Key"),
+        ]);
+        let i = StoreInput {
+            targeted: &targeted,
+            ..input(&req, &resp, None)
+        };
+        assert_eq!(decide(&i).unwrap().lifetime_ms, 7_000);
+        let resp = hm(&[("cdn-cache-control", "no-store")]);
+        let i = StoreInput {
+            targeted: &targeted,
+            ..input(&req, &resp, None)
+        };
+        assert_eq!(decide(&i), Err(NoCacheReason::NoStore));
+    }
+
+    #[test]
+    fn structured_field_validation() {
+        for ok in [
+            "max-age=60",
+            "max-age=60, private",
+            "no-cache=\"a, b\"",
+            "x;a=1;b=?0",
+            "s=-1.5",
+            "t=tok/en",
+            "b=:YWJj:",
+            "l=(1 2)",
+        ] {
+            assert!(valid_sf_dictionary(ok), "{ok}");
+        }
+        for bad in [
+            "Max-Age=60",
+            "max-age=",
+            "max-age=60 60",
+            "a=\"unterminated",
+            "a=?2",
+            "9x=1",
+            "a=1.2345",
+        ] {
+            assert!(!valid_sf_dictionary(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn heuristic_freshness_only_when_enabled() {
+        let req = HeaderMap::new();
+        // Last modified 1000 s before Date: 10% is 100 s.
+        let resp = hm(&[
+            ("date", "Thu, 01 Jan 1970 00:16:40 GMT"),
+            ("last-modified", "Thu, 01 Jan 1970 00:00:00 GMT"),
+        ]);
+        let i = StoreInput {
+            heuristic: Some(Duration::from_secs(3600)),
+            ..input(&req, &resp, None)
+        };
+        assert_eq!(decide(&i).unwrap().lifetime_ms, 100_000);
+        let i = StoreInput {
+            heuristic: Some(Duration::from_secs(30)),
+            ..input(&req, &resp, None)
+        };
+        assert_eq!(decide(&i).unwrap().lifetime_ms, 30_000);
+        // Disabled: a Last-Modified alone only makes it revalidatable.
+        assert_eq!(decide(&input(&req, &resp, None)).unwrap().lifetime_ms, 0);
+    }
+
+    #[test]
+    fn rule_stale_windows_apply() {
+        let req = HeaderMap::new();
+        let mut rule = Rule::new("r", "/a").unwrap();
+        rule.stale_if_error = Some(Duration::from_secs(600));
+        let resp = hm(&[("cache-control", "max-age=5, stale-while-revalidate=9")]);
+        let f = decide(&input(&req, &resp, Some(&rule))).unwrap();
+        assert_eq!((f.stale_while_revalidate, f.stale_if_error), (9, 600));
     }
 
     #[test]

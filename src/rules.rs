@@ -388,6 +388,12 @@ pub struct Rule {
     pub tags: Vec<Template>,
     /// Tags dropped after a 2xx answer to a request matching this rule.
     pub invalidates: Vec<Template>,
+    /// How long a stale entry may be served while it is refreshed (RFC 5861); the
+    /// origin's `stale-while-revalidate` when unset.
+    pub stale_while_revalidate: Option<Duration>,
+    /// How long a stale entry may be served when the upstream fails (RFC 5861); the
+    /// origin's `stale-if-error` when unset.
+    pub stale_if_error: Option<Duration>,
 }
 
 impl Rule {
@@ -413,6 +419,8 @@ impl Rule {
             allow_set_cookie: false,
             key_query: None,
             version: None,
+            stale_while_revalidate: None,
+            stale_if_error: None,
             tags: Vec::new(),
             invalidates: Vec::new(),
         })

@@ -8,10 +8,10 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, AGE, CACHE_CONTROL, CONNECTION, CONTENT_ENCODING,
-    CONTENT_LENGTH, ETAG, EXPIRES, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE,
-    LAST_MODIFIED, PRAGMA, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE, VARY,
+    HeaderMap, HeaderName, HeaderValue, ACCEPT_RANGES, AGE, CACHE_CONTROL, CONNECTION,
+    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, ETAG, EXPIRES, IF_MATCH, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, PRAGMA, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, RANGE, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VARY,
 };
 use http::{Method, Request, Response, StatusCode};
 
@@ -34,6 +34,75 @@ pub(crate) struct ReqInfo {
     pub if_modified_since: Option<HeaderValue>,
     pub if_match: Option<HeaderValue>,
     pub if_unmodified_since: Option<HeaderValue>,
+    /// A single byte range asked for with GET.
+    pub range: Option<ByteRange>,
+    pub if_range: Option<HeaderValue>,
+}
+
+/// What a `Range` header asks for (RFC 9110 §14.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RangeRequest {
+    /// One byte range: served from the cache.
+    Single(ByteRange),
+    /// Several ranges, or another unit: passed through to the upstream.
+    Other,
+    /// Not a valid range: ignored (the whole representation is served).
+    Invalid,
+}
+
+/// One byte range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ByteRange {
+    /// `first-` or `first-last`.
+    From(u64, Option<u64>),
+    /// `-suffix`: the last `suffix` bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// The inclusive byte positions within a representation of `len` bytes, or `None`
+    /// when unsatisfiable.
+    fn resolve(self, len: u64) -> Option<(u64, u64)> {
+        match self {
+            ByteRange::From(first, _) if first >= len => None,
+            ByteRange::From(first, last) => Some((first, last.map_or(len - 1, |l| l.min(len - 1)))),
+            ByteRange::Suffix(0) => None,
+            ByteRange::Suffix(_) if len == 0 => None,
+            ByteRange::Suffix(n) => Some((len.saturating_sub(n), len - 1)),
+        }
+    }
+}
+
+/// Parses a `Range` header value.
+pub(crate) fn parse_range(v: &HeaderValue) -> RangeRequest {
+    let Ok(text) = v.to_str() else {
+        return RangeRequest::Invalid;
+    };
+    let Some(spec) = text.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Other;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Other;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeRequest::Invalid;
+    };
+    let num = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    match (a.trim().is_empty(), num(a), num(b)) {
+        (true, _, Some(n)) => RangeRequest::Single(ByteRange::Suffix(n)),
+        (false, Some(first), None) if b.trim().is_empty() => {
+            RangeRequest::Single(ByteRange::From(first, None))
+        }
+        (false, Some(first), Some(last)) if last >= first => {
+            RangeRequest::Single(ByteRange::From(first, Some(last)))
+        }
+        _ => RangeRequest::Invalid,
+    }
 }
 
 impl ReqInfo {
@@ -47,6 +116,15 @@ impl ReqInfo {
             if_modified_since: h.get(IF_MODIFIED_SINCE).filter(|_| conditional).cloned(),
             if_match: h.get(IF_MATCH).filter(|_| conditional).cloned(),
             if_unmodified_since: h.get(IF_UNMODIFIED_SINCE).filter(|_| conditional).cloned(),
+            range: match h
+                .get(RANGE)
+                .filter(|_| req.method() == Method::GET)
+                .map(parse_range)
+            {
+                Some(RangeRequest::Single(r)) => Some(r),
+                _ => None,
+            },
+            if_range: h.get(IF_RANGE).cloned(),
         }
     }
 }
@@ -84,7 +162,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 pub(crate) fn stored_headers(
     response: &HeaderMap,
     rule: Option<&Rule>,
-    tag_header: Option<&HeaderName>,
+    settings: &Settings,
     gzip: bool,
     keep_encoding: bool,
 ) -> HeaderMap {
@@ -97,9 +175,7 @@ pub(crate) fn stored_headers(
     h.remove(AGE);
     h.remove(SET_COOKIE);
     h.remove(X_CACHE);
-    if let Some(t) = tag_header {
-        h.remove(t);
-    }
+    strip_cache_fields(&mut h, settings);
     if let Some(cc) = rule.and_then(|r| r.cache_control.as_ref()) {
         h.insert(CACHE_CONTROL, cc.clone());
         h.remove(EXPIRES);
@@ -111,6 +187,17 @@ pub(crate) fn stored_headers(
         h.append(VARY, HeaderValue::from_static("Accept-Encoding"));
     }
     h
+}
+
+/// Removes the fields meant for this cache only: the tag header and the targeted
+/// cache-control fields (RFC 9213), which clients never see.
+pub(crate) fn strip_cache_fields(h: &mut HeaderMap, settings: &Settings) {
+    if let Some(t) = &settings.config.cache.tag_header {
+        h.remove(t);
+    }
+    for t in &settings.targeted {
+        h.remove(t);
+    }
 }
 
 /// Marks a per-user answer `private` for caches downstream, dropping what would let them
@@ -252,7 +339,8 @@ pub(crate) fn respond<B>(
     for (n, v) in entry.headers() {
         headers.append(n, v);
     }
-    let gzip_out = entry.is_gzip() && info.gzip;
+    // Ranges are served from the decoded bytes.
+    let gzip_out = entry.is_gzip() && info.gzip && info.range.is_none();
     // The ETag is strong only for the bytes the origin sent (RFC 9110 §8.8.1).
     let transformed = entry.is_gzip() && gzip_out != entry.origin_gzip();
     match (transformed, entry.etag_weakened()) {
@@ -274,6 +362,11 @@ pub(crate) fn respond<B>(
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         *resp.headers_mut() = headers;
         return resp;
+    }
+    if let Some(range) = info.range.filter(|_| entry.status() == StatusCode::OK) {
+        if if_range_holds(info, &headers) {
+            return partial(entry, range, headers);
+        }
     }
     let body = if entry.is_gzip() && !gzip_out {
         match entry.decoded_body() {
@@ -302,6 +395,60 @@ pub(crate) fn respond<B>(
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = entry.status();
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// Whether an `If-Range` (if any) still matches, so the range applies (RFC 9110 §13.1.5):
+/// a strong entity tag, or the exact `Last-Modified` date.
+fn if_range_holds(info: &ReqInfo, headers: &HeaderMap) -> bool {
+    let Some(cond) = &info.if_range else {
+        return true;
+    };
+    let Ok(text) = cond.to_str() else {
+        return false;
+    };
+    let text = text.trim();
+    if text.starts_with('"') || text.starts_with("W/") {
+        return !text.starts_with("W/")
+            && headers.get(ETAG).and_then(|e| e.to_str().ok()) == Some(text);
+    }
+    headers
+        .get(LAST_MODIFIED)
+        .is_some_and(|lm| lm.as_bytes() == text.as_bytes())
+}
+
+/// A `206` with one range of the decoded representation, or a `416` when it cannot be
+/// satisfied (RFC 9110 §14.1, §15.3.7, §15.5.17).
+fn partial<B>(entry: &Entry, range: ByteRange, mut headers: HeaderMap) -> Response<CacheBody<B>> {
+    let Ok(body) = entry.decoded_body() else {
+        return error_response(
+            StatusCode::BAD_GATEWAY,
+            "the stored response could not be decoded\n",
+        );
+    };
+    let len = body.len() as u64;
+    headers.remove(CONTENT_ENCODING);
+    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let mut resp = match range.resolve(len) {
+        Some((first, last)) => {
+            let content_range = format!("bytes {first}-{last}/{len}");
+            if let Ok(v) = HeaderValue::from_str(&content_range) {
+                headers.insert(CONTENT_RANGE, v);
+            }
+            let mut r = Response::new(CacheBody::full(body.slice(first as usize..=last as usize)));
+            *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+            r
+        }
+        None => {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                headers.insert(CONTENT_RANGE, v);
+            }
+            let mut r = Response::new(CacheBody::empty());
+            *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            r
+        }
+    };
     *resp.headers_mut() = headers;
     resp
 }
@@ -354,6 +501,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ranges() {
+        let p = |v: &str| parse_range(&v.parse().unwrap());
+        assert_eq!(
+            p("bytes=0-9"),
+            RangeRequest::Single(ByteRange::From(0, Some(9)))
+        );
+        assert_eq!(
+            p("bytes=5-"),
+            RangeRequest::Single(ByteRange::From(5, None))
+        );
+        assert_eq!(p("bytes=-3"), RangeRequest::Single(ByteRange::Suffix(3)));
+        assert_eq!(p("bytes=0-1,4-5"), RangeRequest::Other);
+        assert_eq!(p("items=0-1"), RangeRequest::Other);
+        assert_eq!(p("bytes=9-2"), RangeRequest::Invalid);
+        assert_eq!(p("bytes=x-2"), RangeRequest::Invalid);
+        assert_eq!(ByteRange::From(0, Some(99)).resolve(10), Some((0, 9)));
+        assert_eq!(ByteRange::From(10, None).resolve(10), None);
+        assert_eq!(ByteRange::Suffix(3).resolve(10), Some((7, 9)));
+        assert_eq!(ByteRange::Suffix(30).resolve(10), Some((0, 9)));
+    }
+
+    #[test]
     fn age_values() {
         assert_eq!(age_value(0), "0");
         assert_eq!(age_value(4095), "4095");
@@ -379,8 +548,10 @@ mod tests {
         h.insert("surrogate-key", "a b".parse().unwrap());
         h.insert(SET_COOKIE, "s=1".parse().unwrap());
         h.insert("content-type", "text/plain".parse().unwrap());
-        let tag = HeaderName::from_static("surrogate-key");
-        let out = stored_headers(&h, None, Some(&tag), true, false);
+        h.insert("cdn-cache-control", "max-age=60".parse().unwrap());
+        h.insert("larder-cache-control", "max-age=60".parse().unwrap());
+        let settings = crate::Cache::new(crate::Config::default()).settings();
+        let out = stored_headers(&h, None, &settings, true, false);
         assert_eq!(out.len(), 2, "{out:?}");
         assert_eq!(out.get(VARY).unwrap(), "Accept-Encoding");
         let mut rule = Rule::new("r", "/a").unwrap();
@@ -389,7 +560,7 @@ mod tests {
             CACHE_CONTROL,
             "public, max-age=60, s-maxage=600".parse().unwrap(),
         );
-        let out = stored_headers(&h, Some(&rule), Some(&tag), false, false);
+        let out = stored_headers(&h, Some(&rule), &settings, false, false);
         assert_eq!(out.get(CACHE_CONTROL).unwrap(), "private, max-age=60");
     }
 }

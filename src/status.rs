@@ -8,6 +8,9 @@
 //! assert_eq!(hit.x_cache(), "HIT");
 //! let miss = CacheStatus::forwarded(Fwd::Miss).stored(true);
 //! assert_eq!(miss.header_value("larder"), "larder; fwd=miss; stored");
+//! let revalidated = CacheStatus::revalidated(304);
+//! assert_eq!(revalidated.header_value("larder"), "larder; fwd=stale; fwd-status=304");
+//! assert_eq!(revalidated.x_cache(), "STALE");
 //! ```
 
 use std::fmt::Write;
@@ -212,6 +215,30 @@ pub struct CacheStatus {
     pub detail: Option<NoCacheReason>,
     /// Which tier served a hit.
     pub tier: Option<Tier>,
+    /// Why a stale entry was served.
+    pub stale: Option<Stale>,
+}
+
+/// Why a stale entry was served (RFC 5861, RFC 9111 §4.2.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stale {
+    /// Served at once while one background request refreshes it.
+    WhileRevalidate,
+    /// Served because the upstream failed.
+    IfError,
+    /// The client allowed it with `max-stale`.
+    MaxStale,
+}
+
+impl Stale {
+    /// The `detail` token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stale::WhileRevalidate => "stale-while-revalidate",
+            Stale::IfError => "stale-if-error",
+            Stale::MaxStale => "max-stale",
+        }
+    }
 }
 
 impl CacheStatus {
@@ -226,7 +253,37 @@ impl CacheStatus {
             fwd_status: None,
             detail: None,
             tier: None,
+            stale: None,
         }
+    }
+
+    /// A stale entry served for `why`, `ttl` seconds past freshness (negative).
+    pub fn stale(why: Stale, ttl: i64) -> CacheStatus {
+        let base = match why {
+            Stale::IfError => CacheStatus::forwarded(Fwd::Stale).ttl(ttl),
+            Stale::WhileRevalidate | Stale::MaxStale => CacheStatus::hit(ttl),
+        };
+        CacheStatus {
+            outcome: Outcome::Stale,
+            stale: Some(why),
+            ..base
+        }
+    }
+
+    /// Revalidated with the upstream (`fwd-status` is what it answered) and served from
+    /// the cache.
+    pub fn revalidated(fwd_status: u16) -> CacheStatus {
+        CacheStatus {
+            outcome: Outcome::Stale,
+            fwd_status: Some(fwd_status),
+            ..CacheStatus::forwarded(Fwd::Stale)
+        }
+    }
+
+    /// Sets `fwd-status`.
+    pub fn fwd_status(mut self, status: u16) -> Self {
+        self.fwd_status = Some(status);
+        self
     }
 
     /// Forwarded upstream for `fwd`.
@@ -315,16 +372,14 @@ impl CacheStatus {
         if let Some(ttl) = self.ttl {
             let _ = write!(s, "; ttl={ttl}");
         }
-        match (self.tier, self.detail) {
-            (_, Some(d)) => {
-                s.put(b"; detail=");
-                s.put(d.as_str().as_bytes());
-            }
-            (Some(t), None) => {
-                s.put(b"; detail=");
-                s.put(t.as_str().as_bytes());
-            }
-            (None, None) => {}
+        let detail = self
+            .detail
+            .map(NoCacheReason::as_str)
+            .or(self.stale.map(Stale::as_str))
+            .or(self.tier.map(Tier::as_str));
+        if let Some(d) = detail {
+            s.put(b"; detail=");
+            s.put(d.as_bytes());
         }
         // Built on the stack from a validated token and fixed ASCII: one allocation, the
         // value's own.

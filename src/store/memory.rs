@@ -362,36 +362,86 @@ impl MemoryStore {
         }
     }
 
-    /// Removes what `what` names; returns how many entries were removed.
-    pub fn invalidate(&self, what: &Invalidation) -> u64 {
+    /// The keys of the entries `what` names (tags through the index, the rest by a scan).
+    fn keys_for(&self, what: &Invalidation) -> Vec<CacheKey> {
+        let mut keys = Vec::new();
         match what {
             Invalidation::Tags(tags) => {
-                self.log(Logged::Tags(tags.clone()));
-                let mut keys = Vec::new();
                 for &t in tags {
-                    let mut set = self.tag_shard(t).lock();
-                    let found: Vec<(u64, CacheKey)> = set
-                        .range((t, CacheKey([0; 16]))..=(t, CacheKey([0xff; 16])))
-                        .copied()
-                        .collect();
-                    for pair in &found {
-                        set.remove(pair);
-                    }
-                    keys.extend(found.into_iter().map(|(_, k)| k));
+                    let set = self.tag_shard(t).lock();
+                    keys.extend(
+                        set.range((t, CacheKey([0; 16]))..=(t, CacheKey([0xff; 16])))
+                            .map(|(_, k)| *k),
+                    );
                 }
                 keys.sort();
                 keys.dedup();
-                keys.into_iter().filter(|k| self.remove(k)).count() as u64
             }
             Invalidation::Prefix(prefix) => {
-                self.log(Logged::Prefix(prefix.clone()));
-                self.remove_matching(|e| e.url().starts_with(prefix.as_str()))
+                for shard in self.shards.iter() {
+                    let s = shard.read();
+                    keys.extend(
+                        s.map
+                            .iter()
+                            .filter(|(_, slot)| slot.entry.url().starts_with(prefix.as_str()))
+                            .map(|(k, _)| *k),
+                    );
+                }
             }
             Invalidation::All => {
-                self.log(Logged::All);
-                self.remove_matching(|_| true)
+                for shard in self.shards.iter() {
+                    keys.extend(shard.read().map.keys().copied());
+                }
             }
         }
+        keys
+    }
+
+    fn log_invalidation(&self, what: &Invalidation) {
+        self.log(match what {
+            Invalidation::Tags(tags) => Logged::Tags(tags.clone()),
+            Invalidation::Prefix(p) => Logged::Prefix(p.clone()),
+            Invalidation::All => Logged::All,
+        });
+    }
+
+    /// Removes what `what` names; returns how many entries were removed.
+    pub fn invalidate(&self, what: &Invalidation) -> u64 {
+        self.log_invalidation(what);
+        match what {
+            Invalidation::Tags(_) => self
+                .keys_for(what)
+                .into_iter()
+                .filter(|k| self.remove(k))
+                .count() as u64,
+            Invalidation::Prefix(prefix) => {
+                self.remove_matching(|e| e.url().starts_with(prefix.as_str()))
+            }
+            Invalidation::All => self.remove_matching(|_| true),
+        }
+    }
+
+    /// Marks what `what` names stale instead of removing it (a soft purge): entries stay
+    /// usable for revalidation and within their stale windows (e.g. `stale-if-error`)
+    /// while they are refreshed. Returns how many.
+    pub fn soften(&self, what: &Invalidation, now: u64) -> u64 {
+        self.log_invalidation(what);
+        let mut n = 0;
+        for key in self.keys_for(what) {
+            let mut shard = self.shard(&key).write();
+            let Some(slot) = shard.map.get_mut(&key) else {
+                continue;
+            };
+            if !slot.entry.is_fresh(now) || slot.entry.is_vary_marker() {
+                continue;
+            }
+            let stale = Arc::new(slot.entry.expired_copy(now));
+            self.bytes.fetch_add(weight(&stale), Ordering::Relaxed);
+            self.bytes.fetch_sub(weight(&slot.entry), Ordering::Relaxed);
+            slot.entry = stale;
+            n += 1;
+        }
+        n
     }
 
     fn remove_matching(&self, pred: impl Fn(&Entry) -> bool) -> u64 {
@@ -457,6 +507,10 @@ mod tests {
     use crate::policy::{now_ms, Freshness};
 
     fn entry(url: &str, tags: &[u64], body: &[u8]) -> Arc<Entry> {
+        entry_with(url, tags, body, 0)
+    }
+
+    fn entry_with(url: &str, tags: &[u64], body: &[u8], stale_if_error: u32) -> Arc<Entry> {
         let headers = http::HeaderMap::new();
         Arc::new(Entry::encode(&NewEntry {
             status: http::StatusCode::OK,
@@ -466,6 +520,7 @@ mod tests {
             tags,
             freshness: Freshness {
                 lifetime_ms: 60_000,
+                stale_if_error,
                 ..Freshness::default()
             },
             response_time: now_ms(),
@@ -536,6 +591,27 @@ mod tests {
         assert!(store.insert(key(2), entry("/k", &[8], b"ok"), fill));
         // A fill that began after the invalidation is fine.
         assert!(store.insert(key(1), entry("/j", &[7], b"new"), store.begin_fill()));
+    }
+
+    #[test]
+    fn soft_purge_keeps_entries_stale() {
+        let store = MemoryStore::new(1 << 20);
+        store.insert(
+            key(1),
+            entry_with("/a", &[1], b"v1", 600),
+            store.begin_fill(),
+        );
+        store.insert(key(2), entry("/b", &[2], b"v2"), store.begin_fill());
+        let now = now_ms();
+        assert_eq!(store.soften(&Invalidation::Tags(vec![1]), now), 1);
+        let e = store.get(&key(1), now).expect("still stored");
+        assert!(!e.is_fresh(now));
+        assert!(store.get(&key(2), now).unwrap().is_fresh(now));
+        assert_eq!(store.stats().entries, 2);
+        // A fill that began before the soft purge is refused like after a hard one.
+        let fill = store.begin_fill();
+        store.soften(&Invalidation::Tags(vec![2]), now);
+        assert!(!store.insert(key(2), entry("/b", &[2], b"old"), fill));
     }
 
     #[test]
