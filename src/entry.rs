@@ -152,8 +152,9 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 /// When an entry can be dropped: its fresh lifetime, plus the stale windows it may be
-/// served in (none when stale use is forbidden), plus a grace period for revalidation when
-/// it has a validator.
+/// served in (none when stale use is forbidden), plus a grace period: a minute or its
+/// lifetime if longer when it has a validator (to revalidate rather than refetch), else up
+/// to a minute (for clients' `max-stale`).
 fn expiry(
     response_time: u64,
     initial_age: u64,
@@ -169,7 +170,7 @@ fn expiry(
     let grace = if has_validator {
         lifetime.max(60_000)
     } else {
-        0
+        lifetime.min(60_000)
     };
     (response_time + lifetime + stale_ms + grace).saturating_sub(initial_age)
 }

@@ -507,7 +507,15 @@ pub fn decide(input: &StoreInput<'_>) -> Result<Freshness, NoCacheReason> {
             Some(s) => {
                 f.lifetime_ms = s * 1000;
                 f.no_cache = d.no_cache;
-                if f.lifetime_ms <= initial_age_ms && !has_validator(input.response) {
+                // Stale on arrival is only worth keeping if it can be revalidated or
+                // served stale.
+                let usable_stale = !f.must_revalidate
+                    && !f.no_cache
+                    && (f.stale_while_revalidate > 0 || f.stale_if_error > 0);
+                if f.lifetime_ms <= initial_age_ms
+                    && !has_validator(input.response)
+                    && !usable_stale
+                {
                     return Err(NoCacheReason::NoFreshness);
                 }
             }

@@ -996,3 +996,51 @@ async fn etag_is_weak_only_on_transformed_bytes() {
     let decoded = plain("/gz").await;
     assert_eq!((decoded.header("etag"), decoded.text()), ("W/\"g1\"", body));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn soft_purge_marks_stale_and_keeps_serving_on_error() {
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f2 = failing.clone();
+    let origin = Origin::start(move |_| {
+        let failing = f2.load(std::sync::atomic::Ordering::SeqCst);
+        async move {
+            if failing {
+                return response(503, &[], full("down"));
+            }
+            ok(
+                &[JSON, ("cache-control", "max-age=600, stale-if-error=600")],
+                "{\"v\":1}",
+            )
+        }
+    })
+    .await;
+    let larder = Larder::start(&config(
+        origin.addr,
+        "",
+        "[[rule]]\nname = \"p\"\npath = \"/p/{id}\"\ntags = [\"p:{id}\"]\n",
+    ));
+    let c = client();
+    get(&larder.url("/p/1")).await;
+    assert_eq!(get(&larder.url("/p/1")).await.x_cache(), "HIT");
+    let r = send(
+        admin(&c, &larder, Method::POST, "/admin/invalidate")
+            .body(r#"{"tags":["p:1"],"soft":true}"#),
+    )
+    .await;
+    assert_eq!(r.text(), r#"{"invalidated":1}"#);
+    failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let during_outage = get(&larder.url("/p/1")).await;
+    assert_eq!(
+        (during_outage.status, during_outage.x_cache()),
+        (200, "STALE")
+    );
+    assert!(during_outage
+        .header("cache-status")
+        .contains("fwd-status=503"));
+    failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        get(&larder.url("/p/1")).await.header("cache-status"),
+        "larder; fwd=stale; stored"
+    );
+    assert_eq!(get(&larder.url("/p/1")).await.x_cache(), "HIT");
+}

@@ -106,12 +106,15 @@ impl Origin {
         let (stop, mut stopped) = oneshot::channel::<()>();
         let (seen2, total2) = (seen.clone(), total.clone());
         tokio::spawn(async move {
+            // Connections live in this set: stopping the origin drops them all, so a
+            // stopped origin really is gone, keep-alive connections included.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
                 tokio::select! {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
                         let (handler, seen, total) = (handler.clone(), seen2.clone(), total2.clone());
-                        tokio::spawn(async move {
+                        connections.spawn(async move {
                             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                                 let (handler, seen, total) = (handler.clone(), seen.clone(), total.clone());
                                 async move {
