@@ -71,7 +71,7 @@ fn allocations_per_hit() {
         (100, None),
     ] {
         let payload = Bytes::from("{\"k\":\"v\"},".repeat(size / 10 + 1)).slice(..size);
-        let cache = Cache::new(config.clone());
+        let cache = Cache::new(config.clone()).unwrap();
         let inner = tower::service_fn(move |_req: Request<larder::CacheBody<Full<Bytes>>>| {
             let p = payload.clone();
             async move {

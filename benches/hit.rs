@@ -48,7 +48,7 @@ fn bench_hits(c: &mut Criterion) {
     let mut group = c.benchmark_group("layer_hit");
     for size in [1024usize, 16 * 1024] {
         let payload = body(size);
-        let cache = Cache::new(config.clone());
+        let cache = Cache::new(config.clone()).unwrap();
         let p = payload.clone();
         let inner = tower::service_fn(move |_req: Request<larder::CacheBody<Full<Bytes>>>| {
             let p = p.clone();

@@ -117,8 +117,8 @@ impl Admin {
         match (method.clone(), path.as_str()) {
             (Method::GET, "/health") => {
                 let mut body = json!({ "status": "ok", "store": self.backend_name() });
-                if self.backend == Backend::Redis {
-                    body["redis"] = json!("down");
+                if let Some(redis) = self.cache.redis() {
+                    body["redis"] = json!(if redis.is_up() { "up" } else { "down" });
                 }
                 return json_response(StatusCode::OK, body);
             }
@@ -148,11 +148,12 @@ impl Admin {
                 *r.status_mut() = StatusCode::NO_CONTENT;
                 r
             }
-            (Method::POST, "/admin/invalidate") => self.invalidate(&body),
+            (Method::POST, "/admin/invalidate") => self.invalidate(&body).await,
             (Method::POST, "/admin/purge") => match serde_json::from_slice::<PurgeRequest>(&body) {
-                Ok(p) if p.confirm == "PURGE_ALL" => {
-                    json_response(StatusCode::OK, json!({ "purged": self.cache.purge() }))
-                }
+                Ok(p) if p.confirm == "PURGE_ALL" => json_response(
+                    StatusCode::OK,
+                    json!({ "purged": self.cache.purge().await }),
+                ),
                 _ => error(
                     StatusCode::BAD_REQUEST,
                     "send {\"confirm\":\"PURGE_ALL\"} to purge everything",
@@ -172,7 +173,7 @@ impl Admin {
         }
     }
 
-    fn invalidate(&self, body: &[u8]) -> Response<Full<Bytes>> {
+    async fn invalidate(&self, body: &[u8]) -> Response<Full<Bytes>> {
         let req: InvalidateRequest = match serde_json::from_slice(body) {
             Ok(r) => r,
             Err(e) => {
@@ -199,7 +200,10 @@ impl Admin {
         let mut targets = vec![c.target_tags(&req.tags), c.target_urls(&req.urls)];
         targets.extend(req.prefix.as_deref().map(|p| c.target_prefix(p)));
         targets.extend(req.user.as_deref().map(|u| c.target_user(u)));
-        let n: u64 = targets.iter().map(|t| c.apply(t, req.soft)).sum();
+        let mut n = 0;
+        for t in &targets {
+            n += c.apply(t, req.soft).await;
+        }
         json_response(StatusCode::OK, json!({ "invalidated": n }))
     }
 

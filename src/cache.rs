@@ -4,8 +4,8 @@
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let cache = larder::Cache::new(larder::Config::default());
-//! assert_eq!(cache.invalidate_tags(&["jobs"]), 0);
+//! let cache = larder::Cache::new(larder::Config::default()).unwrap();
+//! assert_eq!(cache.invalidate_tags(&["jobs"]).await, 0);
 //! assert_eq!(cache.stats().entries, 0);
 //! # });
 //! ```
@@ -18,12 +18,14 @@ use http::header::HeaderName;
 use serde::Serialize;
 
 use crate::coalesce::Coalescer;
-use crate::config::Config;
+use crate::config::{Backend, Config};
+use crate::key::CacheKey;
 use crate::key::{self, Users};
 use crate::policy::now_ms;
 use crate::rules::RuleSet;
 use crate::stats::{Counters, CountersSnapshot, Stats, UNMATCHED};
-use crate::store::{Invalidation, MemoryStore, StoreStats};
+use crate::store::redis::{Event, RedisSettings, RedisTier};
+use crate::store::{FillToken, Invalidation, MemoryStore, StoreStats};
 
 /// Everything a request needs to know from the config, compiled once per (re)load.
 pub struct Settings {
@@ -82,7 +84,14 @@ impl Settings {
 
 pub(crate) struct Inner {
     pub(crate) settings: ArcSwap<Settings>,
+    /// The in-process store: the whole store, or the L1 in front of Redis.
     pub(crate) store: MemoryStore,
+    /// Redis, the shared tier, when `store.backend = "redis"`.
+    pub(crate) l2: Option<Arc<RedisTier>>,
+    /// Whether the memory store serves (always, without Redis).
+    pub(crate) l1: bool,
+    /// A shorter life for L1 copies under Redis.
+    pub(crate) l1_ttl: Option<Duration>,
     pub(crate) coalescer: Coalescer,
     pub(crate) stats: Stats,
     secret: Vec<u8>,
@@ -129,6 +138,22 @@ pub struct StatsReport {
     pub per_rule: std::collections::BTreeMap<String, CountersSnapshot>,
     /// Hits by tier.
     pub tiers: std::collections::HashMap<&'static str, u64>,
+    /// The shared tier's health, with the redis backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisReport>,
+}
+
+/// The shared tier in `/admin/stats`.
+#[derive(Clone, Debug, Serialize)]
+pub struct RedisReport {
+    /// `up` or `down`.
+    pub status: &'static str,
+    /// The circuit breaker: `closed`, `open` or `half_open`.
+    pub breaker: &'static str,
+    /// Times the breaker opened.
+    pub breaker_opened: u64,
+    /// Failed or timed-out Redis calls.
+    pub errors: u64,
 }
 
 fn user_secret(config: &Config) -> Vec<u8> {
@@ -154,27 +179,98 @@ fn user_secret(config: &Config) -> Vec<u8> {
 
 impl Cache {
     /// A cache for `config` (the user secret is read from `users.secret_env`).
-    pub fn new(config: Config) -> Cache {
+    ///
+    /// With `store.backend = "redis"` it connects in the background (requests work from
+    /// the start, from L1 or the upstream, until Redis answers); that needs a Tokio runtime.
+    pub fn new(config: Config) -> Result<Cache, crate::Error> {
         let secret = user_secret(&config);
         Cache::with_secret(config, &secret)
     }
 
     /// A cache for `config` with an explicit user secret.
-    pub fn with_secret(config: Config, secret: &[u8]) -> Cache {
+    pub fn with_secret(config: Config, secret: &[u8]) -> Result<Cache, crate::Error> {
         let stats = Stats::default();
         let store = MemoryStore::new(config.store.memory_max);
+        let l2 = match (config.store.backend, &config.store.redis_url) {
+            (Backend::Redis, Some(url)) => {
+                if tokio::runtime::Handle::try_current().is_err() {
+                    return Err(crate::Error(
+                        "the redis backend needs a Tokio runtime".into(),
+                    ));
+                }
+                Some(RedisTier::new(RedisSettings {
+                    url: url.clone(),
+                    prefix: config.store.redis_prefix.clone(),
+                    pool: config.store.redis_pool,
+                    timeout: config.store.redis_timeout,
+                    connect_timeout: config.store.redis_connect_timeout,
+                    lease: config.store.redis_lease,
+                })?)
+            }
+            _ => None,
+        };
+        let l1 = l2.is_none() || config.store.l1;
+        let l1_ttl = config.store.l1_ttl.filter(|_| l2.is_some());
         let settings = Settings::new(config, &stats, secret);
         let cache = Cache {
             inner: Arc::new(Inner {
                 settings: ArcSwap::from_pointee(settings),
                 store,
+                l2,
+                l1,
+                l1_ttl,
                 coalescer: Coalescer::default(),
                 stats,
                 secret: secret.to_vec(),
             }),
         };
         cache.spawn_sweeper();
-        cache
+        if let Some(l2) = &cache.inner.l2 {
+            let (on_event, on_resubscribe) =
+                (Arc::downgrade(&cache.inner), Arc::downgrade(&cache.inner));
+            l2.start(
+                move |event| {
+                    let Some(inner) = on_event.upgrade() else {
+                        return;
+                    };
+                    match event {
+                        Event::Invalidate(what) => {
+                            inner.store.invalidate(&what);
+                        }
+                        Event::Soften(what) => {
+                            inner.store.soften(&what, now_ms());
+                        }
+                        Event::Filled(_) => {}
+                    }
+                },
+                move || {
+                    // The subscription was down: invalidations may have been missed.
+                    if let Some(inner) = on_resubscribe.upgrade() {
+                        inner.store.invalidate(&Invalidation::All);
+                    }
+                },
+            );
+        }
+        Ok(cache)
+    }
+
+    /// Stores an entry in L1 (if L1 serves), with the L1 ttl when there is one.
+    pub(crate) fn l1_insert(
+        &self,
+        key: CacheKey,
+        entry: Arc<crate::entry::Entry>,
+        fill: FillToken,
+    ) -> bool {
+        if !self.inner.l1 {
+            return false;
+        }
+        let until = self.inner.l1_ttl.map(|t| now_ms() + t.as_millis() as u64);
+        self.inner.store.insert_until(key, entry, fill, until)
+    }
+
+    /// The shared tier, if any.
+    pub fn redis(&self) -> Option<&Arc<RedisTier>> {
+        self.inner.l2.as_ref()
     }
 
     /// A Tower layer serving through this cache.
@@ -213,14 +309,22 @@ impl Cache {
     /// Invalidates what `what` names: removes it, or with `soft` marks it stale so it
     /// stays usable for revalidation and within its stale windows (`stale-if-error`) while
     /// it is refreshed. Returns how many entries it touched.
-    pub fn apply(&self, what: &Invalidation, soft: bool) -> u64 {
+    ///
+    /// With Redis, the count is Redis's (every instance's entries); L1 copies everywhere
+    /// are evicted through Redis pub/sub. If Redis is unavailable the invalidation applies
+    /// to this instance's L1 at once and is replayed in Redis when it is back.
+    pub async fn apply(&self, what: &Invalidation, soft: bool) -> u64 {
         if matches!(what, Invalidation::Tags(t) if t.is_empty()) {
             return 0;
         }
-        let n = if soft {
+        let local = if soft {
             self.inner.store.soften(what, now_ms())
         } else {
             self.inner.store.invalidate(what)
+        };
+        let n = match &self.inner.l2 {
+            Some(l2) => l2.invalidate(what, soft).await.unwrap_or(local),
+            None => local,
         };
         self.inner.stats.record_invalidated(n);
         n
@@ -257,33 +361,33 @@ impl Cache {
     }
 
     /// Removes every entry carrying any of `tags`; returns how many.
-    pub fn invalidate_tags<S: AsRef<str>>(&self, tags: &[S]) -> u64 {
-        self.apply(&self.target_tags(tags), false)
+    pub async fn invalidate_tags<S: AsRef<str>>(&self, tags: &[S]) -> u64 {
+        self.apply(&self.target_tags(tags), false).await
     }
 
     /// Removes every entry carrying any of these tag ids.
-    pub(crate) fn invalidate_tag_ids(&self, ids: Vec<u64>) -> u64 {
-        self.apply(&Invalidation::Tags(ids), false)
+    pub(crate) async fn invalidate_tag_ids(&self, ids: Vec<u64>) -> u64 {
+        self.apply(&Invalidation::Tags(ids), false).await
     }
 
     /// Removes every entry of these URLs (see [`Cache::target_urls`]).
-    pub fn invalidate_urls<S: AsRef<str>>(&self, urls: &[S]) -> u64 {
-        self.apply(&self.target_urls(urls), false)
+    pub async fn invalidate_urls<S: AsRef<str>>(&self, urls: &[S]) -> u64 {
+        self.apply(&self.target_urls(urls), false).await
     }
 
     /// Removes every entry whose normalised URL starts with `prefix`.
-    pub fn invalidate_prefix(&self, prefix: &str) -> u64 {
-        self.apply(&self.target_prefix(prefix), false)
+    pub async fn invalidate_prefix(&self, prefix: &str) -> u64 {
+        self.apply(&self.target_prefix(prefix), false).await
     }
 
     /// Removes every entry stored for the user with this identity.
-    pub fn invalidate_user(&self, identity: &str) -> u64 {
-        self.apply(&self.target_user(identity), false)
+    pub async fn invalidate_user(&self, identity: &str) -> u64 {
+        self.apply(&self.target_user(identity), false).await
     }
 
     /// Removes everything; returns how many entries.
-    pub fn purge(&self) -> u64 {
-        self.apply(&Invalidation::All, false)
+    pub async fn purge(&self) -> u64 {
+        self.apply(&Invalidation::All, false).await
     }
 
     /// The store's size.
@@ -311,6 +415,12 @@ impl Cache {
             invalidated: self.inner.stats.invalidated(),
             per_rule: per_rule.into_iter().collect(),
             tiers: self.inner.stats.tiers(),
+            redis: self.inner.l2.as_ref().map(|r| RedisReport {
+                status: if r.is_up() { "up" } else { "down" },
+                breaker: r.breaker_state().as_str(),
+                breaker_opened: r.breaker_opened(),
+                errors: r.errors(),
+            }),
         }
     }
 

@@ -123,6 +123,20 @@ pub struct StoreConfig {
     pub memory_max: u64,
     /// The Redis URL, for `backend = "redis"`.
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key (several deployments can share one Redis).
+    pub redis_prefix: String,
+    /// Connections to Redis.
+    pub redis_pool: usize,
+    /// Longest wait for one Redis command before falling back (L1, or the upstream).
+    pub redis_timeout: Duration,
+    /// Longest wait for a connection to Redis.
+    pub redis_connect_timeout: Duration,
+    /// How long a fleet-wide fill lease lasts.
+    pub redis_lease: Duration,
+    /// Whether the memory store serves as L1 in front of Redis.
+    pub l1: bool,
+    /// A shorter ttl for L1 copies than the entries' own.
+    pub l1_ttl: Option<Duration>,
 }
 
 /// The `[cache]` section.
@@ -256,6 +270,13 @@ struct RawStore {
     backend: Opt<String>,
     memory_max: Opt<String>,
     redis_url: Opt<String>,
+    redis_prefix: Opt<String>,
+    redis_pool: Opt<i64>,
+    redis_timeout: Opt<String>,
+    redis_connect_timeout: Opt<String>,
+    redis_lease: Opt<String>,
+    l1: Opt<bool>,
+    l1_ttl: Opt<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -733,15 +754,85 @@ fn store(src: &Source, raw: Opt<RawStore>) -> Result<StoreConfig, ConfigError> {
         return Err(src.error(offset, "store.memory_max", "must be at least 64KiB"));
     }
     if let Some(s) = &r.redis_url {
-        let ok = s.get_ref().starts_with("redis://") || s.get_ref().starts_with("rediss://");
-        if !ok {
-            return Err(src.at(s, "store.redis_url", "expected a redis:// or rediss:// URL"));
+        let url = s.get_ref();
+        let scheme = url.split("://").next().unwrap_or("");
+        if !matches!(
+            scheme,
+            "redis" | "rediss" | "redis-cluster" | "rediss-cluster"
+        ) || !url.contains("://")
+        {
+            return Err(src.at(
+                s,
+                "store.redis_url",
+                "expected redis://host:port/db, rediss://… (TLS) or redis-cluster://host:port?node=host:port",
+            ));
+        }
+        if scheme.starts_with("rediss") && !cfg!(feature = "tls") {
+            return Err(src.at(
+                s,
+                "store.redis_url",
+                "this build has no TLS: rebuild with `--features tls` for rediss://",
+            ));
         }
     }
+    if backend == Backend::Redis && r.redis_url.is_none() {
+        let offset = r.backend.as_ref().map_or(0, |s| s.span().start);
+        return Err(src.error(
+            offset,
+            "store.backend",
+            "backend = \"redis\" needs store.redis_url",
+        ));
+    }
+    let redis_pool = match &r.redis_pool {
+        None => 4,
+        Some(n) if (1..=256).contains(n.get_ref()) => *n.get_ref() as usize,
+        Some(n) => return Err(src.at(n, "store.redis_pool", "must be between 1 and 256")),
+    };
+    let redis_timeout = opt_duration(
+        src,
+        &r.redis_timeout,
+        "store.redis_timeout",
+        Duration::from_millis(250),
+    )?;
+    let redis_connect_timeout = opt_duration(
+        src,
+        &r.redis_connect_timeout,
+        "store.redis_connect_timeout",
+        Duration::from_secs(2),
+    )?;
+    let redis_lease = opt_duration(
+        src,
+        &r.redis_lease,
+        "store.redis_lease",
+        Duration::from_secs(10),
+    )?;
+    let l1_ttl = match &r.l1_ttl {
+        None => None,
+        Some(s) => Some(positive(
+            src,
+            &r.l1_ttl,
+            "store.l1_ttl",
+            parse_duration(s.get_ref()).map_err(|m| src.at(s, "store.l1_ttl", m))?,
+        )?),
+    };
     Ok(StoreConfig {
         backend,
         memory_max,
         redis_url: r.redis_url.map(Spanned::into_inner),
+        redis_prefix: r
+            .redis_prefix
+            .map_or_else(|| "larder".to_string(), Spanned::into_inner),
+        redis_pool,
+        redis_timeout: positive(src, &r.redis_timeout, "store.redis_timeout", redis_timeout)?,
+        redis_connect_timeout: positive(
+            src,
+            &r.redis_connect_timeout,
+            "store.redis_connect_timeout",
+            redis_connect_timeout,
+        )?,
+        redis_lease: positive(src, &r.redis_lease, "store.redis_lease", redis_lease)?,
+        l1: r.l1.is_none_or(Spanned::into_inner),
+        l1_ttl,
     })
 }
 

@@ -17,11 +17,12 @@ use crate::cache::{Cache, Settings};
 use crate::coalesce::Role;
 use crate::entry::{Entry, NewEntry, StoredBody};
 use crate::key::{self, normalize_percent, CacheKey};
-use crate::layer::{body_hash, lookup, serve_entry, Forward, Found, Lookup};
+use crate::layer::{body_hash, classify, lookup, serve_entry, Forward, Found, Lookup};
 use crate::policy::{self, now_ms, RequestPolicy, StoreInput};
 use crate::rules::Rule;
 use crate::serve::{self, error_response, stamp};
-use crate::status::{CacheStatus, Fwd, NoCacheReason, Stale};
+use crate::status::{CacheStatus, Fwd, NoCacheReason, Stale, Tier};
+use crate::store::redis::{Lease, RedisTier};
 
 type Answer<B, E> = Result<Response<CacheBody<B>>, E>;
 
@@ -64,7 +65,7 @@ impl Invalidations {
     }
 
     /// Applies what the response status allows; returns entries removed.
-    fn apply(
+    async fn apply(
         mut self,
         cache: &Cache,
         s: &Settings,
@@ -91,9 +92,9 @@ impl Invalidations {
                 self.url_tags.push(s.url_tag(target));
             }
         }
-        let mut n = cache.invalidate_tag_ids(self.url_tags);
+        let mut n = cache.invalidate_tag_ids(self.url_tags).await;
         if status.is_success() && !self.rule_tags.is_empty() {
-            n += cache.invalidate_tags(&self.rule_tags);
+            n += cache.invalidate_tags(&self.rule_tags).await;
         }
         n
     }
@@ -118,7 +119,8 @@ where
         .then(|| Invalidations::of(&settings, &req, rule));
     let resp = inner.oneshot(req.map(CacheBody::stream)).await?;
     if let Some(inv) = invalidations {
-        inv.apply(&cache, &settings, resp.status(), resp.headers());
+        inv.apply(&cache, &settings, resp.status(), resp.headers())
+            .await;
     }
     let status = CacheStatus::bypass(fwd.reason);
     settings.counters(fwd.rule).record(&status);
@@ -252,6 +254,14 @@ where
         },
     };
 
+    // Not usable from L1: the shared tier may have it (another instance filled it).
+    let (found, tier) = match (found, &cache.inner.l2) {
+        (f @ (Found::Fresh(..) | Found::ServeStale(..)), _) | (f, None) => (f, Tier::L1),
+        (l1, Some(_)) => match lookup_l2(&cache, key, &parts.headers, &plan.policy).await {
+            Some(f) => (f, Tier::L2),
+            None => (l1, Tier::L1),
+        },
+    };
     let now = now_ms();
     let fwd = match &found {
         Found::Stale(..) | Found::ServeStale(..) if plan.policy.revalidate => Fwd::Request,
@@ -261,7 +271,7 @@ where
     };
     let stale = match found {
         Found::Fresh(entry, key) => {
-            let status = CacheStatus::hit(entry.ttl_ms(now) / 1000);
+            let status = CacheStatus::hit(entry.ttl_ms(now) / 1000).tier(tier);
             return Ok(serve_entry(
                 &cache,
                 s,
@@ -273,7 +283,7 @@ where
             ));
         }
         Found::ServeStale(entry, key, Stale::MaxStale) => {
-            let status = CacheStatus::stale(Stale::MaxStale, entry.ttl_ms(now) / 1000);
+            let status = CacheStatus::stale(Stale::MaxStale, entry.ttl_ms(now) / 1000).tier(tier);
             return Ok(serve_entry(
                 &cache,
                 s,
@@ -306,11 +316,14 @@ where
         Role::Follower(_) if plan.background => return Ok(Response::new(CacheBody::empty())),
         Role::Follower(wait) => {
             if wait.wait(s.config.cache.coalesce_wait).await {
-                let now = now_ms();
                 // The leader's answer is newer than this request, whatever it asked.
-                let found = lookup(store, key, &parts.headers, &RequestPolicy::default(), now);
+                let (found, tier) =
+                    lookup_tiers(&cache, key, &parts.headers, &RequestPolicy::default()).await;
+                let now = now_ms();
                 if let Found::Fresh(entry, key) = found {
-                    let status = CacheStatus::hit(entry.ttl_ms(now) / 1000).collapsed(true);
+                    let status = CacheStatus::hit(entry.ttl_ms(now) / 1000)
+                        .collapsed(true)
+                        .tier(tier);
                     return Ok(serve_entry(
                         &cache,
                         s,
@@ -325,6 +338,46 @@ where
             None
         }
     };
+
+    // Fleet-wide single flight: one instance goes upstream for a key, the others wait for
+    // its entry in Redis (bounded), then fetch themselves if none came.
+    let mut _lease = None;
+    let mut l2_epoch = None;
+    if let Some(l2) = &cache.inner.l2 {
+        let waiter = l2.fill_waiter(&key);
+        match l2.lease(&key).await {
+            Lease::Acquired(token) => {
+                _lease = Some(LeaseGuard {
+                    l2: l2.clone(),
+                    key,
+                    token,
+                })
+            }
+            Lease::Busy => {
+                l2.wait_fill(&key, waiter, s.config.cache.coalesce_wait)
+                    .await;
+                if let Some(Found::Fresh(entry, key)) =
+                    lookup_l2(&cache, key, &parts.headers, &RequestPolicy::default()).await
+                {
+                    let now = now_ms();
+                    let status = CacheStatus::hit(entry.ttl_ms(now) / 1000)
+                        .collapsed(true)
+                        .tier(Tier::L2);
+                    return Ok(serve_entry(
+                        &cache,
+                        s,
+                        plan.rule,
+                        (&entry, &key),
+                        &plan.info,
+                        status,
+                        now,
+                    ));
+                }
+            }
+            Lease::Unavailable => drop(waiter),
+        }
+        l2_epoch = l2.begin_fill().await;
+    }
 
     let token = store.begin_fill();
     let head = parts.method == Method::HEAD;
@@ -449,7 +502,8 @@ where
         let refreshed = match input(entry.status(), &merged) {
             Ok(freshness) => {
                 let refreshed = Arc::new(entry.refreshed(&headers, freshness, response_time));
-                let stored = store.insert(*entry_key, refreshed.clone(), token);
+                let stored = cache.l1_insert(*entry_key, refreshed.clone(), token)
+                    | put_l2(&cache, l2_epoch, &[(*entry_key, &refreshed)]).await;
                 (refreshed, status.stored(stored))
             }
             Err(reason) => {
@@ -588,7 +642,8 @@ where
         fill.key.variant(&vary, &fill.request_headers)
     };
     let stored = if vary.is_empty() {
-        store.insert(fill.key, entry.clone(), token)
+        cache.l1_insert(fill.key, entry.clone(), token)
+            | put_l2(&cache, l2_epoch, &[(fill.key, &entry)]).await
     } else {
         let marker = Arc::new(Entry::encode(&NewEntry {
             status: rparts.status,
@@ -600,7 +655,14 @@ where
             response_time,
             vary: Some(&vary),
         }));
-        store.insert(fill.key, marker, token) && store.insert(entry_key, entry.clone(), token)
+        let l1 = cache.l1_insert(fill.key, marker.clone(), token)
+            && cache.l1_insert(entry_key, entry.clone(), token);
+        l1 | put_l2(
+            &cache,
+            l2_epoch,
+            &[(fill.key, &marker), (entry_key, &entry)],
+        )
+        .await
     };
     let mut status = CacheStatus::forwarded(fwd).stored(stored);
     if !stored {
@@ -608,6 +670,82 @@ where
     }
     count(&status);
     Ok(serve::respond(&entry, &info, status, s, now_ms()))
+}
+
+/// Looks a key up in the shared tier (following a `Vary` marker), refilling L1 with what it
+/// finds. `None` without Redis or when Redis has nothing for the URL.
+async fn lookup_l2(
+    cache: &Cache,
+    primary: CacheKey,
+    headers: &HeaderMap,
+    policy: &RequestPolicy,
+) -> Option<Found> {
+    let l2 = cache.inner.l2.as_ref()?;
+    // Taken before reading: an invalidation arriving meanwhile keeps the copy out of L1.
+    let token = cache.inner.store.begin_fill();
+    let entry = l2.get(&primary).await?;
+    let (entry, key) = if entry.is_vary_marker() {
+        let variant = primary.variant(&entry.vary_names(), headers);
+        cache.l1_insert(primary, entry, token);
+        match l2.get(&variant).await {
+            Some(e) => (e, variant),
+            None => return Some(Found::VaryMiss),
+        }
+    } else {
+        (entry, primary)
+    };
+    cache.l1_insert(key, entry.clone(), token);
+    Some(classify(entry, key, policy, now_ms()))
+}
+
+/// L1, then the shared tier.
+async fn lookup_tiers(
+    cache: &Cache,
+    key: CacheKey,
+    headers: &HeaderMap,
+    policy: &RequestPolicy,
+) -> (Found, Tier) {
+    let l1 = if cache.inner.l1 {
+        lookup(&cache.inner.store, key, headers, policy, now_ms())
+    } else {
+        Found::Miss
+    };
+    match l1 {
+        f @ (Found::Fresh(..) | Found::ServeStale(..)) => (f, Tier::L1),
+        l1 => match lookup_l2(cache, key, headers, policy).await {
+            Some(f) => (f, Tier::L2),
+            None => (l1, Tier::L1),
+        },
+    }
+}
+
+/// Writes entries to the shared tier when the fill began with Redis answering.
+async fn put_l2(cache: &Cache, epoch: Option<u64>, entries: &[(CacheKey, &Arc<Entry>)]) -> bool {
+    let (Some(l2), Some(epoch)) = (&cache.inner.l2, epoch) else {
+        return false;
+    };
+    let mut all = true;
+    for (key, entry) in entries {
+        all &= l2.put(key, entry, epoch).await;
+    }
+    all
+}
+
+/// A fill lease held in Redis; released (and waiters told) when the fill is done, however
+/// it ends.
+struct LeaseGuard {
+    l2: Arc<RedisTier>,
+    key: CacheKey,
+    token: String,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        let (l2, key, token) = (self.l2.clone(), self.key, std::mem::take(&mut self.token));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { l2.release(&key, &token).await });
+        }
+    }
 }
 
 /// The request headers a response varies on, lower-cased; `Accept-Encoding` is left out

@@ -62,9 +62,9 @@ pub struct CacheLayer {
 impl CacheLayer {
     /// A layer with its own cache for `config`.
     ///
-    /// Fails only for backends that must connect at start (none for the memory store).
+    /// Fails for a Redis backend without a Tokio runtime or with a URL fred rejects.
     pub fn from_config(config: &Config) -> Result<CacheLayer, crate::Error> {
-        Ok(CacheLayer::from_cache(Cache::new(config.clone())))
+        Ok(CacheLayer::from_cache(Cache::new(config.clone())?))
     }
 
     /// A layer serving through an existing cache (so the admin API can share it).
@@ -372,7 +372,12 @@ pub(crate) fn lookup(
 
 /// Whether a stored entry may be used for this request (RFC 9111 §4.2, §4.2.4, §5.2.1;
 /// RFC 5861).
-fn classify(entry: Arc<Entry>, key: CacheKey, policy: &RequestPolicy, now: u64) -> Found {
+pub(crate) fn classify(
+    entry: Arc<Entry>,
+    key: CacheKey,
+    policy: &RequestPolicy,
+    now: u64,
+) -> Found {
     if policy.revalidate {
         return Found::Stale(entry, key);
     }
@@ -418,7 +423,7 @@ pub(crate) fn serve_entry<B>(
     status: CacheStatus,
     now: u64,
 ) -> Response<CacheBody<B>> {
-    let status = if status.fwd.is_none() {
+    let status = if status.fwd.is_none() && status.tier.is_none() {
         status.tier(Tier::L1)
     } else {
         status
@@ -429,8 +434,8 @@ pub(crate) fn serve_entry<B>(
         cache.inner.store.keep_decoded(key, entry);
     }
     settings.counters(rule).record(&status);
-    if status.fwd.is_none() {
-        cache.inner.stats.record_tier(Tier::L1);
+    if let (None, Some(tier)) = (status.fwd, status.tier) {
+        cache.inner.stats.record_tier(tier);
     }
     serve::respond(entry, info, status, settings, now)
 }
@@ -529,14 +534,14 @@ impl<S> CacheService<S> {
             Route::Cache(plan) => plan,
         };
         let found = match plan.primary {
-            Some(primary) => lookup(
+            Some(primary) if self.cache.inner.l1 => lookup(
                 &self.cache.inner.store,
                 primary,
                 req.headers(),
                 &plan.policy,
                 now,
             ),
-            None => Found::Miss,
+            _ => Found::Miss,
         };
         match found {
             Found::Fresh(entry, key) => {

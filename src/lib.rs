@@ -27,7 +27,7 @@
 //! });
 //! let resp = svc.clone().oneshot(Request::get("/jobs/7").body(Full::new(Bytes::new())).unwrap()).await.unwrap();
 //! assert_eq!(resp.headers()["cache-status"], "larder; fwd=miss; stored");
-//! assert_eq!(cache.invalidate_tags(&["job:7"]), 1);
+//! assert_eq!(cache.invalidate_tags(&["job:7"]).await, 1);
 //! # });
 //! ```
 #![warn(missing_docs)]

@@ -3,7 +3,7 @@
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let cache = larder::Cache::new(larder::Config::default());
+//! let cache = larder::Cache::new(larder::Config::default()).unwrap();
 //! let text = larder::metrics::render(&cache);
 //! assert!(text.contains("larder_store_entries 0"));
 //! # });
@@ -103,6 +103,20 @@ pub fn render(cache: &Cache) -> String {
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
         );
+    }
+    if let Some(r) = &stats.redis {
+        let up = u64::from(r.status == "up");
+        let _ = writeln!(out, "# HELP larder_redis_up Whether Redis answers (1) or the cache runs without it (0).\n# TYPE larder_redis_up gauge\nlarder_redis_up {up}");
+        let _ = writeln!(out, "# HELP larder_redis_errors_total Failed or timed-out Redis calls.\n# TYPE larder_redis_errors_total counter\nlarder_redis_errors_total {}", r.errors);
+        let _ = writeln!(out, "# HELP larder_redis_breaker_opened_total Times the Redis circuit breaker opened.\n# TYPE larder_redis_breaker_opened_total counter\nlarder_redis_breaker_opened_total {}", r.breaker_opened);
+        let _ = writeln!(out, "# HELP larder_redis_breaker_state The Redis circuit breaker (1 for the current state).\n# TYPE larder_redis_breaker_state gauge");
+        for state in ["closed", "half_open", "open"] {
+            let _ = writeln!(
+                out,
+                "larder_redis_breaker_state{{state=\"{state}\"}} {}",
+                u64::from(r.breaker == state)
+            );
+        }
     }
     out
 }

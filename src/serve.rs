@@ -550,7 +550,9 @@ mod tests {
         h.insert("content-type", "text/plain".parse().unwrap());
         h.insert("cdn-cache-control", "max-age=60".parse().unwrap());
         h.insert("larder-cache-control", "max-age=60".parse().unwrap());
-        let settings = crate::Cache::new(crate::Config::default()).settings();
+        let settings = crate::Cache::new(crate::Config::default())
+            .unwrap()
+            .settings();
         let out = stored_headers(&h, None, &settings, true, false);
         assert_eq!(out.len(), 2, "{out:?}");
         assert_eq!(out.get(VARY).unwrap(), "Accept-Encoding");

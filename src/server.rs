@@ -71,18 +71,13 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, crate::Error>
 
 /// Binds both listeners and starts serving `config`.
 pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
-    if config.store.backend == crate::config::Backend::Redis {
-        return Err(crate::Error(
-            "store.backend = \"redis\" is not available in this build yet; use \"memory\"".into(),
-        ));
-    }
     // The upstream only sees the client's Host with `host = "preserve"`; otherwise keying
     // by it would split the cache for nothing.
     if config.cache.key_host.is_none() {
         config.cache.key_host = Some(config.proxy.host == crate::config::HostHeader::Preserve);
     }
     let upstream: Upstream<CacheBody<Incoming>> = Upstream::new(&config.proxy)?;
-    let cache = Cache::new(config.clone());
+    let cache = Cache::new(config.clone())?;
     let admin = Arc::new(Admin::new(cache.clone(), &config));
     let proxy_listener = bind(config.proxy.listen, "proxy.listen").await?;
     let admin_listener = bind(config.admin.listen, "admin.listen").await?;

@@ -52,7 +52,7 @@ async fn cache_layer_inside_an_axum_router() {
     assert_eq!(b.header("cache-control"), "public, max-age=60");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
-    assert_eq!(cache.invalidate_tags(&["report:1"]), 1);
+    assert_eq!(cache.invalidate_tags(&["report:1"]).await, 1);
     assert_eq!(
         get_url(&url("/reports/1")).await.text(),
         "report 1 (computed 2 times)"

@@ -80,6 +80,9 @@ type TagIndex = BTreeSet<(u64, CacheKey)>;
 struct Slot {
     entry: Arc<Entry>,
     visited: AtomicBool,
+    /// An earlier end than the entry's own (seconds since the epoch; 0: none), for an L1
+    /// in front of Redis with a shorter ttl.
+    until: u32,
 }
 
 #[derive(Default)]
@@ -172,7 +175,8 @@ impl MemoryStore {
     pub fn get(&self, key: &CacheKey, now: u64) -> Option<Arc<Entry>> {
         let shard = self.shard(key).read();
         let slot = shard.map.get(key)?;
-        if slot.entry.expires_at() <= now {
+        if slot.entry.expires_at() <= now || (slot.until != 0 && (slot.until as u64) * 1000 <= now)
+        {
             return None;
         }
         if !slot.visited.load(Ordering::Relaxed) {
@@ -228,6 +232,18 @@ impl MemoryStore {
     /// Stores `entry` under `key` unless an invalidation that matches it happened since
     /// `fill` began; returns whether it was stored.
     pub fn insert(&self, key: CacheKey, entry: Arc<Entry>, fill: FillToken) -> bool {
+        self.insert_until(key, entry, fill, None)
+    }
+
+    /// [`MemoryStore::insert`], treating the entry as gone at `until` (ms since the
+    /// epoch) if that comes before its own expiry.
+    pub fn insert_until(
+        &self,
+        key: CacheKey,
+        entry: Arc<Entry>,
+        fill: FillToken,
+        until: Option<u64>,
+    ) -> bool {
         let w = weight(&entry);
         if w > self.max_entry() {
             return false;
@@ -239,6 +255,7 @@ impl MemoryStore {
                 Slot {
                     entry: entry.clone(),
                     visited: AtomicBool::new(false),
+                    until: until.map_or(0, |ms| (ms / 1000).min(u32::MAX as u64) as u32),
                 },
             );
             self.register_tags(key, &entry);

@@ -1,7 +1,9 @@
 //! Where entries live. [`MemoryStore`] is the whole store of the memory backend and the
 //! L1 of the Redis backend.
 
+pub mod breaker;
 mod memory;
+pub mod redis;
 
 pub use memory::MemoryStore;
 

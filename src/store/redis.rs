@@ -1,0 +1,742 @@
+//! Redis as the shared tier (L2), through `fred`: entries, tag indexes, invalidation
+//! across instances, fleet-wide single flight, and a circuit breaker so that a slow or
+//! dead Redis never becomes an outage.
+//!
+//! Layout (nothing needs keys from two slots, so it works on a Redis Cluster):
+//! - `{prefix}:e:{key}` — an entry's bytes (the same encoding as in memory), `PX` its expiry.
+//! - `{prefix}:t:{tag}` — a sorted set of the keys carrying the tag, scored by their expiry;
+//!   trimmed of expired members on every write and expiring with its last member.
+//! - `{prefix}:l:{key}` — a fill lease (`SET NX PX` with a token; only the holder deletes it).
+//! - `{{prefix}}:epoch`, `{{prefix}}:log` — the invalidation counter and the recent
+//!   invalidations (one hash slot, updated together by one script). A fill reads the epoch
+//!   before going upstream and, after writing, drops its entry again if anything it carries
+//!   was invalidated since: a slow fill cannot resurrect invalidated data.
+//! - channel `{prefix}:events` — invalidations, soft purges and "filled" notices, so every
+//!   instance evicts its L1 copies within milliseconds and fleet waiters wake up.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use fred::clients::{Pool, SubscriberClient};
+use fred::interfaces::{
+    ClientLike, EventInterface, KeysInterface, LuaInterface, PubsubInterface, SortedSetsInterface,
+};
+use fred::types::config::{Config as FredConfig, Options, ReconnectPolicy, TcpConfig};
+use fred::types::{Builder, Expiration, ExpireOptions, SetOptions, Value};
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::breaker::{Breaker, State};
+use super::Invalidation;
+use crate::entry::Entry;
+use crate::key::{hex, CacheKey};
+use crate::policy::now_ms;
+
+/// How many recent invalidations the log keeps for the fill check.
+const LOG_KEEP: u64 = 10_000;
+
+/// Bumps the epoch and logs what was invalidated under it (ARGV: members, then how many
+/// log entries to keep).
+const INVALIDATE_SCRIPT: &str = r"
+local keep = tonumber(ARGV[#ARGV])
+local e = redis.call('INCR', KEYS[1])
+for i = 1, #ARGV - 1 do redis.call('ZADD', KEYS[2], e, e .. ':' .. ARGV[i]) end
+local n = redis.call('ZCARD', KEYS[2])
+if n > keep then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - keep - 1) end
+return e
+";
+
+const RELEASE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end
+";
+
+/// Settings of the shared tier.
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    /// `redis://user:pass@host:port/db`, `rediss://…`, `redis-cluster://host:port?node=…`.
+    pub url: String,
+    /// Prefix of every key and of the event channel.
+    pub prefix: String,
+    /// Connections in the pool.
+    pub pool: usize,
+    /// Longest wait for one command.
+    pub timeout: Duration,
+    /// Longest wait for a connection.
+    pub connect_timeout: Duration,
+    /// How long a fill lease lasts.
+    pub lease: Duration,
+}
+
+/// What one instance tells the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Remove what this names from L1.
+    Invalidate(Invalidation),
+    /// Mark what this names stale in L1.
+    Soften(Invalidation),
+    /// A fill for this key finished (stored or not): waiters may look.
+    Filled(CacheKey),
+}
+
+fn encode_target(what: &Invalidation) -> String {
+    match what {
+        Invalidation::Tags(tags) => {
+            let hexes: Vec<String> = tags.iter().map(|t| format!("{t:016x}")).collect();
+            format!("t {}", hexes.join(","))
+        }
+        Invalidation::Prefix(p) => format!("p {p}"),
+        Invalidation::All => "a".to_string(),
+    }
+}
+
+fn decode_target(text: &str) -> Option<Invalidation> {
+    match text.split_once(' ') {
+        Some(("t", list)) => list
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|h| u64::from_str_radix(h, 16).ok())
+            .collect::<Option<Vec<u64>>>()
+            .map(Invalidation::Tags),
+        Some(("p", prefix)) => Some(Invalidation::Prefix(prefix.to_string())),
+        None if text == "a" => Some(Invalidation::All),
+        _ => None,
+    }
+}
+
+impl Event {
+    /// The wire form: `<instance> <kind> <payload>`.
+    pub fn encode(&self, instance: &str) -> String {
+        match self {
+            Event::Invalidate(w) => format!("{instance} inv {}", encode_target(w)),
+            Event::Soften(w) => format!("{instance} soft {}", encode_target(w)),
+            Event::Filled(k) => format!("{instance} fill {k}"),
+        }
+    }
+
+    /// Parses the wire form; returns the sender's instance id and the event.
+    pub fn decode(text: &str) -> Option<(&str, Event)> {
+        let (instance, rest) = text.split_once(' ')?;
+        let (kind, payload) = rest.split_once(' ').unwrap_or((rest, ""));
+        let event = match kind {
+            "inv" => Event::Invalidate(decode_target(payload)?),
+            "soft" => Event::Soften(decode_target(payload)?),
+            "fill" => Event::Filled(CacheKey::from_hex(payload)?),
+            _ => return None,
+        };
+        Some((instance, event))
+    }
+}
+
+/// The outcome of asking for a fill lease.
+#[derive(Debug)]
+pub enum Lease {
+    /// This instance fills; release with the token.
+    Acquired(String),
+    /// Another instance is filling.
+    Busy,
+    /// Redis did not answer: fill without a lease.
+    Unavailable,
+}
+
+/// Why a Redis call did not happen or failed.
+#[derive(Debug)]
+pub struct Unavailable;
+
+/// The shared tier.
+pub struct RedisTier {
+    pool: Pool,
+    subscriber: SubscriberClient,
+    settings: RedisSettings,
+    options: Options,
+    breaker: Breaker,
+    instance: String,
+    errors: AtomicU64,
+    /// Local waiters for fills happening on other instances.
+    waiters: Mutex<HashMap<CacheKey, watch::Sender<()>>>,
+    /// Invalidations that could not reach Redis, replayed when it is back.
+    pending: Mutex<Vec<(Invalidation, bool)>>,
+    pending_overflow: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for RedisTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTier")
+            .field("prefix", &self.settings.prefix)
+            .finish()
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    if getrandom::fill(&mut buf).is_err() {
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        buf.copy_from_slice(&blake3::hash(seed.as_bytes()).as_bytes()[..bytes]);
+    }
+    hex(&buf)
+}
+
+impl RedisTier {
+    /// Builds the clients (no connection is made yet; see [`RedisTier::start`]).
+    pub fn new(settings: RedisSettings) -> Result<Arc<RedisTier>, crate::Error> {
+        let config = FredConfig::from_url(&settings.url)
+            .map_err(|e| crate::Error(format!("store.redis_url: {e}")))?;
+        let mut builder = Builder::from_config(config);
+        let (timeout, connect_timeout) = (settings.timeout, settings.connect_timeout);
+        builder
+            .with_connection_config(|c| {
+                c.connection_timeout = connect_timeout;
+                c.internal_command_timeout = connect_timeout;
+                // Commands never queue without bound while Redis is away.
+                c.max_command_buffer_len = 10_000;
+                c.tcp = TcpConfig {
+                    nodelay: Some(true),
+                    ..TcpConfig::default()
+                };
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = timeout;
+            })
+            // Without a policy a dead Redis looks connected and commands hang.
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2));
+        let pool = builder
+            .build_pool(settings.pool.max(1))
+            .map_err(|e| crate::Error(format!("store.redis_url: {e}")))?;
+        let subscriber = builder
+            .build_subscriber_client()
+            .map_err(|e| crate::Error(format!("store.redis_url: {e}")))?;
+        Ok(Arc::new(RedisTier {
+            pool,
+            subscriber,
+            options: Options {
+                timeout: Some(settings.timeout),
+                fail_fast: true,
+                max_attempts: Some(1),
+                ..Options::default()
+            },
+            settings,
+            breaker: Breaker::new(3, 1_000),
+            instance: random_hex(8),
+            errors: AtomicU64::new(0),
+            waiters: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Vec::new()),
+            pending_overflow: std::sync::atomic::AtomicBool::new(false),
+        }))
+    }
+
+    /// Connects in the background and listens for other instances' events: `on_event`
+    /// applies them to L1, `on_resubscribe` runs after the subscription came back (L1 may
+    /// have missed invalidations meanwhile).
+    pub fn start(
+        self: &Arc<Self>,
+        on_event: impl Fn(Event) + Send + Sync + 'static,
+        on_resubscribe: impl Fn() + Send + Sync + 'static,
+    ) {
+        // These spawn the connection and resubscription tasks; their handles are not needed.
+        drop(self.pool.connect());
+        drop(self.subscriber.connect());
+        drop(self.subscriber.manage_subscriptions());
+        let channel = self.channel();
+        let sub = self.subscriber.clone();
+        tokio::spawn(async move {
+            // Subscribing fails while Redis is away; manage_subscriptions resubscribes on
+            // every reconnect once this has gone through.
+            loop {
+                if sub.subscribe(channel.clone()).await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        let mut reconnects = self.subscriber.reconnect_rx();
+        let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        tokio::spawn(async move {
+            while reconnects.recv().await.is_ok() {
+                if !first.swap(false, Relaxed) {
+                    tracing::info!("redis subscription back: clearing L1");
+                }
+                on_resubscribe();
+            }
+        });
+        // Invalidations that could not reach Redis are replayed once it answers again.
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                let Some(tier) = weak.upgrade() else { return };
+                let queued = !tier.pending.lock().is_empty() || tier.pending_overflow.load(Relaxed);
+                if queued && tier.breaker.state(now_ms()) != State::Open {
+                    // The probe: a PING through the breaker.
+                    let client = tier.pool.next().with_options(&tier.options);
+                    if tier.call("ping", client.ping::<()>(None)).await.is_ok() {
+                        tier.replay().await;
+                    }
+                }
+            }
+        });
+        let mut messages = self.subscriber.message_rx();
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Ok(message) = messages.recv().await {
+                let Some(tier) = weak.upgrade() else { return };
+                let Some(text) = message.value.as_str() else {
+                    continue;
+                };
+                let Some((from, event)) = Event::decode(&text) else {
+                    continue;
+                };
+                if let Event::Filled(key) = &event {
+                    tier.wake(key);
+                } else if from != tier.instance {
+                    on_event(event);
+                }
+            }
+        });
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:events", self.settings.prefix)
+    }
+
+    fn entry_key(&self, key: &CacheKey) -> String {
+        format!("{}:e:{key}", self.settings.prefix)
+    }
+
+    fn tag_key(&self, tag: u64) -> String {
+        format!("{}:t:{tag:016x}", self.settings.prefix)
+    }
+
+    fn lease_key(&self, key: &CacheKey) -> String {
+        format!("{}:l:{key}", self.settings.prefix)
+    }
+
+    fn epoch_key(&self) -> String {
+        format!("{{{}}}:epoch", self.settings.prefix)
+    }
+
+    fn log_key(&self) -> String {
+        format!("{{{}}}:log", self.settings.prefix)
+    }
+
+    /// Whether the breaker lets calls through and the last ones worked.
+    pub fn is_up(&self) -> bool {
+        self.breaker.state(now_ms()) == State::Closed
+    }
+
+    /// The breaker's state.
+    pub fn breaker_state(&self) -> State {
+        self.breaker.state(now_ms())
+    }
+
+    /// Times the breaker opened.
+    pub fn breaker_opened(&self) -> u64 {
+        self.breaker.times_opened()
+    }
+
+    /// Failed or timed-out Redis calls.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Relaxed)
+    }
+
+    /// Runs one Redis call under the breaker, with the command timeout.
+    async fn call<T, E: std::fmt::Display>(
+        self: &Arc<Self>,
+        what: &'static str,
+        fut: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, Unavailable> {
+        if !self.breaker.allow(now_ms()) {
+            return Err(Unavailable);
+        }
+        // fred enforces the timeout per command; this bounds calls made of several.
+        match tokio::time::timeout(self.settings.timeout * 4, fut).await {
+            Ok(Ok(v)) => {
+                if self.breaker.success() {
+                    tracing::info!("redis is back");
+                }
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                self.fail(what, &e.to_string());
+                Err(Unavailable)
+            }
+            Err(_) => {
+                self.fail(what, "timed out");
+                Err(Unavailable)
+            }
+        }
+    }
+
+    fn fail(&self, what: &str, error: &str) {
+        self.errors.fetch_add(1, Relaxed);
+        let was_closed = self.breaker.state(now_ms()) == State::Closed;
+        self.breaker.failure(now_ms());
+        if was_closed && self.breaker.state(now_ms()) != State::Closed {
+            tracing::warn!(
+                op = what,
+                error,
+                "redis unavailable: serving from L1 or the upstream"
+            );
+        } else {
+            tracing::debug!(op = what, error, "redis call failed");
+        }
+    }
+
+    /// Reads an entry.
+    pub async fn get(self: &Arc<Self>, key: &CacheKey) -> Option<Arc<Entry>> {
+        let client = self.pool.next().with_options(&self.options);
+        let bytes: Option<Bytes> = self
+            .call("get", client.get(self.entry_key(key)))
+            .await
+            .ok()?;
+        Entry::decode(bytes?).ok().map(Arc::new)
+    }
+
+    /// The invalidation epoch before a fill goes upstream (`None`: do not write to L2).
+    pub async fn begin_fill(self: &Arc<Self>) -> Option<u64> {
+        let client = self.pool.next().with_options(&self.options);
+        let epoch: Option<u64> = self
+            .call("begin_fill", client.get(self.epoch_key()))
+            .await
+            .ok()?;
+        Some(epoch.unwrap_or(0))
+    }
+
+    /// Writes an entry and indexes its tags, then drops it again if something it carries
+    /// was invalidated since `epoch`. Returns whether it stays stored.
+    pub async fn put(self: &Arc<Self>, key: &CacheKey, entry: &Entry, epoch: u64) -> bool {
+        let now = now_ms();
+        let expires = entry.expires_at();
+        let ttl = expires.saturating_sub(now).max(1) as i64;
+        let ekey = self.entry_key(key);
+        let member = key.to_string();
+        let client = self.pool.next();
+        let write = async {
+            let pipe = client.pipeline();
+            let _: () = pipe
+                .set(
+                    ekey.as_str(),
+                    entry.bytes().clone(),
+                    Some(Expiration::PX(ttl)),
+                    None,
+                    false,
+                )
+                .await?;
+            for tag in entry.tags() {
+                let tkey = self.tag_key(tag);
+                let _: () = pipe
+                    .zadd(
+                        tkey.as_str(),
+                        None,
+                        None,
+                        false,
+                        false,
+                        (expires as f64, member.as_str()),
+                    )
+                    .await?;
+                let _: () = pipe
+                    .zremrangebyscore(tkey.as_str(), f64::NEG_INFINITY, now as f64)
+                    .await?;
+                let _: () = pipe
+                    .pexpire(tkey.as_str(), ttl, Some(ExpireOptions::NX))
+                    .await?;
+                let _: () = pipe
+                    .pexpire(tkey.as_str(), ttl, Some(ExpireOptions::GT))
+                    .await?;
+            }
+            let _: Vec<Value> = pipe.all().await?;
+            Ok::<_, fred::error::Error>(())
+        };
+        if self.call("put", write).await.is_err() {
+            return false;
+        }
+        // The fill check: anything this entry carries invalidated since the fill began?
+        let check = async {
+            let pipe = client.pipeline();
+            let _: () = pipe
+                .zrangebyscore(self.log_key(), format!("({epoch}"), "+inf", false, None)
+                .await?;
+            let _: () = pipe.get(self.epoch_key()).await?;
+            let (log, current): (Vec<String>, Option<u64>) = pipe.all().await?;
+            Ok::<_, fred::error::Error>((log, current.unwrap_or(0)))
+        };
+        let Ok((log, current)) = self.call("put_check", check).await else {
+            let _ = self
+                .call("put_undo", client.del::<i64, _>(ekey.as_str()))
+                .await;
+            return false;
+        };
+        let forgotten = current > epoch + LOG_KEEP;
+        let tags: Vec<u64> = entry.tags().collect();
+        let hit = log.iter().any(|m| {
+            let mut parts = m.splitn(3, ':');
+            let _epoch = parts.next();
+            match (parts.next(), parts.next()) {
+                (Some("t"), Some(t)) => u64::from_str_radix(t, 16).is_ok_and(|t| tags.contains(&t)),
+                (Some("p"), Some(p)) => entry.url().starts_with(p),
+                (Some("a"), _) => true,
+                _ => false,
+            }
+        });
+        if forgotten || hit {
+            let _ = self
+                .call("put_undo", client.del::<i64, _>(ekey.as_str()))
+                .await;
+            return false;
+        }
+        true
+    }
+
+    /// Invalidates (or with `soft`, marks stale) what `what` names, for every instance.
+    /// Returns how many entries it touched in Redis, or `None` when Redis was unavailable
+    /// (the invalidation is then queued and replayed when Redis is back).
+    pub async fn invalidate(self: &Arc<Self>, what: &Invalidation, soft: bool) -> Option<u64> {
+        match self.apply(what, soft).await {
+            Ok(n) => {
+                let event = if soft {
+                    Event::Soften(what.clone())
+                } else {
+                    Event::Invalidate(what.clone())
+                };
+                self.publish(&event).await;
+                Some(n)
+            }
+            Err(Unavailable) => {
+                let mut pending = self.pending.lock();
+                if pending.len() < 10_000 {
+                    pending.push((what.clone(), soft));
+                } else {
+                    self.pending_overflow.store(true, Relaxed);
+                }
+                None
+            }
+        }
+    }
+
+    async fn apply(self: &Arc<Self>, what: &Invalidation, soft: bool) -> Result<u64, Unavailable> {
+        let client = self.pool.next();
+        let mut members: Vec<String> = match what {
+            Invalidation::Tags(tags) => tags.iter().map(|t| format!("t:{t:016x}")).collect(),
+            Invalidation::Prefix(p) => vec![format!("p:{p}")],
+            Invalidation::All => vec!["a".to_string()],
+        };
+        members.push(LOG_KEEP.to_string());
+        let keys = vec![self.epoch_key(), self.log_key()];
+        let _: u64 = self
+            .call(
+                "log",
+                client
+                    .with_options(&self.options)
+                    .eval(INVALIDATE_SCRIPT, keys, members),
+            )
+            .await?;
+        let entry_keys: Vec<String> = match what {
+            Invalidation::Tags(tags) => {
+                let mut out = Vec::new();
+                for &t in tags {
+                    let tkey = self.tag_key(t);
+                    let collect = async {
+                        let pipe = client.pipeline();
+                        let _: () = pipe
+                            .zrange(tkey.as_str(), 0, -1, None, false, None, false)
+                            .await?;
+                        let _: () = pipe.del(tkey.as_str()).await?;
+                        let (members, _): (Vec<String>, i64) = pipe.all().await?;
+                        Ok::<_, fred::error::Error>(members)
+                    };
+                    let members = self.call("tag_members", collect).await?;
+                    out.extend(
+                        members
+                            .iter()
+                            .map(|m| format!("{}:e:{m}", self.settings.prefix)),
+                    );
+                }
+                out
+            }
+            Invalidation::Prefix(_) | Invalidation::All => {
+                let pattern = format!("{}:e:*", self.settings.prefix);
+                let keys = self.call("scan", self.scan(&pattern)).await?;
+                match what {
+                    Invalidation::Prefix(p) => {
+                        let mut out = Vec::new();
+                        for k in keys {
+                            if let Some(e) = self.get_raw(&k).await? {
+                                if e.url().starts_with(p.as_str()) {
+                                    out.push(k);
+                                }
+                            }
+                        }
+                        out
+                    }
+                    _ => {
+                        let tags = self
+                            .call("scan", self.scan(&format!("{}:t:*", self.settings.prefix)))
+                            .await?;
+                        self.delete(&tags).await?;
+                        keys
+                    }
+                }
+            }
+        };
+        if soft {
+            let mut n = 0;
+            let now = now_ms();
+            for k in &entry_keys {
+                let Some(e) = self.get_raw(k).await? else {
+                    continue;
+                };
+                if !e.is_fresh(now) || e.is_vary_marker() {
+                    continue;
+                }
+                let stale = e.expired_copy(now);
+                let with = client.with_options(&self.options);
+                let set = with.set::<(), _, _>(
+                    k.as_str(),
+                    stale.bytes().clone(),
+                    Some(Expiration::KEEPTTL),
+                    Some(SetOptions::XX),
+                    false,
+                );
+                self.call("soften", set).await?;
+                n += 1;
+            }
+            return Ok(n);
+        }
+        self.delete(&entry_keys).await
+    }
+
+    async fn get_raw(self: &Arc<Self>, full_key: &str) -> Result<Option<Entry>, Unavailable> {
+        let client = self.pool.next().with_options(&self.options);
+        let bytes: Option<Bytes> = self.call("get", client.get(full_key)).await?;
+        Ok(bytes.and_then(|b| Entry::decode(b).ok()))
+    }
+
+    /// Deletes keys one command each (they live in different slots), pipelined.
+    async fn delete(self: &Arc<Self>, keys: &[String]) -> Result<u64, Unavailable> {
+        let client = self.pool.next();
+        let mut n = 0;
+        for chunk in keys.chunks(256) {
+            let run = async {
+                let pipe = client.pipeline();
+                for k in chunk {
+                    let _: () = pipe.del(k.as_str()).await?;
+                }
+                let counts: Vec<i64> = pipe.all().await?;
+                Ok::<_, fred::error::Error>(counts.iter().sum::<i64>())
+            };
+            n += self.call("delete", run).await? as u64;
+        }
+        Ok(n)
+    }
+
+    /// All keys matching `pattern`, on every primary of a cluster.
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, fred::error::Error> {
+        let client = self.pool.next();
+        let mut out = Vec::new();
+        if client.is_clustered() {
+            let mut stream =
+                std::pin::pin!(client.scan_cluster_buffered(pattern, Some(1000), None));
+            while let Some(k) = stream.next().await {
+                out.extend(k?.as_str().map(str::to_string));
+            }
+        } else {
+            let mut stream = std::pin::pin!(client.scan_buffered(pattern, Some(1000), None));
+            while let Some(k) = stream.next().await {
+                out.extend(k?.as_str().map(str::to_string));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn publish(self: &Arc<Self>, event: &Event) {
+        let client = self.pool.next().with_options(&self.options);
+        let _ = self
+            .call(
+                "publish",
+                client.publish::<i64, _, _>(self.channel(), event.encode(&self.instance)),
+            )
+            .await;
+    }
+
+    /// Replays invalidations that could not reach Redis while it was away.
+    async fn replay(self: &Arc<Self>) {
+        if self.pending_overflow.swap(false, Relaxed) {
+            tracing::warn!("too many invalidations were missed while redis was away: purging it");
+            self.pending.lock().clear();
+            let _ = self.invalidate(&Invalidation::All, false).await;
+            return;
+        }
+        let pending: Vec<(Invalidation, bool)> = std::mem::take(&mut *self.pending.lock());
+        for (what, soft) in pending {
+            let _ = self.invalidate(&what, soft).await;
+        }
+    }
+
+    /// Asks for the fill lease of `key`.
+    pub async fn lease(self: &Arc<Self>, key: &CacheKey) -> Lease {
+        let token = random_hex(8);
+        let ms = self.settings.lease.as_millis().max(1) as i64;
+        let client = self.pool.next().with_options(&self.options);
+        let set = client.set::<Option<String>, _, _>(
+            self.lease_key(key),
+            token.as_str(),
+            Some(Expiration::PX(ms)),
+            Some(SetOptions::NX),
+            false,
+        );
+        match self.call("lease", set).await {
+            Ok(Some(_)) => Lease::Acquired(token),
+            Ok(None) => Lease::Busy,
+            Err(Unavailable) => Lease::Unavailable,
+        }
+    }
+
+    /// Releases a lease this instance holds and tells waiters the fill is done.
+    pub async fn release(self: &Arc<Self>, key: &CacheKey, token: &str) {
+        let client = self.pool.next().with_options(&self.options);
+        let _ = self
+            .call(
+                "release",
+                client.eval::<i64, _, _, _>(
+                    RELEASE_SCRIPT,
+                    vec![self.lease_key(key)],
+                    vec![token.to_string()],
+                ),
+            )
+            .await;
+        self.publish(&Event::Filled(*key)).await;
+    }
+
+    /// Registers interest in another instance's fill of `key`; resolves when it is done.
+    pub fn fill_waiter(&self, key: &CacheKey) -> watch::Receiver<()> {
+        let mut waiters = self.waiters.lock();
+        waiters
+            .entry(*key)
+            .or_insert_with(|| watch::channel(()).0)
+            .subscribe()
+    }
+
+    /// Waits (at most `limit`) for the fill `waiter` was registered for.
+    pub async fn wait_fill(
+        &self,
+        key: &CacheKey,
+        mut waiter: watch::Receiver<()>,
+        limit: Duration,
+    ) {
+        let _ =
+            tokio::time::timeout(limit, async { while waiter.changed().await.is_ok() {} }).await;
+        drop(waiter);
+        let mut waiters = self.waiters.lock();
+        if waiters.get(key).is_some_and(|tx| tx.receiver_count() == 0) {
+            waiters.remove(key);
+        }
+    }
+
+    fn wake(&self, key: &CacheKey) {
+        // Dropping the sender wakes every receiver.
+        self.waiters.lock().remove(key);
+    }
+}
