@@ -78,6 +78,16 @@ pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
     }
     let upstream: Upstream<CacheBody<Incoming>> = Upstream::new(&config.proxy)?;
     let cache = Cache::new(config.clone())?;
+    if let Some(redis) = cache.redis() {
+        // Serve at once if Redis is away (from L1 or the upstream), but give it a moment.
+        if !redis
+            .wait_connected(config.store.redis_connect_timeout)
+            .await
+        {
+            // (The URL is not logged: it may hold a password.)
+            tracing::warn!("redis is not answering yet: serving without it until it does");
+        }
+    }
     let admin = Arc::new(Admin::new(cache.clone(), &config));
     let proxy_listener = bind(config.proxy.listen, "proxy.listen").await?;
     let admin_listener = bind(config.admin.listen, "admin.listen").await?;

@@ -160,6 +160,8 @@ pub struct RedisTier {
     /// Invalidations that could not reach Redis, replayed when it is back.
     pending: Mutex<Vec<(Invalidation, bool)>>,
     pending_overflow: std::sync::atomic::AtomicBool,
+    /// Whether the event channel subscription went through.
+    subscribed: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for RedisTier {
@@ -224,6 +226,7 @@ impl RedisTier {
             waiters: Mutex::new(HashMap::new()),
             pending: Mutex::new(Vec::new()),
             pending_overflow: std::sync::atomic::AtomicBool::new(false),
+            subscribed: watch::channel(false).0,
         }))
     }
 
@@ -241,11 +244,13 @@ impl RedisTier {
         drop(self.subscriber.manage_subscriptions());
         let channel = self.channel();
         let sub = self.subscriber.clone();
+        let subscribed = self.subscribed.clone();
         tokio::spawn(async move {
             // Subscribing fails while Redis is away; manage_subscriptions resubscribes on
             // every reconnect once this has gone through.
             loop {
                 if sub.subscribe(channel.clone()).await.is_ok() {
+                    subscribed.send_replace(true);
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -322,9 +327,22 @@ impl RedisTier {
         format!("{{{}}}:log", self.settings.prefix)
     }
 
-    /// Whether the breaker lets calls through and the last ones worked.
+    /// Whether Redis is connected and the breaker lets calls through.
     pub fn is_up(&self) -> bool {
         self.breaker.state(now_ms()) == State::Closed
+            && self.pool.clients().iter().any(|c| c.is_connected())
+    }
+
+    /// Waits (at most `limit`) until the pool is connected and the event channel
+    /// subscribed; returns whether that happened.
+    pub async fn wait_connected(&self, limit: Duration) -> bool {
+        let mut subscribed = self.subscribed.subscribe();
+        tokio::time::timeout(limit, async {
+            let _ = self.pool.wait_for_connect().await;
+            let _ = subscribed.wait_for(|s| *s).await;
+        })
+        .await
+        .is_ok()
     }
 
     /// The breaker's state.
