@@ -263,6 +263,7 @@ async fn hits_come_back_after_redis_restarts() {
     let a = Larder::start(&redis_config(origin.addr, &redis.url()));
     let b = Larder::start(&redis_config(origin.addr, &redis.url()));
     get(&a.url("/v/1")).await;
+    assert!(get(&a.url("/v/1")).await.header("cache-status").ends_with("detail=l1"));
     redis.restart();
     // Once both reconnect, a fill on A is again a hit from L2 on B.
     let started = Instant::now();
@@ -282,6 +283,9 @@ async fn hits_come_back_after_redis_restarts() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A's subscription dropped with Redis, so it may have missed invalidations: it
+    // cleared its L1 when the subscription came back.
+    assert_ne!(get(&a.url("/v/1")).await.x_cache(), "HIT");
     // And invalidation across instances works again (the subscription came back).
     let c = client();
     let path = format!("/v/after-{k}");
