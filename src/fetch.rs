@@ -257,6 +257,7 @@ where
     // Not usable from L1: the shared tier may have it (another instance filled it).
     let (found, tier) = match (found, &cache.inner.l2) {
         (f @ (Found::Fresh(..) | Found::ServeStale(..)), _) | (f, None) => (f, Tier::L1),
+        (f, Some(_)) if plan.l2_looked => (f, Tier::L2),
         (l1, Some(_)) => match lookup_l2(&cache, key, &parts.headers, &plan.policy).await {
             Some(f) => (f, Tier::L2),
             None => (l1, Tier::L1),
@@ -670,6 +671,49 @@ where
     }
     count(&status);
     Ok(serve::respond(&entry, &info, status, s, now_ms()))
+}
+
+/// An L1 miss with Redis: answer from L2 if it has the entry, else go upstream. (The trip
+/// upstream is a large future; it is only built and boxed when L2 misses too.)
+pub(crate) async fn from_l2_or_fetch<S, B, ResB>(
+    inner: S,
+    cache: Cache,
+    settings: Arc<Settings>,
+    req: Request<B>,
+    mut plan: Lookup,
+    found: Found,
+) -> Answer<ResB, S::Error>
+where
+    S: Service<Request<CacheBody<B>>, Response = Response<ResB>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    let Some(key) = plan.primary else {
+        return Box::pin(fetch(inner, cache, settings, req, plan, found)).await;
+    };
+    let found = match lookup_l2(&cache, key, req.headers(), &plan.policy).await {
+        Some(Found::Fresh(entry, key)) => {
+            let now = now_ms();
+            let status = CacheStatus::hit(entry.ttl_ms(now) / 1000).tier(Tier::L2);
+            return Ok(serve_entry(
+                &cache,
+                &settings,
+                plan.rule,
+                (&entry, &key),
+                &plan.info,
+                status,
+                now,
+            ));
+        }
+        Some(f) => f,
+        None => found,
+    };
+    plan.l2_looked = true;
+    Box::pin(fetch(inner, cache, settings, req, plan, found)).await
 }
 
 /// Looks a key up in the shared tier (following a `Vary` marker), refilling L1 with what it

@@ -169,6 +169,8 @@ pub(crate) struct Lookup {
     pub info: ReqInfo,
     /// A refresh nobody waits for (stale-while-revalidate).
     pub background: bool,
+    /// The shared tier was asked already.
+    pub l2_looked: bool,
 }
 
 // Lives on the stack for one call; boxing the large variant would allocate per request.
@@ -284,6 +286,7 @@ pub(crate) fn route<B>(s: &Settings, req: &Request<B>) -> Route {
         policy,
         info: ReqInfo::new(req),
         background: false,
+        l2_looked: false,
     })
 }
 
@@ -577,13 +580,13 @@ impl<S> CacheService<S> {
             _ => {}
         }
         let settings = arc_swap::Guard::into_inner(guard);
-        ResponseFuture::boxed(fetch::fetch(
-            self.inner.clone(),
-            self.cache.clone(),
-            settings,
-            req,
-            plan,
-            found,
-        ))
+        let (inner, cache) = (self.inner.clone(), self.cache.clone());
+        if self.cache.inner.l2.is_some() {
+            // A small future for the L2 hit; the whole trip upstream only when it misses.
+            return ResponseFuture::boxed(fetch::from_l2_or_fetch(
+                inner, cache, settings, req, plan, found,
+            ));
+        }
+        ResponseFuture::boxed(fetch::fetch(inner, cache, settings, req, plan, found))
     }
 }

@@ -263,7 +263,10 @@ async fn hits_come_back_after_redis_restarts() {
     let a = Larder::start(&redis_config(origin.addr, &redis.url()));
     let b = Larder::start(&redis_config(origin.addr, &redis.url()));
     get(&a.url("/v/1")).await;
-    assert!(get(&a.url("/v/1")).await.header("cache-status").ends_with("detail=l1"));
+    assert!(get(&a.url("/v/1"))
+        .await
+        .header("cache-status")
+        .ends_with("detail=l1"));
     redis.restart();
     // Once both reconnect, a fill on A is again a hit from L2 on B.
     let started = Instant::now();
