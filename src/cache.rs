@@ -70,6 +70,12 @@ impl Settings {
                         .cdn_cache_control
                         .then(|| HeaderName::from_static("cdn-cache-control")),
                 )
+                .chain(
+                    config
+                        .cache
+                        .surrogate_control
+                        .then(|| HeaderName::from_static("surrogate-control")),
+                )
                 .collect(),
             config,
         }

@@ -174,6 +174,8 @@ pub struct CacheConfig {
     pub targeted_header: Option<HeaderName>,
     /// Whether `CDN-Cache-Control` applies to this cache.
     pub cdn_cache_control: bool,
+    /// Whether `Surrogate-Control` applies to this cache (after the RFC 9213 fields).
+    pub surrogate_control: bool,
     /// Whether a client's `no-cache` / `max-age=0` makes larder go upstream.
     pub honor_client_no_cache: bool,
 }
@@ -297,6 +299,7 @@ struct RawCache {
     heuristic_max: Opt<String>,
     targeted_header: Opt<String>,
     cdn_cache_control: Opt<bool>,
+    surrogate_control: Opt<bool>,
     honor_client_no_cache: Opt<bool>,
 }
 
@@ -935,6 +938,7 @@ fn cache(src: &Source, raw: Opt<RawCache>) -> Result<CacheConfig, ConfigError> {
             }
         },
         cdn_cache_control: r.cdn_cache_control.is_none_or(Spanned::into_inner),
+        surrogate_control: r.surrogate_control.is_none_or(Spanned::into_inner),
         honor_client_no_cache: r.honor_client_no_cache.is_none_or(Spanned::into_inner),
         coalesce_wait: opt_duration(
             src,

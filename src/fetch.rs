@@ -646,9 +646,11 @@ where
         cache.l1_insert(fill.key, entry.clone(), token)
             | put_l2(&cache, l2_epoch, &[(fill.key, &entry)]).await
     } else {
+        // The marker lives as long as its variants can be used (same validators, same
+        // grace), so a stale variant is found and revalidated rather than refetched.
         let marker = Arc::new(Entry::encode(&NewEntry {
             status: rparts.status,
-            headers: &HeaderMap::new(),
+            headers: &headers,
             body: StoredBody::Identity(b""),
             url: &url,
             tags: &tags,

@@ -444,8 +444,14 @@ pub fn vary_value(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
         "accept" | "accept-charset" | "accept-encoding" | "accept-language"
     );
     if !negotiation {
+        // Exact bytes, but whitespace around list separators is not significant.
         let parts: Vec<String> = values
-            .map(|v| String::from_utf8_lossy(trim(v.as_bytes())).into_owned())
+            .flat_map(|v| {
+                v.as_bytes()
+                    .split(|&b| b == b',')
+                    .map(|p| String::from_utf8_lossy(trim(p)).into_owned())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         return Some(parts.join(","));
     }

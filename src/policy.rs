@@ -47,6 +47,8 @@ pub struct Directives {
     pub no_transform: bool,
     /// `immutable`.
     pub immutable: bool,
+    /// `must-understand`.
+    pub must_understand: bool,
     /// `stale-while-revalidate` (RFC 5861).
     pub stale_while_revalidate: Option<u64>,
     /// `stale-if-error` (RFC 5861).
@@ -103,6 +105,7 @@ impl Directives {
                     "proxy-revalidate" => d.proxy_revalidate = true,
                     "no-transform" => d.no_transform = true,
                     "immutable" => d.immutable = true,
+                    "must-understand" => d.must_understand = true,
                     "only-if-cached" => d.only_if_cached = true,
                     "stale-while-revalidate" if d.stale_while_revalidate.is_none() => {
                         d.stale_while_revalidate = parse_delta(arg)
@@ -142,11 +145,41 @@ pub fn cache_directives(headers: &HeaderMap, targeted: &[HeaderName]) -> (Direct
         let joined: Option<Vec<&str>> = values.iter().map(|v| v.to_str().ok()).collect();
         let Some(joined) = joined else { continue };
         let text = joined.join(", ");
-        if !text.trim().is_empty() && valid_sf_dictionary(&text) {
+        let valid = if name.as_str() == "surrogate-control" {
+            // Surrogate-Control (W3C Edge Architecture) uses Cache-Control's syntax.
+            true
+        } else {
+            valid_sf_dictionary(&text) && typed_directives(&text)
+        };
+        if !text.trim().is_empty() && valid {
             return (Directives::parse(values.into_iter()), true);
         }
     }
     (Directives::from_headers(headers), false)
+}
+
+/// Whether the known directives of a targeted field have the types RFC 9213 gives them:
+/// integers for the delta-seconds ones, booleans (or a string list for `no-cache` and
+/// `private`) for the others. A value of the wrong type invalidates the whole field.
+fn typed_directives(text: &str) -> bool {
+    split_list(text).all(|member| {
+        let member = member.trim();
+        let (key, value) = match member.split_once('=') {
+            Some((k, v)) => (k, Some(v.split(';').next().unwrap_or("").trim())),
+            None => (member.split(';').next().unwrap_or(""), None),
+        };
+        let integer = |v: Option<&str>| {
+            v.is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let boolean = |v: Option<&str>| v.is_none_or(|v| v == "?1" || v == "?0");
+        match key {
+            "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error" => integer(value),
+            "no-cache" | "private" => boolean(value) || value.is_some_and(|v| v.starts_with('"')),
+            "no-store" | "public" | "must-revalidate" | "proxy-revalidate" | "no-transform"
+            | "immutable" => boolean(value),
+            _ => true,
+        }
+    })
 }
 
 /// Whether `text` is a valid Structured Fields Dictionary (RFC 8941 §3.2), as targeted
@@ -291,10 +324,79 @@ pub fn now_ms() -> u64 {
 }
 
 /// Parses an HTTP date (IMF-fixdate, RFC 850 or asctime) to seconds since the epoch.
+///
+/// Parsing is lenient the way RFC 9110 §5.6.7 invites: any case for names, and the
+/// weekday is not checked against the date.
+///
+/// ```
+/// use http::HeaderValue;
+/// let d = |s: &'static str| larder::policy::parse_date(&HeaderValue::from_static(s));
+/// assert_eq!(d("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784111777));
+/// assert_eq!(d("Sunday, 06-Nov-94 08:49:37 GMT"), Some(784111777));
+/// assert_eq!(d("Sun Nov  6 08:49:37 1994"), Some(784111777));
+/// assert_eq!(d("SUN, 06 NOV 1994 08:49:37 gmt"), Some(784111777));
+/// assert_eq!(d("0"), None);
+/// ```
 pub fn parse_date(v: &HeaderValue) -> Option<u64> {
     let s = v.to_str().ok()?;
-    let t = httpdate::parse_http_date(s.trim()).ok()?;
-    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
+    let tokens: Vec<&str> = s
+        .split(|c: char| c == ' ' || c == ',' || c == '-')
+        .filter(|t| !t.is_empty())
+        .collect();
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    let month_of = |t: &str| {
+        MONTHS
+            .iter()
+            .position(|m| t.eq_ignore_ascii_case(m))
+            .map(|i| i as u64 + 1)
+    };
+    let num = |t: &str| -> Option<u64> {
+        t.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    // The weekday comes first in every format; the rest is day, month, year, time, zone
+    // in one of three orders.
+    let rest = tokens.get(1..)?;
+    let (day, month, year, time) = match rest {
+        // IMF-fixdate and RFC 850: 06 Nov 1994 08:49:37 GMT
+        [d, m, y, t, z] if z.eq_ignore_ascii_case("gmt") => (num(d)?, month_of(m)?, num(y)?, *t),
+        // asctime: Nov 6 08:49:37 1994
+        [m, d, t, y] => (num(d)?, month_of(m)?, num(y)?, *t),
+        _ => return None,
+    };
+    let year = match year {
+        // RFC 850's two-digit years: 50 and later are the last century (RFC 9110 §5.6.7).
+        y if y < 50 && rest.len() == 5 => 2000 + y,
+        y if y < 100 && rest.len() == 5 => 1900 + y,
+        y => y,
+    };
+    let mut hms = time.split(':').map(num);
+    let (h, mi, se) = (hms.next()??, hms.next()??, hms.next()??);
+    if hms.next().is_some()
+        || !(1..=31).contains(&day)
+        || h > 23
+        || mi > 59
+        || se > 60
+        || !(1970..=9999).contains(&year)
+    {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + mi * 60 + se)
+}
+
+/// Days from 1970-01-01 to a (proleptic Gregorian) date, for years from 1970.
+fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Formats seconds since the epoch as an IMF-fixdate.
@@ -360,10 +462,11 @@ pub struct StoreInput<'a> {
 
 /// The corrected initial age of a response in milliseconds (RFC 9111 §4.2.3).
 pub fn initial_age_ms(headers: &HeaderMap, request_time: u64, response_time: u64) -> u64 {
+    // A list-valued Age (invalid, but seen) counts by its first member.
     let age_value = headers
         .get(AGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| parse_delta(Some(s)))
+        .and_then(|s| parse_delta(s.split(',').next()))
         .unwrap_or(0)
         .saturating_mul(1000);
     let date = headers.get(DATE).and_then(parse_date).map(|s| s * 1000);
@@ -424,7 +527,16 @@ pub fn decide(input: &StoreInput<'_>) -> Result<Freshness, NoCacheReason> {
         None if matches!(code, 206 | 304) || code < 200 => return Err(NoCacheReason::Status),
         _ => {}
     }
-    if d.no_store {
+    // must-understand: a cache that understands the status ignores no-store (RFC 9111
+    // §5.2.2.3); one that does not must not store.
+    let understood = matches!(
+        code,
+        200 | 203 | 204 | 300 | 301 | 302 | 303 | 307 | 308 | 404 | 405 | 410 | 414 | 501
+    );
+    if d.must_understand && !understood {
+        return Err(NoCacheReason::Status);
+    }
+    if d.no_store && !(d.must_understand && understood) {
         return Err(NoCacheReason::NoStore);
     }
     if d.private && !per_user {
@@ -818,6 +930,10 @@ mod tests {
             "a=1.2345",
         ] {
             assert!(!valid_sf_dictionary(bad), "{bad}");
+        }
+        assert!(typed_directives("max-age=60, private, no-cache=\"x\""));
+        for wrong in ["max-age=\"60\"", "max-age=1.5", "no-store=5", "private=tok"] {
+            assert!(!typed_directives(wrong), "{wrong}");
         }
     }
 

@@ -281,9 +281,13 @@ fn not_modified(info: &ReqInfo, headers: &HeaderMap) -> bool {
             .is_some_and(|e| etag_matches_weakly(inm, e));
     }
     if let Some(ims) = &info.if_modified_since {
+        // Without a Last-Modified, the stored response's Date stands in (RFC 9111 §4.3.2).
         let (Some(since), Some(lm)) = (
             parse_date(ims),
-            headers.get(LAST_MODIFIED).and_then(parse_date),
+            headers
+                .get(LAST_MODIFIED)
+                .or(headers.get(http::header::DATE))
+                .and_then(parse_date),
         ) else {
             return false;
         };
