@@ -340,7 +340,7 @@ pub fn now_ms() -> u64 {
 pub fn parse_date(v: &HeaderValue) -> Option<u64> {
     let s = v.to_str().ok()?;
     let tokens: Vec<&str> = s
-        .split(|c: char| c == ' ' || c == ',' || c == '-')
+        .split([' ', ',', '-'])
         .filter(|t| !t.is_empty())
         .collect();
     const MONTHS: [&str; 12] = [
