@@ -57,6 +57,34 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Full<
     resp
 }
 
+/// `n` from a query string like `n=10`.
+fn req_query_n(query: &str) -> Option<usize> {
+    query
+        .split('&')
+        .find_map(|p| p.strip_prefix("n="))
+        .and_then(|n| n.parse().ok())
+}
+
+/// The dashboard: one page, every asset in it, built into the binary.
+fn dashboard() -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(
+        include_str!("dashboard.html").as_bytes(),
+    )));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp.headers_mut().insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:"),
+    );
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response<Full<Bytes>> {
     json_response(status, json!({ "error": message.into() }))
 }
@@ -113,6 +141,7 @@ impl Admin {
         B::Error: Into<crate::body::BoxError>,
     {
         let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or("").to_string();
         let method = req.method().clone();
         match (method.clone(), path.as_str()) {
             (Method::GET, "/health") => {
@@ -127,6 +156,10 @@ impl Admin {
         }
         if !path.starts_with("/admin/") {
             return error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"));
+        }
+        if method == Method::GET && path == "/admin/" {
+            // The page holds no data: it asks for the token and sends it with every call.
+            return dashboard();
         }
         if let Err(resp) = self.authorize(&req) {
             return *resp;
@@ -149,6 +182,28 @@ impl Admin {
                 r
             }
             (Method::POST, "/admin/invalidate") => self.invalidate(&body).await,
+            (Method::GET, "/admin/top") => {
+                let n = req_query_n(&query).unwrap_or(20).min(1000);
+                let keys: Vec<_> = self
+                    .cache
+                    .top_entries(n)
+                    .into_iter()
+                    .map(|(url, hits, bytes)| {
+                        // Paths only: a query could carry something private.
+                        let path = url.split('?').next().unwrap_or("").to_string();
+                        json!({ "path": path, "hits": hits, "bytes": bytes })
+                    })
+                    .collect();
+                json_response(StatusCode::OK, json!({ "keys": keys }))
+            }
+            (Method::POST, "/admin/warm") => self.warm(&body).await,
+            (Method::POST, "/admin/reload") => match self.cache.reload_file() {
+                Ok(restart) => json_response(
+                    StatusCode::OK,
+                    json!({ "reloaded": true, "restart_needed": restart }),
+                ),
+                Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+            },
             (Method::POST, "/admin/purge") => match serde_json::from_slice::<PurgeRequest>(&body) {
                 Ok(p) if p.confirm == "PURGE_ALL" => json_response(
                     StatusCode::OK,
@@ -159,9 +214,11 @@ impl Admin {
                     "send {\"confirm\":\"PURGE_ALL\"} to purge everything",
                 ),
             },
-            (_, "/admin/stats" | "/admin/stats/reset" | "/admin/invalidate" | "/admin/purge") => {
-                error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-            }
+            (
+                _,
+                "/admin/stats" | "/admin/stats/reset" | "/admin/invalidate" | "/admin/purge"
+                | "/admin/top" | "/admin/warm" | "/admin/reload",
+            ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
         }
     }
@@ -205,6 +262,57 @@ impl Admin {
             n += c.apply(t, req.soft).await;
         }
         json_response(StatusCode::OK, json!({ "invalidated": n }))
+    }
+
+    async fn warm(&self, body: &[u8]) -> Response<Full<Bytes>> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct WarmRequest {
+            urls: Vec<String>,
+            #[serde(default)]
+            headers: std::collections::BTreeMap<String, String>,
+            concurrency: Option<usize>,
+        }
+        let req: WarmRequest = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("expected {{\"urls\":[..], \"headers\":{{..}}}}: {e}"),
+                )
+            }
+        };
+        if let Some(bad) = req.urls.iter().find(|u| !u.starts_with('/')) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("urls must be paths starting with '/': {bad:?}"),
+            );
+        }
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &req.headers {
+            let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) else {
+                return error(StatusCode::BAD_REQUEST, format!("invalid header {k:?}"));
+            };
+            headers.append(n, v);
+        }
+        match self
+            .cache
+            .warm(
+                &req.urls,
+                &headers,
+                req.concurrency.unwrap_or(4).clamp(1, 64),
+            )
+            .await
+        {
+            Ok(w) => json_response(
+                StatusCode::OK,
+                json!({ "warmed": w.warmed, "failed": w.failed }),
+            ),
+            Err(e) => error(StatusCode::NOT_IMPLEMENTED, e.to_string()),
+        }
     }
 
     fn stats_json(&self) -> serde_json::Value {

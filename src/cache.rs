@@ -10,6 +10,7 @@
 //! # });
 //! ```
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use http::header::HeaderName;
 use serde::Serialize;
 
 use crate::coalesce::Coalescer;
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, ConfigError};
 use crate::key::CacheKey;
 use crate::key::{self, Users};
 use crate::policy::now_ms;
@@ -101,6 +102,29 @@ pub(crate) struct Inner {
     pub(crate) coalescer: Coalescer,
     pub(crate) stats: Stats,
     secret: Vec<u8>,
+    /// Sends requests through the cache for warming and prefetch (set by the sidecar).
+    warmer: std::sync::OnceLock<Arc<dyn Warm>>,
+}
+
+/// Sends a GET through the cache the way a client would — for warming and related
+/// prefetch. The sidecar provides one; a layer user can set their own with
+/// [`Cache::set_warmer`].
+pub trait Warm: Send + Sync + 'static {
+    /// Fetches `path_and_query` with `headers`; the answer's status, or why it failed.
+    fn get(
+        &self,
+        path_and_query: String,
+        headers: http::HeaderMap,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u16, String>> + Send>>;
+}
+
+/// The result of a warming run.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Warmed {
+    /// URLs fetched with a 2xx.
+    pub warmed: u64,
+    /// URLs that failed, with why.
+    pub failed: Vec<String>,
 }
 
 /// A handle on one cache; clones share it.
@@ -147,6 +171,49 @@ pub struct StatsReport {
     /// The shared tier's health, with the redis backend.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisReport>,
+    /// What the cache saved the upstream.
+    pub saved: SavedReport,
+    /// Warming: runs, URLs warmed, URLs that failed.
+    pub warm: WarmReport,
+}
+
+/// What the cache saved, in total and per rule.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SavedReport {
+    /// Requests answered without going upstream.
+    pub requests_avoided: u64,
+    /// Body bytes the upstream did not have to send.
+    pub bytes_not_fetched: u64,
+    /// Upstream time saved: per rule, its measured mean miss latency × requests avoided.
+    pub upstream_seconds_saved: f64,
+    /// Per rule `miss_cost` × requests avoided (unit-free).
+    pub cost_saved: f64,
+    /// The same per rule.
+    pub per_rule: std::collections::BTreeMap<String, SavedRule>,
+}
+
+/// What one rule saved.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SavedRule {
+    /// Requests answered without going upstream.
+    pub requests_avoided: u64,
+    /// Body bytes the upstream did not have to send.
+    pub bytes_not_fetched: u64,
+    /// Mean miss latency × requests avoided.
+    pub upstream_seconds_saved: f64,
+    /// `miss_cost` × requests avoided.
+    pub cost_saved: f64,
+}
+
+/// Warming in `/admin/stats`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WarmReport {
+    /// Warming runs (start-up, schedule, `/admin/warm`).
+    pub runs: u64,
+    /// URLs fetched successfully.
+    pub warmed: u64,
+    /// URLs that failed.
+    pub failed: u64,
 }
 
 /// The shared tier in `/admin/stats`.
@@ -228,6 +295,7 @@ impl Cache {
                 coalescer: Coalescer::default(),
                 stats,
                 secret: secret.to_vec(),
+                warmer: std::sync::OnceLock::new(),
             }),
         };
         cache.spawn_sweeper();
@@ -274,6 +342,66 @@ impl Cache {
         self.inner.store.insert_until(key, entry, fill, until)
     }
 
+    /// Sets what warming and prefetch send requests through (once).
+    pub fn set_warmer(&self, warmer: Arc<dyn Warm>) {
+        let _ = self.inner.warmer.set(warmer);
+    }
+
+    /// Fetches `urls` through the cache with `headers`, `concurrency` at a time.
+    pub async fn warm(
+        &self,
+        urls: &[String],
+        headers: &http::HeaderMap,
+        concurrency: usize,
+    ) -> Result<Warmed, crate::Error> {
+        let warmer = self.inner.warmer.get().cloned().ok_or_else(|| {
+            crate::Error("warming needs the sidecar, or a warmer set with Cache::set_warmer".into())
+        })?;
+        let limit = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for url in urls {
+            let (warmer, limit, url, headers) =
+                (warmer.clone(), limit.clone(), url.clone(), headers.clone());
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let result = warmer.get(url.clone(), headers).await;
+                (url, result)
+            });
+        }
+        let mut out = Warmed::default();
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok((_, Ok(status))) if (200..300).contains(&status) => out.warmed += 1,
+                Ok((url, Ok(status))) => out.failed.push(format!("{url}: status {status}")),
+                Ok((url, Err(e))) => out.failed.push(format!("{url}: {e}")),
+                Err(e) => out.failed.push(format!("warming task failed: {e}")),
+            }
+        }
+        out.failed.sort();
+        self.inner
+            .stats
+            .record_warm(out.warmed, out.failed.len() as u64);
+        Ok(out)
+    }
+
+    /// Fetches related paths in the background (a rule's `prefetch`), with the headers
+    /// that identify the requester, so per-user entries fill for the right user.
+    pub(crate) fn prefetch(&self, paths: Vec<String>, headers: http::HeaderMap) {
+        let Some(warmer) = self.inner.warmer.get().cloned() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            for path in paths {
+                if let Err(e) = warmer.get(path.clone(), headers.clone()).await {
+                    tracing::debug!(path, error = e, "prefetch failed");
+                }
+            }
+        });
+    }
+
     /// The shared tier, if any.
     pub fn redis(&self) -> Option<&Arc<RedisTier>> {
         self.inner.l2.as_ref()
@@ -290,9 +418,36 @@ impl Cache {
     }
 
     /// Swaps in a new config's rules and cache settings; entries and counters stay.
-    pub fn reload(&self, config: Config) {
+    pub fn reload(&self, mut config: Config) {
+        if config.cache.key_host.is_none() {
+            // Keep how keys were made (the sidecar resolves this at start).
+            config.cache.key_host = Some(self.inner.settings.load().key_host);
+        }
         let settings = Settings::new(config, &self.inner.stats, &self.inner.secret);
         self.inner.settings.store(Arc::new(settings));
+    }
+
+    /// Re-reads the config file, validates it fully and swaps in its rules and cache
+    /// settings. A bad file is refused (the old config stays) with its
+    /// `file:line:col: field: message` error. Returns the settings that changed but only
+    /// take effect after a restart (listeners, upstream, store).
+    pub fn reload_file(&self) -> Result<Vec<&'static str>, ConfigError> {
+        let old = self.settings();
+        let new = match Config::load(&old.config.path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; the running config stays in force");
+                return Err(e);
+            }
+        };
+        let restart = restart_needed(&old.config, &new);
+        self.reload(new);
+        if restart.is_empty() {
+            tracing::info!(path = %old.config.path.display(), "config reloaded");
+        } else {
+            tracing::warn!(path = %old.config.path.display(), restart_needed = ?restart, "config reloaded; these changes need a restart");
+        }
+        Ok(restart)
     }
 
     /// Drops expired entries every few seconds while a Tokio runtime is around.
@@ -308,6 +463,20 @@ impl Cache {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
                 inner.store.sweep(now_ms());
+            }
+        });
+        // Hit-ratio alerts: one look per window at each rule that sets alert_hit_ratio.
+        let weak = Arc::downgrade(&self.inner);
+        handle.spawn(async move {
+            let mut previous: HashMap<String, (u64, u64)> = HashMap::new();
+            loop {
+                let window = match weak.upgrade() {
+                    Some(inner) => inner.settings.load().config.cache.alert_window,
+                    None => return,
+                };
+                tokio::time::sleep(window).await;
+                let Some(inner) = weak.upgrade() else { return };
+                check_hit_ratios(&inner, &mut previous);
             }
         });
     }
@@ -408,6 +577,29 @@ impl Cache {
             .iter()
             .fold(CountersSnapshot::default(), |acc, (_, s)| acc + *s);
         let store = self.store_stats();
+        let settings = self.settings();
+        let mut saved = SavedReport::default();
+        for (name, s) in &per_rule {
+            let miss_cost = settings
+                .rules
+                .rules()
+                .iter()
+                .find(|r| &r.name == name)
+                .and_then(|r| r.miss_cost);
+            let rule = SavedRule {
+                requests_avoided: s.requests_avoided,
+                bytes_not_fetched: s.bytes_not_fetched,
+                upstream_seconds_saved: round3(s.upstream_mean_seconds * s.requests_avoided as f64),
+                cost_saved: round3(miss_cost.unwrap_or(0.0) * s.requests_avoided as f64),
+            };
+            saved.requests_avoided += rule.requests_avoided;
+            saved.bytes_not_fetched += rule.bytes_not_fetched;
+            saved.upstream_seconds_saved =
+                round3(saved.upstream_seconds_saved + rule.upstream_seconds_saved);
+            saved.cost_saved = round3(saved.cost_saved + rule.cost_saved);
+            saved.per_rule.insert(name.clone(), rule);
+        }
+        let (runs, warmed, failed) = self.inner.stats.warm();
         StatsReport {
             hits: total.hits,
             misses: total.misses,
@@ -427,7 +619,18 @@ impl Cache {
                 breaker_opened: r.breaker_opened(),
                 errors: r.errors(),
             }),
+            saved,
+            warm: WarmReport {
+                runs,
+                warmed,
+                failed,
+            },
         }
+    }
+
+    /// The counters (for metrics).
+    pub(crate) fn counters(&self) -> &Stats {
+        &self.inner.stats
     }
 
     /// Sets the counters to zero (entries stay).
@@ -439,6 +642,95 @@ impl Cache {
     pub fn top_entries(&self, n: usize) -> Vec<(String, u32, usize)> {
         self.inner.store.top(n)
     }
+}
+
+/// Compares each alerting rule's hit ratio over the window that just ended with its
+/// `alert_hit_ratio`: below it (with enough requests), one warning and the gauge set.
+fn check_hit_ratios(inner: &Inner, previous: &mut HashMap<String, (u64, u64)>) {
+    let settings = inner.settings.load();
+    let min = settings.config.cache.alert_min_requests;
+    for rule in settings.rules.rules() {
+        let counters = settings.counters(Some(rule.index));
+        let s = counters.snapshot();
+        let now = (s.hits + s.stale, s.misses);
+        let before = previous.insert(rule.name.clone(), now).unwrap_or((0, 0));
+        let Some(threshold) = rule.alert_hit_ratio else {
+            continue;
+        };
+        let served = now.0.saturating_sub(before.0);
+        let total = served + now.1.saturating_sub(before.1);
+        if total == 0 || total < min {
+            counters.set_alert(false, 0.0);
+            continue;
+        }
+        let ratio = served as f64 / total as f64;
+        let alerting = ratio < threshold;
+        if alerting {
+            tracing::warn!(
+                rule = %rule.name,
+                hit_ratio = format!("{ratio:.3}"),
+                alert_hit_ratio = threshold,
+                requests = total,
+                "hit ratio below the alert threshold over the last window"
+            );
+        }
+        counters.set_alert(alerting, ratio);
+    }
+}
+
+/// The settings a reload cannot change in a running process.
+fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+    let same =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
+    let mut out = Vec::new();
+    let checks: [(&'static str, bool); 12] = [
+        ("proxy.listen", same(&old.proxy.listen, &new.proxy.listen)),
+        (
+            "proxy.upstream",
+            same(&old.proxy.upstream, &new.proxy.upstream),
+        ),
+        (
+            "proxy.upstream_timeout",
+            same(&old.proxy.upstream_timeout, &new.proxy.upstream_timeout),
+        ),
+        (
+            "proxy.connect_timeout",
+            same(&old.proxy.connect_timeout, &new.proxy.connect_timeout),
+        ),
+        ("proxy.host", same(&old.proxy.host, &new.proxy.host)),
+        (
+            "proxy.workers",
+            same(&old.proxy.workers, &new.proxy.workers),
+        ),
+        ("admin.listen", same(&old.admin.listen, &new.admin.listen)),
+        (
+            "admin.token_env",
+            same(&old.admin.token_env, &new.admin.token_env),
+        ),
+        ("store", same(&old.store, &new.store)),
+        (
+            "users.secret_env",
+            same(&old.users.secret_env, &new.users.secret_env),
+        ),
+        (
+            "cache.key_host",
+            new.cache.key_host.is_none() || old.cache.key_host == new.cache.key_host,
+        ),
+        (
+            "proxy.shutdown_grace",
+            same(&old.proxy.shutdown_grace, &new.proxy.shutdown_grace),
+        ),
+    ];
+    for (name, unchanged) in checks {
+        if !unchanged {
+            out.push(name);
+        }
+    }
+    out
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 impl Settings {

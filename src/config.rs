@@ -178,6 +178,37 @@ pub struct CacheConfig {
     pub surrogate_control: bool,
     /// Whether a client's `no-cache` / `max-age=0` makes larder go upstream.
     pub honor_client_no_cache: bool,
+    /// The window over which hit-ratio alerts are computed.
+    pub alert_window: Duration,
+    /// Fewer requests than this in a window raise no alert.
+    pub alert_min_requests: u64,
+    /// Refresh-ahead: an entry hit this many times (0: off)...
+    pub refresh_ahead_hits: u32,
+    /// ...and within this share of its lifetime from expiry is refreshed in the
+    /// background, once.
+    pub refresh_ahead_share: f64,
+}
+
+/// The `[warm]` section: URLs fetched through the cache at start-up and on a schedule.
+#[derive(Clone, Debug, Default)]
+pub struct WarmConfig {
+    /// Paths (with query) to warm.
+    pub urls: Vec<String>,
+    /// Request headers sent with them (e.g. a user's credentials for per-user entries).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Warm again this often (none: only at start-up).
+    pub every: Option<Duration>,
+    /// Warm at start-up.
+    pub at_start: bool,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+}
+
+/// The `[log]` section.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// One structured line per request (target `larder::access`).
+    pub access: bool,
 }
 
 /// Where a request's user comes from.
@@ -224,6 +255,10 @@ pub struct Config {
     pub users: UsersConfig,
     /// `[[rule]]`s in file order.
     pub rules: Vec<Rule>,
+    /// `[warm]`.
+    pub warm: WarmConfig,
+    /// `[log]`.
+    pub log: LogConfig,
 }
 
 impl Default for Config {
@@ -242,8 +277,26 @@ struct RawConfig {
     store: Opt<RawStore>,
     cache: Opt<RawCache>,
     users: Opt<RawUsers>,
+    warm: Opt<RawWarm>,
+    log: Opt<RawLog>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWarm {
+    urls: Opt<Vec<Spanned<String>>>,
+    headers: Opt<std::collections::BTreeMap<String, Spanned<String>>>,
+    every: Opt<String>,
+    at_start: Opt<bool>,
+    concurrency: Opt<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    access: Opt<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -301,6 +354,10 @@ struct RawCache {
     cdn_cache_control: Opt<bool>,
     surrogate_control: Opt<bool>,
     honor_client_no_cache: Opt<bool>,
+    alert_window: Opt<String>,
+    alert_min_requests: Opt<i64>,
+    refresh_ahead_hits: Opt<i64>,
+    refresh_ahead_share: Opt<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -330,6 +387,9 @@ struct RawRule {
     version: Opt<String>,
     stale_while_revalidate: Opt<String>,
     stale_if_error: Opt<String>,
+    miss_cost: Opt<f64>,
+    alert_hit_ratio: Opt<f64>,
+    prefetch: Opt<Vec<Spanned<String>>>,
 }
 
 /// Turns byte offsets into `file:line:col` errors.
@@ -462,6 +522,10 @@ impl Config {
         let store = store(&src, raw.store)?;
         let cache = cache(&src, raw.cache)?;
         let users = users(&src, raw.users)?;
+        let warm = warm(&src, raw.warm)?;
+        let log = LogConfig {
+            access: table_of(raw.log).access.is_none_or(Spanned::into_inner),
+        };
         let mut rules = Vec::with_capacity(raw.rule.len());
         for (i, r) in raw.rule.into_iter().enumerate() {
             let rule = rule(&src, i, r, &rules)?;
@@ -475,6 +539,8 @@ impl Config {
             cache,
             users,
             rules,
+            warm,
+            log,
         })
     }
 
@@ -940,12 +1006,97 @@ fn cache(src: &Source, raw: Opt<RawCache>) -> Result<CacheConfig, ConfigError> {
         cdn_cache_control: r.cdn_cache_control.is_none_or(Spanned::into_inner),
         surrogate_control: r.surrogate_control.is_none_or(Spanned::into_inner),
         honor_client_no_cache: r.honor_client_no_cache.is_none_or(Spanned::into_inner),
+        alert_window: positive(
+            src,
+            &r.alert_window,
+            "cache.alert_window",
+            opt_duration(
+                src,
+                &r.alert_window,
+                "cache.alert_window",
+                Duration::from_secs(60),
+            )?,
+        )?,
+        alert_min_requests: match &r.alert_min_requests {
+            None => 20,
+            Some(n) if *n.get_ref() >= 0 => *n.get_ref() as u64,
+            Some(n) => return Err(src.at(n, "cache.alert_min_requests", "must be at least 0")),
+        },
+        refresh_ahead_hits: match &r.refresh_ahead_hits {
+            None => 0,
+            Some(n) if (0..=i64::from(u32::MAX)).contains(n.get_ref()) => *n.get_ref() as u32,
+            Some(n) => return Err(src.at(n, "cache.refresh_ahead_hits", "must be at least 0")),
+        },
+        refresh_ahead_share: match &r.refresh_ahead_share {
+            None => 0.1,
+            Some(s) if *s.get_ref() > 0.0 && *s.get_ref() < 1.0 => *s.get_ref(),
+            Some(s) => {
+                return Err(src.at(
+                    s,
+                    "cache.refresh_ahead_share",
+                    "must be between 0 and 1 (exclusive)",
+                ))
+            }
+        },
         coalesce_wait: opt_duration(
             src,
             &r.coalesce_wait,
             "cache.coalesce_wait",
             Duration::from_secs(10),
         )?,
+    })
+}
+
+fn warm(src: &Source, raw: Opt<RawWarm>) -> Result<WarmConfig, ConfigError> {
+    let r = table_of(raw);
+    let mut urls = Vec::new();
+    for (i, u) in r
+        .urls
+        .as_ref()
+        .map(|l| l.get_ref().as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        if !u.get_ref().starts_with('/') || u.get_ref().parse::<http::uri::PathAndQuery>().is_err()
+        {
+            return Err(src.at(
+                u,
+                format!("warm.urls[{i}]"),
+                "expected a path such as \"/videos/1?lang=en\"",
+            ));
+        }
+        urls.push(u.get_ref().clone());
+    }
+    let mut headers = Vec::new();
+    for (name, value) in r.headers.iter().flat_map(|h| h.get_ref().iter()) {
+        let field = format!("warm.headers.{name}");
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| src.at(value, &field, "not a valid header name"))?;
+        let v = HeaderValue::from_str(value.get_ref())
+            .map_err(|_| src.at(value, &field, "not a valid header value"))?;
+        headers.push((n, v));
+    }
+    let every = match &r.every {
+        None => None,
+        Some(s) => Some(positive(
+            src,
+            &r.every,
+            "warm.every",
+            parse_duration(s.get_ref()).map_err(|m| src.at(s, "warm.every", m))?,
+        )?),
+    };
+    let concurrency = match &r.concurrency {
+        None => 4,
+        Some(n) if (1..=256).contains(n.get_ref()) => *n.get_ref() as usize,
+        Some(n) => return Err(src.at(n, "warm.concurrency", "must be between 1 and 256")),
+    };
+    Ok(WarmConfig {
+        urls,
+        headers,
+        every,
+        at_start: r.at_start.is_none_or(Spanned::into_inner),
+        concurrency,
     })
 }
 
@@ -1138,6 +1289,30 @@ fn rule(
         .as_ref()
         .map(|v| parse_duration(v.get_ref()).map_err(|m| src.at(v, f("stale_if_error"), m)))
         .transpose()?;
+    rule.miss_cost = match &r.miss_cost {
+        Some(c) if !(c.get_ref().is_finite() && *c.get_ref() >= 0.0) => {
+            return Err(src.at(c, f("miss_cost"), "must be a number at least 0"))
+        }
+        c => c.as_ref().map(|c| *c.get_ref()),
+    };
+    rule.alert_hit_ratio = match &r.alert_hit_ratio {
+        Some(a) if !(0.0..=1.0).contains(a.get_ref()) => {
+            return Err(src.at(a, f("alert_hit_ratio"), "must be between 0 and 1"))
+        }
+        a => a.as_ref().map(|a| *a.get_ref()),
+    };
+    if let Some(list) = &r.prefetch {
+        for (j, p) in list.get_ref().iter().enumerate() {
+            if !p.get_ref().starts_with('/') {
+                return Err(src.at(
+                    p,
+                    format!("{}[{j}]", f("prefetch")),
+                    "prefetch paths start with '/'",
+                ));
+            }
+        }
+    }
+    rule.prefetch = templates(src, &r.prefetch, &f("prefetch"), &names)?;
     rule.tags = templates(src, &r.tags, &f("tags"), &names)?;
     rule.invalidates = templates(src, &r.invalidates, &f("invalidates"), &names)?;
     rule.index = i;

@@ -29,7 +29,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -112,6 +112,8 @@ pub struct NewEntry<'a> {
 pub struct Entry {
     buf: Bytes,
     hits: AtomicU32,
+    /// Whether a background refresh-ahead was started for this entry.
+    refresh_claimed: AtomicBool,
     /// The decoded body of a gzip entry, kept once a client that cannot take gzip asked
     /// for it (the store counts it against its bound).
     decoded: OnceLock<Box<Bytes>>,
@@ -296,6 +298,7 @@ impl Entry {
         Entry {
             buf: buf.freeze(),
             hits: AtomicU32::new(0),
+            refresh_claimed: AtomicBool::new(false),
             decoded: OnceLock::new(),
         }
     }
@@ -338,6 +341,7 @@ impl Entry {
         Ok(Entry {
             buf,
             hits: AtomicU32::new(0),
+            refresh_claimed: AtomicBool::new(false),
             decoded: OnceLock::new(),
         })
     }
@@ -547,6 +551,7 @@ impl Entry {
         Entry {
             buf: Bytes::from(buf),
             hits: AtomicU32::new(0),
+            refresh_claimed: AtomicBool::new(false),
             decoded: OnceLock::new(),
         }
     }
@@ -554,6 +559,11 @@ impl Entry {
     /// Counts a hit and returns the new count.
     pub fn record_hit(&self) -> u32 {
         self.hits.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+    }
+
+    /// Claims the one refresh-ahead of this entry; true for the first caller.
+    pub fn claim_refresh(&self) -> bool {
+        !self.refresh_claimed.swap(true, Ordering::Relaxed)
     }
 
     /// Hits so far (in this process).

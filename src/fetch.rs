@@ -117,7 +117,11 @@ where
     let invalidations = fwd
         .invalidate
         .then(|| Invalidations::of(&settings, &req, rule));
+    let sent = std::time::Instant::now();
     let resp = inner.oneshot(req.map(CacheBody::stream)).await?;
+    settings
+        .counters(fwd.rule)
+        .record_upstream(sent.elapsed().as_micros() as u64);
     if let Some(inv) = invalidations {
         inv.apply(&cache, &settings, resp.status(), resp.headers())
             .await;
@@ -273,27 +277,11 @@ where
     let stale = match found {
         Found::Fresh(entry, key) => {
             let status = CacheStatus::hit(entry.ttl_ms(now) / 1000).tier(tier);
-            return Ok(serve_entry(
-                &cache,
-                s,
-                plan.rule,
-                (&entry, &key),
-                &plan.info,
-                status,
-                now,
-            ));
+            return Ok(serve_entry(&cache, s, &plan, (&entry, &key), status, now));
         }
         Found::ServeStale(entry, key, Stale::MaxStale) => {
             let status = CacheStatus::stale(Stale::MaxStale, entry.ttl_ms(now) / 1000).tier(tier);
-            return Ok(serve_entry(
-                &cache,
-                s,
-                plan.rule,
-                (&entry, &key),
-                &plan.info,
-                status,
-                now,
-            ));
+            return Ok(serve_entry(&cache, s, &plan, (&entry, &key), status, now));
         }
         // (A request body is not replayed in the background: revalidate in the foreground.)
         Found::ServeStale(entry, key, _) | Found::Stale(entry, key) => Some((entry, key)),
@@ -325,15 +313,7 @@ where
                     let status = CacheStatus::hit(entry.ttl_ms(now) / 1000)
                         .collapsed(true)
                         .tier(tier);
-                    return Ok(serve_entry(
-                        &cache,
-                        s,
-                        plan.rule,
-                        (&entry, &key),
-                        &plan.info,
-                        status,
-                        now,
-                    ));
+                    return Ok(serve_entry(&cache, s, &plan, (&entry, &key), status, now));
                 }
             }
             None
@@ -364,15 +344,7 @@ where
                     let status = CacheStatus::hit(entry.ttl_ms(now) / 1000)
                         .collapsed(true)
                         .tier(Tier::L2);
-                    return Ok(serve_entry(
-                        &cache,
-                        s,
-                        plan.rule,
-                        (&entry, &key),
-                        &plan.info,
-                        status,
-                        now,
-                    ));
+                    return Ok(serve_entry(&cache, s, &plan, (&entry, &key), status, now));
                 }
             }
             Lease::Unavailable => drop(waiter),
@@ -435,12 +407,11 @@ where
     }
 
     let request_time = now_ms();
+    let sent = std::time::Instant::now();
     let result = inner.oneshot(Request::from_parts(parts, body)).await;
+    counters.record_upstream(sent.elapsed().as_micros() as u64);
     let response_time = now_ms();
-    let info = crate::serve::ReqInfo {
-        head,
-        ..plan.info.clone()
-    };
+    let info = &plan.info;
     let rule = plan.rule.map(|i| &s.rules.rules()[i]);
     let input = |status: StatusCode,
                  response: &'_ HeaderMap|
@@ -482,9 +453,8 @@ where
             return Ok(serve_entry(
                 &cache,
                 s,
-                plan.rule,
+                &plan,
                 (entry, key),
-                &info,
                 status,
                 response_time,
             ));
@@ -520,9 +490,8 @@ where
         return Ok(serve_entry(
             &cache,
             s,
-            plan.rule,
+            &plan,
             (&refreshed.0, entry_key),
-            &info,
             refreshed.1,
             now_ms(),
         ));
@@ -672,7 +641,13 @@ where
         status = status.detail(NoCacheReason::Invalidated);
     }
     count(&status);
-    Ok(serve::respond(&entry, &info, status, s, now_ms()))
+    // Related paths the next request will likely want (a rule's `prefetch`).
+    if let Some(r) = rule.filter(|r| stored && !plan.background && !r.prefetch.is_empty()) {
+        let caps = r.pattern.captures(&fill.path).unwrap_or_default();
+        let paths = r.prefetch.iter().map(|t| t.render(&caps)).collect();
+        cache.prefetch(paths, s.users.identity_headers(&fill.request_headers));
+    }
+    Ok(serve::respond(&entry, info, status, s, now_ms()))
 }
 
 /// An L1 miss with Redis: answer from L2 if it has the entry, else go upstream. (The trip
@@ -704,9 +679,8 @@ where
             return Ok(serve_entry(
                 &cache,
                 &settings,
-                plan.rule,
+                &plan,
                 (&entry, &key),
-                &plan.info,
                 status,
                 now,
             ));

@@ -148,6 +148,25 @@ impl Users {
         None
     }
 
+    /// The request headers that carry a user identity (the configured sources), to send
+    /// along with requests made on the user's behalf (prefetch).
+    pub fn identity_headers(&self, headers: &HeaderMap) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        for source in &self.sources {
+            let name = match source {
+                UserSource::Header(name) => name,
+                UserSource::Cookie(_) => &COOKIE,
+            };
+            if out.contains_key(name) {
+                continue;
+            }
+            for v in headers.get_all(name) {
+                out.append(name.clone(), v.clone());
+            }
+        }
+        out
+    }
+
     /// Whether the request carries any of the configured user identities.
     pub fn present(&self, headers: &HeaderMap) -> bool {
         self.sources.iter().any(|source| match source {

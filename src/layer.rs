@@ -34,6 +34,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_TYPE, HOST, RANGE, UPGRADE};
@@ -41,6 +42,7 @@ use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body::Body;
 use tower::{Layer, Service};
 
+use crate::access::Access;
 use crate::body::{BoxError, CacheBody};
 use crate::cache::{Cache, Settings};
 use crate::config::Config;
@@ -137,6 +139,30 @@ impl<B, E> Future for ResponseFuture<B, E> {
 }
 
 impl<B, E> ResponseFuture<B, E> {
+    /// Runs `f` on the response once there is one (at once for a ready hit).
+    fn inspect(self, f: impl FnOnce(&Response<CacheBody<B>>) + Send + 'static) -> Self
+    where
+        B: Send + 'static,
+        E: Send + 'static,
+    {
+        match self.kind {
+            Kind::Ready(Some(Ok(resp))) => {
+                f(&resp);
+                ResponseFuture::ready(resp)
+            }
+            Kind::Ready(other) => ResponseFuture {
+                kind: Kind::Ready(other),
+            },
+            Kind::Boxed(fut) => ResponseFuture::boxed(async move {
+                let result = fut.await;
+                if let Ok(resp) = &result {
+                    f(resp);
+                }
+                result
+            }),
+        }
+    }
+
     fn ready(resp: Response<CacheBody<B>>) -> Self {
         ResponseFuture {
             kind: Kind::Ready(Some(Ok(resp))),
@@ -171,6 +197,8 @@ pub(crate) struct Lookup {
     pub background: bool,
     /// The shared tier was asked already.
     pub l2_looked: bool,
+    /// When the request arrived.
+    pub started: Instant,
 }
 
 // Lives on the stack for one call; boxing the large variant would allocate per request.
@@ -287,6 +315,7 @@ pub(crate) fn route<B>(s: &Settings, req: &Request<B>) -> Route {
         info: ReqInfo::new(req),
         background: false,
         l2_looked: false,
+        started: Instant::now(),
     })
 }
 
@@ -415,14 +444,27 @@ pub(crate) fn classify(
     Found::Stale(entry, key)
 }
 
+/// Whether a fresh entry is due a refresh-ahead: hit often enough and close enough to
+/// its expiry (`cache.refresh_ahead_hits`, `cache.refresh_ahead_share`).
+fn refresh_ahead_due(settings: &Settings, entry: &Entry, now: u64) -> bool {
+    let c = &settings.config.cache;
+    if c.refresh_ahead_hits == 0 || entry.hits() < c.refresh_ahead_hits {
+        return false;
+    }
+    let lifetime = entry
+        .freshness()
+        .lifetime_ms
+        .saturating_sub(entry.freshness().initial_age_ms);
+    (entry.ttl_ms(now) as f64) <= lifetime as f64 * c.refresh_ahead_share
+}
+
 /// Answers from an entry with `status` (a hit, a stale entry, a collapsed request) and
 /// counts it.
 pub(crate) fn serve_entry<B>(
     cache: &Cache,
     settings: &Settings,
-    rule: Option<usize>,
+    plan: &Lookup,
     (entry, key): (&Arc<Entry>, &CacheKey),
-    info: &ReqInfo,
     status: CacheStatus,
     now: u64,
 ) -> Response<CacheBody<B>> {
@@ -432,15 +474,25 @@ pub(crate) fn serve_entry<B>(
         status
     };
     entry.record_hit();
-    if !info.gzip && entry.is_gzip() && !entry.has_decoded() {
+    if !plan.info.gzip && entry.is_gzip() && !entry.has_decoded() {
         // Decode once for clients that cannot take gzip, not on every hit.
         cache.inner.store.keep_decoded(key, entry);
     }
-    settings.counters(rule).record(&status);
-    if let (None, Some(tier)) = (status.fwd, status.tier) {
-        cache.inner.stats.record_tier(tier);
+    let resp = serve::respond(entry, &plan.info, status, settings, now);
+    if !plan.background {
+        let counters = settings.counters(plan.rule);
+        counters.record(&status);
+        if let (None, Some(tier)) = (status.fwd, status.tier) {
+            // Answered without a trip upstream.
+            counters.record_avoided(entry.identity_len());
+            cache.inner.stats.record_tier(tier);
+            cache
+                .inner
+                .stats
+                .record_hit_latency(tier, plan.started.elapsed().as_micros() as u64);
+        }
     }
-    serve::respond(entry, info, status, settings, now)
+    resp
 }
 
 impl<S, B, ResB> Service<Request<B>> for CacheService<S>
@@ -520,6 +572,22 @@ impl<S> CacheService<S> {
         ResB::Error: Into<BoxError>,
     {
         let req = normalize_target(req);
+        match Access::begin(&self.cache, &req) {
+            None => self.serve(req),
+            Some(access) => self.serve(req).inspect(move |resp| access.log(resp)),
+        }
+    }
+
+    fn serve<B, ResB>(&self, req: Request<B>) -> ResponseFuture<ResB, S::Error>
+    where
+        S: Service<Request<CacheBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+        ResB: Body<Data = Bytes> + Send + 'static,
+        ResB::Error: Into<BoxError>,
+    {
         let guard = self.cache.inner.settings.load();
         let settings: &Settings = &guard;
         let now = now_ms();
@@ -549,28 +617,17 @@ impl<S> CacheService<S> {
         match found {
             Found::Fresh(entry, key) => {
                 let status = CacheStatus::hit(entry.ttl_ms(now) / 1000);
-                let resp = serve_entry(
-                    &self.cache,
-                    settings,
-                    plan.rule,
-                    (&entry, &key),
-                    &plan.info,
-                    status,
-                    now,
-                );
+                let resp = serve_entry(&self.cache, settings, &plan, (&entry, &key), status, now);
+                if refresh_ahead_due(settings, &entry, now) && entry.claim_refresh() {
+                    // A hot entry close to expiry: refresh it once, so it never misses.
+                    let settings = arc_swap::Guard::into_inner(guard);
+                    self.refresh_in_background(settings, req, plan, Found::Stale(entry, key));
+                }
                 return ResponseFuture::ready(resp);
             }
             Found::ServeStale(entry, key, why) => {
                 let status = CacheStatus::stale(why, entry.ttl_ms(now) / 1000);
-                let resp = serve_entry(
-                    &self.cache,
-                    settings,
-                    plan.rule,
-                    (&entry, &key),
-                    &plan.info,
-                    status,
-                    now,
-                );
+                let resp = serve_entry(&self.cache, settings, &plan, (&entry, &key), status, now);
                 if why == Stale::WhileRevalidate {
                     let settings = arc_swap::Guard::into_inner(guard);
                     self.refresh_in_background(settings, req, plan, Found::Stale(entry, key));

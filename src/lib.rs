@@ -33,6 +33,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod access;
 pub mod admin;
 pub mod body;
 pub mod cache;

@@ -12,6 +12,101 @@
 use std::fmt::Write;
 
 use crate::cache::Cache;
+use crate::stats::{HistogramSnapshot, BUCKETS_US};
+use crate::status::Tier;
+
+/// Writes one Prometheus histogram series (buckets from [`BUCKETS_US`], in seconds).
+fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) {
+    for (le, n) in BUCKETS_US.iter().zip(&h.cumulative) {
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels},le=\"{}\"}} {n}",
+            *le as f64 / 1e6
+        );
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+}
+
+fn render_histograms(cache: &Cache, out: &mut String) {
+    let stats = cache.counters();
+    let _ = writeln!(
+        out,
+        "# HELP larder_hit_duration_seconds Time to answer a hit (to the response head), by tier."
+    );
+    let _ = writeln!(out, "# TYPE larder_hit_duration_seconds histogram");
+    for tier in [Tier::L1, Tier::L2] {
+        histogram(
+            out,
+            "larder_hit_duration_seconds",
+            &format!("tier=\"{}\"", tier.as_str()),
+            &stats.hit_latency(tier),
+        );
+    }
+    let _ = writeln!(out, "# HELP larder_upstream_duration_seconds Time the upstream took to answer (to the response head), by rule.");
+    let _ = writeln!(out, "# TYPE larder_upstream_duration_seconds histogram");
+    for (rule, c) in stats.rules() {
+        histogram(
+            out,
+            "larder_upstream_duration_seconds",
+            &format!("rule=\"{}\"", label(&rule)),
+            &c.upstream_histogram(),
+        );
+    }
+}
+
+fn render_savings(cache: &Cache, stats: &crate::cache::StatsReport, out: &mut String) {
+    type Series = (&'static str, &'static str, &'static str, fn(&crate::cache::SavedRule) -> f64);
+    let series: [Series; 4] = [
+        (
+            "larder_requests_avoided_total",
+            "counter",
+            "Requests answered without going upstream, by rule.",
+            |s| s.requests_avoided as f64,
+        ),
+        (
+            "larder_bytes_not_fetched_total",
+            "counter",
+            "Body bytes the upstream did not send, by rule.",
+            |s| s.bytes_not_fetched as f64,
+        ),
+        (
+            "larder_upstream_seconds_saved_total",
+            "counter",
+            "Mean miss latency times requests avoided, by rule.",
+            |s| s.upstream_seconds_saved,
+        ),
+        (
+            "larder_cost_saved_total",
+            "counter",
+            "miss_cost times requests avoided, by rule.",
+            |s| s.cost_saved,
+        ),
+    ];
+    for (name, kind, help, get) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (rule, s) in &stats.saved.per_rule {
+            let _ = writeln!(out, "{name}{{rule=\"{}\"}} {}", label(rule), get(s));
+        }
+    }
+    let _ = writeln!(out, "# HELP larder_hit_ratio_alert 1 while a rule's hit ratio over the last window is below its alert_hit_ratio.\n# TYPE larder_hit_ratio_alert gauge");
+    let _ = writeln!(out, "# HELP larder_hit_ratio_window A rule's hit ratio over the last alert window.\n# TYPE larder_hit_ratio_window gauge");
+    for (rule, c) in cache.counters().rules() {
+        let (alerting, ratio) = c.alert();
+        let rule = label(&rule);
+        let _ = writeln!(
+            out,
+            "larder_hit_ratio_alert{{rule=\"{rule}\"}} {}",
+            u8::from(alerting)
+        );
+        let _ = writeln!(out, "larder_hit_ratio_window{{rule=\"{rule}\"}} {ratio}");
+    }
+    let w = &stats.warm;
+    let _ = writeln!(out, "# HELP larder_warm_runs_total Warming runs.\n# TYPE larder_warm_runs_total counter\nlarder_warm_runs_total {}", w.runs);
+    let _ = writeln!(out, "# HELP larder_warm_urls_total URLs warmed, by result.\n# TYPE larder_warm_urls_total counter");
+    let _ = writeln!(out, "larder_warm_urls_total{{result=\"ok\"}} {}\nlarder_warm_urls_total{{result=\"failed\"}} {}", w.warmed, w.failed);
+}
 
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -22,7 +117,9 @@ fn label(v: &str) -> String {
 /// Renders every metric in the Prometheus text format.
 pub fn render(cache: &Cache) -> String {
     let stats = cache.stats();
-    let mut out = String::with_capacity(2048);
+    let mut out = String::with_capacity(8192);
+    render_histograms(cache, &mut out);
+    render_savings(cache, &stats, &mut out);
     let _ = writeln!(
         out,
         "# HELP larder_requests_total Requests by rule and outcome."

@@ -339,10 +339,7 @@ pub fn now_ms() -> u64 {
 /// ```
 pub fn parse_date(v: &HeaderValue) -> Option<u64> {
     let s = v.to_str().ok()?;
-    let tokens: Vec<&str> = s
-        .split([' ', ',', '-'])
-        .filter(|t| !t.is_empty())
-        .collect();
+    let tokens: Vec<&str> = s.split([' ', ',', '-']).filter(|t| !t.is_empty()).collect();
     const MONTHS: [&str; 12] = [
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
     ];

@@ -394,6 +394,12 @@ pub struct Rule {
     /// How long a stale entry may be served when the upstream fails (RFC 5861); the
     /// origin's `stale-if-error` when unset.
     pub stale_if_error: Option<Duration>,
+    /// What one trip upstream costs (unit-free), for the `saved` stats.
+    pub miss_cost: Option<f64>,
+    /// Below this hit ratio over a window, a warning is logged and a gauge set.
+    pub alert_hit_ratio: Option<f64>,
+    /// Related paths fetched in the background after a miss on this rule.
+    pub prefetch: Vec<Template>,
 }
 
 impl Rule {
@@ -421,6 +427,9 @@ impl Rule {
             version: None,
             stale_while_revalidate: None,
             stale_if_error: None,
+            miss_cost: None,
+            alert_hit_ratio: None,
+            prefetch: Vec::new(),
             tags: Vec::new(),
             invalidates: Vec::new(),
         })

@@ -13,6 +13,11 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body_util::{BodyExt, Empty};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +34,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
 use crate::body::CacheBody;
-use crate::cache::Cache;
+use crate::cache::{Cache, Warm};
 use crate::config::Config;
 use crate::layer::CacheService;
 use crate::proxy::{ClientAddr, Upstream};
@@ -101,6 +106,15 @@ pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
     let grace = config.proxy.shutdown_grace;
 
     let service = Arc::new(CacheService::new(upstream, cache.clone()));
+    // Warming and prefetch go through the cache like any client, on their own upstream
+    // client (their requests have no body).
+    let warm_upstream: Upstream<CacheBody<Empty<Bytes>>> = Upstream::new(&config.proxy)?;
+    cache.set_warmer(Arc::new(Through(Arc::new(CacheService::new(
+        warm_upstream,
+        cache.clone(),
+    )))));
+    spawn_warming(cache.clone());
+    spawn_reload_on_hangup(cache.clone());
     let proxy_task = tokio::spawn(accept_loop(
         proxy_listener,
         stopped.clone(),
@@ -128,6 +142,77 @@ pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
         stop,
         tasks: vec![proxy_task, admin_task],
     })
+}
+
+/// Sends warming and prefetch requests through the cache layer and the upstream client.
+struct Through(Arc<CacheService<Upstream<CacheBody<Empty<Bytes>>>>>);
+
+impl Warm for Through {
+    fn get(
+        &self,
+        path_and_query: String,
+        headers: HeaderMap,
+    ) -> Pin<Box<dyn Future<Output = Result<u16, String>> + Send>> {
+        let service = self.0.clone();
+        Box::pin(async move {
+            let mut req = Request::get(path_and_query.as_str())
+                .body(Empty::<Bytes>::new())
+                .map_err(|e| format!("bad path: {e}"))?;
+            *req.headers_mut() = headers;
+            let Ok(resp) = service.handle(req).await;
+            let status = resp.status().as_u16();
+            // Read the body whole: a fill stores what it streams through.
+            resp.into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("body: {e}"))?;
+            Ok(status)
+        })
+    }
+}
+
+/// Warms `[warm].urls` at start-up and every `[warm].every` (read afresh each time, so a
+/// reload applies).
+fn spawn_warming(cache: Cache) {
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let warm = cache.settings().config.warm.clone();
+            if (!first || warm.at_start) && !warm.urls.is_empty() {
+                let mut headers = HeaderMap::new();
+                for (n, v) in &warm.headers {
+                    headers.append(n.clone(), v.clone());
+                }
+                match cache.warm(&warm.urls, &headers, warm.concurrency).await {
+                    Ok(w) if w.failed.is_empty() => tracing::info!(warmed = w.warmed, "warmed"),
+                    Ok(w) => {
+                        tracing::warn!(warmed = w.warmed, failed = ?w.failed, "warming: some URLs failed")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "warming failed"),
+                }
+            }
+            first = false;
+            match warm.every {
+                Some(every) => tokio::time::sleep(every).await,
+                // Look again later in case a reload adds a schedule.
+                None => tokio::time::sleep(Duration::from_secs(30)).await,
+            }
+        }
+    });
+}
+
+/// SIGHUP re-reads the config file (see [`Cache::reload_file`]).
+fn spawn_reload_on_hangup(cache: Cache) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            // The outcome (and any error, as file:line:col) is logged by reload_file.
+            let _ = cache.reload_file();
+        }
+    });
 }
 
 async fn accept_loop<F, S, B>(

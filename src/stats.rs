@@ -1,22 +1,86 @@
-//! Counters per rule, kept in atomics so counting costs the hit path no lock and no
-//! allocation; `/admin/stats` reads them.
+//! Counters per rule and latency histograms, kept in atomics so counting costs the hit
+//! path no lock and no allocation; `/admin/stats` and `/metrics` read them.
 //!
 //! ```
 //! use larder::stats::Counters;
 //! use larder::status::CacheStatus;
 //! let c = Counters::default();
 //! c.record(&CacheStatus::hit(10));
+//! c.record_avoided(1024);
 //! assert_eq!(c.snapshot().hits, 1);
+//! assert_eq!(c.snapshot().bytes_not_fetched, 1024);
 //! ```
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::status::{CacheStatus, Outcome, Tier};
+
+/// Histogram bucket bounds in microseconds (Prometheus `le`), from 50 µs to 30 s.
+pub const BUCKETS_US: [u64; 18] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000,
+];
+
+/// A latency histogram with fixed buckets: one atomic add per observation.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+/// A copy of a [`Histogram`]: cumulative bucket counts (as Prometheus wants them).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct HistogramSnapshot {
+    /// Cumulative counts per bucket of [`BUCKETS_US`].
+    pub cumulative: Vec<u64>,
+    /// Observations.
+    pub count: u64,
+    /// Sum of observations in microseconds.
+    pub sum_us: u64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe_us(&self, us: u64) {
+        if let Some(i) = BUCKETS_US.iter().position(|b| us <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// The current values.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut acc = 0;
+        let cumulative = self
+            .buckets
+            .iter()
+            .map(|b| {
+                acc += b.load(Relaxed);
+                acc
+            })
+            .collect();
+        HistogramSnapshot {
+            cumulative,
+            count: self.count.load(Relaxed),
+            sum_us: self.sum_us.load(Relaxed),
+        }
+    }
+
+    fn reset(&self) {
+        for b in &self.buckets {
+            b.store(0, Relaxed);
+        }
+        self.count.store(0, Relaxed);
+        self.sum_us.store(0, Relaxed);
+    }
+}
 
 /// Request counters of one rule (or of requests no rule matched).
 #[derive(Default, Debug)]
@@ -27,6 +91,14 @@ pub struct Counters {
     bypass: AtomicU64,
     collapsed: AtomicU64,
     stored: AtomicU64,
+    /// Answers given without a trip upstream, and their decoded body bytes.
+    avoided: AtomicU64,
+    bytes_avoided: AtomicU64,
+    /// Trips upstream for this rule, with their latency.
+    upstream: Histogram,
+    /// The hit-ratio alert: raised for the last window, and that window's ratio.
+    alerting: AtomicBool,
+    window_ratio: AtomicU64,
 }
 
 /// A copy of [`Counters`] at one moment.
@@ -46,6 +118,14 @@ pub struct CountersSnapshot {
     pub stored: u64,
     /// (hits + stale) / (hits + stale + misses); bypassed requests do not count.
     pub hit_ratio: f64,
+    /// Requests answered without going upstream.
+    pub requests_avoided: u64,
+    /// Body bytes of those answers (decoded): what the upstream did not send.
+    pub bytes_not_fetched: u64,
+    /// Trips upstream (misses, revalidations, bypasses).
+    pub upstream_requests: u64,
+    /// Mean time of a trip upstream, in seconds.
+    pub upstream_mean_seconds: f64,
 }
 
 impl Counters {
@@ -66,8 +146,25 @@ impl Counters {
         }
     }
 
+    /// Counts an answer given without going upstream, of `bytes` decoded body bytes.
+    pub fn record_avoided(&self, bytes: u64) {
+        self.avoided.fetch_add(1, Relaxed);
+        self.bytes_avoided.fetch_add(bytes, Relaxed);
+    }
+
+    /// Counts a trip upstream that took `us` microseconds.
+    pub fn record_upstream(&self, us: u64) {
+        self.upstream.observe_us(us);
+    }
+
+    /// The upstream latency histogram.
+    pub fn upstream_histogram(&self) -> HistogramSnapshot {
+        self.upstream.snapshot()
+    }
+
     /// The current values.
     pub fn snapshot(&self) -> CountersSnapshot {
+        let upstream = self.upstream.snapshot();
         let mut s = CountersSnapshot {
             hits: self.hits.load(Relaxed),
             misses: self.misses.load(Relaxed),
@@ -76,6 +173,14 @@ impl Counters {
             collapsed: self.collapsed.load(Relaxed),
             stored: self.stored.load(Relaxed),
             hit_ratio: 0.0,
+            requests_avoided: self.avoided.load(Relaxed),
+            bytes_not_fetched: self.bytes_avoided.load(Relaxed),
+            upstream_requests: upstream.count,
+            upstream_mean_seconds: if upstream.count == 0 {
+                0.0
+            } else {
+                upstream.sum_us as f64 / upstream.count as f64 / 1e6
+            },
         };
         s.hit_ratio = ratio(s.hits + s.stale, s.hits + s.stale + s.misses);
         s
@@ -90,9 +195,27 @@ impl Counters {
             &self.bypass,
             &self.collapsed,
             &self.stored,
+            &self.avoided,
+            &self.bytes_avoided,
         ] {
             c.store(0, Relaxed);
         }
+        self.upstream.reset();
+        self.alerting.store(false, Relaxed);
+    }
+
+    /// Sets the hit-ratio alert state for the window that just ended.
+    pub fn set_alert(&self, alerting: bool, ratio: f64) {
+        self.alerting.store(alerting, Relaxed);
+        self.window_ratio.store(ratio.to_bits(), Relaxed);
+    }
+
+    /// Whether the hit-ratio alert is raised, and the last window's ratio.
+    pub fn alert(&self) -> (bool, f64) {
+        (
+            self.alerting.load(Relaxed),
+            f64::from_bits(self.window_ratio.load(Relaxed)),
+        )
     }
 }
 
@@ -107,6 +230,7 @@ fn ratio(a: u64, b: u64) -> f64 {
 impl std::ops::Add for CountersSnapshot {
     type Output = CountersSnapshot;
     fn add(self, o: CountersSnapshot) -> CountersSnapshot {
+        let upstream_requests = self.upstream_requests + o.upstream_requests;
         let mut s = CountersSnapshot {
             hits: self.hits + o.hits,
             misses: self.misses + o.misses,
@@ -115,6 +239,16 @@ impl std::ops::Add for CountersSnapshot {
             collapsed: self.collapsed + o.collapsed,
             stored: self.stored + o.stored,
             hit_ratio: 0.0,
+            requests_avoided: self.requests_avoided + o.requests_avoided,
+            bytes_not_fetched: self.bytes_not_fetched + o.bytes_not_fetched,
+            upstream_requests,
+            upstream_mean_seconds: if upstream_requests == 0 {
+                0.0
+            } else {
+                (self.upstream_mean_seconds * self.upstream_requests as f64
+                    + o.upstream_mean_seconds * o.upstream_requests as f64)
+                    / upstream_requests as f64
+            },
         };
         s.hit_ratio = ratio(s.hits + s.stale, s.hits + s.stale + s.misses);
         s
@@ -128,6 +262,11 @@ pub struct Stats {
     l1_hits: AtomicU64,
     l2_hits: AtomicU64,
     invalidated: AtomicU64,
+    hit_latency_l1: Histogram,
+    hit_latency_l2: Histogram,
+    warm_runs: AtomicU64,
+    warmed: AtomicU64,
+    warm_failed: AtomicU64,
 }
 
 /// The name under which requests that matched no rule are counted.
@@ -145,6 +284,11 @@ impl Stats {
         c
     }
 
+    /// Every rule's counters, by name.
+    pub fn rules(&self) -> Vec<(String, Arc<Counters>)> {
+        self.rules.lock().clone()
+    }
+
     /// Counts which tier served a hit.
     pub fn record_tier(&self, tier: Tier) {
         match tier {
@@ -154,9 +298,42 @@ impl Stats {
         .fetch_add(1, Relaxed);
     }
 
+    /// Records how long a hit took to answer (up to the response head).
+    pub fn record_hit_latency(&self, tier: Tier, us: u64) {
+        match tier {
+            Tier::L1 => &self.hit_latency_l1,
+            Tier::L2 => &self.hit_latency_l2,
+        }
+        .observe_us(us);
+    }
+
+    /// The hit latency histogram of a tier.
+    pub fn hit_latency(&self, tier: Tier) -> HistogramSnapshot {
+        match tier {
+            Tier::L1 => self.hit_latency_l1.snapshot(),
+            Tier::L2 => self.hit_latency_l2.snapshot(),
+        }
+    }
+
     /// Counts invalidated entries.
     pub fn record_invalidated(&self, n: u64) {
         self.invalidated.fetch_add(n, Relaxed);
+    }
+
+    /// Counts a warming run and its outcome.
+    pub fn record_warm(&self, warmed: u64, failed: u64) {
+        self.warm_runs.fetch_add(1, Relaxed);
+        self.warmed.fetch_add(warmed, Relaxed);
+        self.warm_failed.fetch_add(failed, Relaxed);
+    }
+
+    /// Warming runs, URLs warmed, URLs that failed.
+    pub fn warm(&self) -> (u64, u64, u64) {
+        (
+            self.warm_runs.load(Relaxed),
+            self.warmed.load(Relaxed),
+            self.warm_failed.load(Relaxed),
+        )
     }
 
     /// Per-rule snapshots in first-seen order.
@@ -186,8 +363,17 @@ impl Stats {
         for (_, c) in self.rules.lock().iter() {
             c.reset();
         }
-        for c in [&self.l1_hits, &self.l2_hits, &self.invalidated] {
+        for c in [
+            &self.l1_hits,
+            &self.l2_hits,
+            &self.invalidated,
+            &self.warm_runs,
+            &self.warmed,
+            &self.warm_failed,
+        ] {
             c.store(0, Relaxed);
         }
+        self.hit_latency_l1.reset();
+        self.hit_latency_l2.reset();
     }
 }
