@@ -70,12 +70,12 @@ impl Access {
             method = %self.method,
             path = %self.path,
             rule = %self.rule,
-            outcome = header(X_CACHE.as_str()),
-            tier,
+            outcome = %header(X_CACHE.as_str()),
+            tier = %tier,
             status = resp.status().as_u16(),
             latency_us = self.started.elapsed().as_micros() as u64,
             bytes = resp.body().size_hint().exact().unwrap_or_else(|| resp.body().size_hint().lower()),
-            user = self.user.as_deref().unwrap_or("-"),
+            user = %self.user.as_deref().unwrap_or("-"),
             "request"
         );
     }

@@ -57,7 +57,12 @@ fn render_histograms(cache: &Cache, out: &mut String) {
 }
 
 fn render_savings(cache: &Cache, stats: &crate::cache::StatsReport, out: &mut String) {
-    type Series = (&'static str, &'static str, &'static str, fn(&crate::cache::SavedRule) -> f64);
+    type Series = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&crate::cache::SavedRule) -> f64,
+    );
     let series: [Series; 4] = [
         (
             "larder_requests_avoided_total",
