@@ -139,6 +139,8 @@ workers = $WORKERS
 listen = "127.0.0.1:$LARDER_ADMIN"
 [store]
 memory_max = "256MiB"
+[log]
+access = false           # like the others: nginx runs with access_log off
 [[rule]]
 name = "files"
 path = "/{file}"

@@ -229,9 +229,16 @@ pub struct RedisReport {
     pub errors: u64,
 }
 
-fn user_secret(config: &Config) -> Vec<u8> {
+fn user_secret(config: &Config) -> Result<Vec<u8>, crate::Error> {
+    let per_user = config.rules.iter().any(|r| r.per_user);
     match std::env::var(&config.users.secret_env) {
-        Ok(s) if !s.is_empty() => s.into_bytes(),
+        Ok(s) if !s.is_empty() => Ok(s.into_bytes()),
+        // Instances sharing a Redis must key a user alike, or they would neither share
+        // that user's entries nor drop them on a per-user invalidation.
+        _ if per_user && config.store.backend == Backend::Redis => Err(crate::Error(format!(
+            "per_user rules on the redis backend need the same user secret on every instance: set ${}",
+            config.users.secret_env
+        ))),
         _ => {
             let mut buf = [0u8; 32];
             if getrandom::fill(&mut buf).is_err() {
@@ -239,13 +246,13 @@ fn user_secret(config: &Config) -> Vec<u8> {
                 let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
                 buf.copy_from_slice(blake3::hash(seed.as_bytes()).as_bytes());
             }
-            if config.rules.iter().any(|r| r.per_user) {
+            if per_user {
                 tracing::warn!(
                     env = %config.users.secret_env,
                     "no user secret set; per-user keys use a random secret and do not survive a restart"
                 );
             }
-            buf.to_vec()
+            Ok(buf.to_vec())
         }
     }
 }
@@ -253,10 +260,13 @@ fn user_secret(config: &Config) -> Vec<u8> {
 impl Cache {
     /// A cache for `config` (the user secret is read from `users.secret_env`).
     ///
+    /// Fails when `per_user` rules meet the redis backend without a user secret: the
+    /// instances sharing the Redis would each key users differently.
+    ///
     /// With `store.backend = "redis"` it connects in the background (requests work from
     /// the start, from L1 or the upstream, until Redis answers); that needs a Tokio runtime.
     pub fn new(config: Config) -> Result<Cache, crate::Error> {
-        let secret = user_secret(&config);
+        let secret = user_secret(&config)?;
         Cache::with_secret(config, &secret)
     }
 
@@ -402,6 +412,11 @@ impl Cache {
         });
     }
 
+    /// The in-process store (the L1 under Redis).
+    pub fn memory_store(&self) -> &MemoryStore {
+        &self.inner.store
+    }
+
     /// The shared tier, if any.
     pub fn redis(&self) -> Option<&Arc<RedisTier>> {
         self.inner.l2.as_ref()
@@ -492,13 +507,22 @@ impl Cache {
         if matches!(what, Invalidation::Tags(t) if t.is_empty()) {
             return 0;
         }
-        let local = if soft {
-            self.inner.store.soften(what, now_ms())
-        } else {
-            self.inner.store.invalidate(what)
+        let apply_local = || {
+            if soft {
+                self.inner.store.soften(what, now_ms())
+            } else {
+                self.inner.store.invalidate(what)
+            }
         };
+        let local = apply_local();
         let n = match &self.inner.l2 {
-            Some(l2) => l2.invalidate(what, soft).await.unwrap_or(local),
+            Some(l2) => {
+                let n = l2.invalidate(what, soft).await.unwrap_or(local);
+                // A request may have copied an entry from Redis into L1 between the two
+                // steps; this instance does not hear its own event, so look again.
+                apply_local();
+                n
+            }
             None => local,
         };
         self.inner.stats.record_invalidated(n);

@@ -383,6 +383,7 @@ struct RawRule {
     cache: Opt<bool>,
     key_body: Opt<bool>,
     allow_set_cookie: Opt<bool>,
+    shared: Opt<bool>,
     key_query: Opt<Vec<Spanned<String>>>,
     version: Opt<String>,
     stale_while_revalidate: Opt<String>,
@@ -1277,6 +1278,12 @@ fn rule(
     rule.per_user = r.per_user.as_ref().is_some_and(|c| *c.get_ref());
     rule.key_body = key_body;
     rule.allow_set_cookie = r.allow_set_cookie.as_ref().is_some_and(|c| *c.get_ref());
+    rule.shared = match &r.shared {
+        Some(s) if *s.get_ref() && rule.per_user => {
+            return Err(src.at(s, f("shared"), "a rule cannot be both shared and per_user"))
+        }
+        s => s.as_ref().is_some_and(|s| *s.get_ref()),
+    };
     rule.key_query = key_query;
     rule.version = r.version.map(Spanned::into_inner);
     rule.stale_while_revalidate = r

@@ -551,7 +551,8 @@ pub fn decide(input: &StoreInput<'_>) -> Result<Freshness, NoCacheReason> {
     // per-user endpoint.
     let credentials =
         input.request.contains_key(AUTHORIZATION) || (rule.is_none() && input.credentials);
-    if credentials && !per_user && !(d.public || d.s_maxage.is_some() || d.must_revalidate) {
+    let shareable = d.public || d.s_maxage.is_some() || d.must_revalidate;
+    if credentials && !per_user && !shareable && !rule.is_some_and(|r| r.shared) {
         return Err(NoCacheReason::Authorization);
     }
     let initial_age_ms = initial_age_ms(input.response, input.request_time, input.response_time);
@@ -821,6 +822,21 @@ mod tests {
         per_user.per_user = true;
         let resp = hm(&[("cache-control", "private, max-age=60")]);
         assert!(decide(&input(&auth, &resp, Some(&per_user))).is_ok());
+        // A token on the request: a rule stores only what it declares `shared`.
+        let resp = hm(&[("cache-control", "max-age=60")]);
+        assert_eq!(
+            decide(&input(&auth, &resp, Some(&rule))),
+            Err(NoCacheReason::Authorization)
+        );
+        let mut shared = rule.clone();
+        shared.shared = true;
+        assert!(decide(&input(&auth, &resp, Some(&shared))).is_ok());
+        // Shared does not override what the origin forbids.
+        let resp = hm(&[("cache-control", "private, max-age=60")]);
+        assert_eq!(
+            decide(&input(&auth, &resp, Some(&shared))),
+            Err(NoCacheReason::Private)
+        );
     }
 
     #[test]

@@ -380,6 +380,10 @@ pub struct Rule {
     pub key_body: bool,
     /// Store responses that set cookies (the stored copy never carries `Set-Cookie`).
     pub allow_set_cookie: bool,
+    /// The answers are the same for every caller: store them even when the request carries
+    /// `Authorization` (an API token on every call, say) and the origin does not mark them
+    /// shareable.
+    pub shared: bool,
     /// Only these query parameters are part of the key (`None`: all but the ignored).
     pub key_query: Option<Vec<String>>,
     /// A version string mixed into the key: bump it to make old entries unreachable.
@@ -423,6 +427,7 @@ impl Rule {
             per_user: false,
             key_body: false,
             allow_set_cookie: false,
+            shared: false,
             key_query: None,
             version: None,
             stale_while_revalidate: None,

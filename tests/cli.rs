@@ -8,6 +8,7 @@ fn larder(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_larder"))
         .args(args)
         .env_remove("LARDER_CONFIG")
+        .env_remove("LARDER_USER_SECRET")
         .output()
         .expect("run larder");
     (
@@ -65,6 +66,23 @@ fn missing_config_file_is_a_clear_error() {
     assert_eq!(code, 2);
     assert!(
         err.starts_with("/nonexistent/larder.toml:1:1: (file): cannot read the config file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_on_redis_with_per_user_rules_needs_the_user_secret() {
+    // Instances with their own random secrets would neither share a user's entries nor
+    // drop them all when that user is invalidated; larder refuses before listening.
+    let port = common::free_port();
+    let text = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[store]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}/0\"\n\n[[rule]]\npath = \"/me\"\nttl = \"5s\"\nper_user = true\n"
+    );
+    let path = common::write_config(&text);
+    let (code, _, err) = larder(&["serve", "--config", path.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("per_user rules on the redis backend need the same user secret on every instance: set $LARDER_USER_SECRET"),
         "{err}"
     );
 }

@@ -371,3 +371,61 @@ async fn a_stampede_on_three_instances_makes_one_upstream_request() {
     );
     assert!(bodies.iter().all(|b| b == &bodies[0]));
 }
+
+/// Publishes `count` "filled" notices from a made-up instance, as a busy fleet would.
+fn flood_events(redis: &Redis, count: usize) {
+    use std::io::Write;
+    let mut resp = Vec::new();
+    for i in 0..count {
+        let event = format!("flood fill {i:032x}");
+        write!(
+            resp,
+            "*3\r\n$7\r\nPUBLISH\r\n$13\r\nlarder:events\r\n${}\r\n{event}\r\n",
+            event.len()
+        )
+        .unwrap();
+    }
+    let mut cli = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "--pipe"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-cli is installed");
+    cli.stdin.take().unwrap().write_all(&resp).unwrap();
+    assert!(cli.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_buried_in_events_still_drops_invalidated_copies() {
+    let redis = Redis::start();
+    let origin = counting_origin(Duration::ZERO).await;
+    let a = Larder::start(&redis_config(origin.addr, &redis.url()));
+    let b = Larder::start(&redis_config(origin.addr, &redis.url()));
+    let c = client();
+    let old = get(&a.url("/v/1")).await.text();
+    get(&b.url("/v/1")).await;
+    assert!(get(&b.url("/v/1"))
+        .await
+        .header("cache-status")
+        .ends_with("detail=l1"));
+
+    // B stops reading while events pile up for it, one invalidation among them: more than
+    // it can queue, so some are lost to it.
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &b.pid().to_string()])
+            .status()
+            .unwrap()
+    };
+    signal("-STOP");
+    flood_events(&redis, 20_000);
+    let r =
+        send(admin(&c, &a, Method::POST, "/admin/invalidate").body(r#"{"tags":["v:1"]}"#)).await;
+    assert_eq!(r.text(), r#"{"invalidated":1}"#);
+    flood_events(&redis, 20_000);
+    signal("-CONT");
+
+    // Whether B applied the invalidation or, having missed events, cleared its L1: it no
+    // longer serves the old copy.
+    until(&b, "/v/1", Duration::from_secs(5), |g| g.text() != old).await;
+}

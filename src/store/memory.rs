@@ -37,7 +37,7 @@
 //! ```
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -54,25 +54,55 @@ const TAG_OVERHEAD: usize = 40;
 /// How many invalidations are remembered for the fill-race check.
 const LOG_CAPACITY: usize = 4096;
 
-/// Keys are uniform hashes already; the map uses one of their words as is.
-#[derive(Default)]
-struct KeyHasher(u64);
+/// Keys are uniform hashes already, but of inputs a client chooses: a client that
+/// searched for URLs whose keys share their low bits could crowd one bucket chain. So the
+/// map mixes each key word with a per-process secret (one multiply), which costs a
+/// nanosecond and leaves nothing to search for.
+#[derive(Clone, Copy)]
+struct KeyHasherBuilder(u64);
 
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ b as u64;
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+impl Default for KeyHasherBuilder {
+    fn default() -> Self {
+        // std's RandomState is seeded from the OS once per process.
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0x6c61_7264_6572u64);
+        KeyHasherBuilder(seed | 1)
     }
 }
 
-type KeyMap<V> = HashMap<CacheKey, V, BuildHasherDefault<KeyHasher>>;
+impl BuildHasher for KeyHasherBuilder {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher {
+            seed: self.0,
+            state: 0,
+        }
+    }
+}
+
+struct KeyHasher {
+    seed: u64,
+    state: u64,
+}
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.state
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        // Folded multiply: the high and low halves of the 128-bit product, xored.
+        let product = u128::from(n ^ self.state ^ self.seed) * u128::from(0x9e37_79b9_7f4a_7c15u64);
+        self.state = (product as u64) ^ ((product >> 64) as u64);
+    }
+}
+
+type KeyMap<V> = HashMap<CacheKey, V, KeyHasherBuilder>;
 
 /// `(tag, key)` pairs: a tag's keys are one range.
 type TagIndex = BTreeSet<(u64, CacheKey)>;
@@ -96,7 +126,8 @@ impl Shard {
         if self.fifo.len() <= 2 * self.map.len() + 64 {
             return;
         }
-        let mut seen: HashSet<CacheKey, BuildHasherDefault<KeyHasher>> = HashSet::default();
+        let mut seen: HashSet<CacheKey, KeyHasherBuilder> =
+            HashSet::with_hasher(KeyHasherBuilder(self.map.hasher().0));
         let map = &self.map;
         self.fifo.retain(|k| map.contains_key(k) && seen.insert(*k));
     }

@@ -9,8 +9,9 @@
 //! - `{prefix}:l:{key}` — a fill lease (`SET NX PX` with a token; only the holder deletes it).
 //! - `{{prefix}}:epoch`, `{{prefix}}:log` — the invalidation counter and the recent
 //!   invalidations (one hash slot, updated together by one script). A fill reads the epoch
-//!   before going upstream and, after writing, drops its entry again if anything it carries
-//!   was invalidated since: a slow fill cannot resurrect invalidated data.
+//!   before going upstream and writes only if nothing its entry carries was invalidated
+//!   since (one script on a single Redis; check, write, re-check and undo on a cluster):
+//!   a slow fill cannot resurrect invalidated data.
 //! - channel `{prefix}:events` — invalidations, soft purges and "filled" notices, so every
 //!   instance evicts its L1 copies within milliseconds and fleet waiters wake up.
 
@@ -28,6 +29,7 @@ use fred::types::config::{Config as FredConfig, Options, ReconnectPolicy, TcpCon
 use fred::types::{Builder, Expiration, ExpireOptions, SetOptions, Value};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
 use super::breaker::{Breaker, State};
@@ -48,6 +50,35 @@ for i = 1, #ARGV - 1 do redis.call('ZADD', KEYS[2], e, e .. ':' .. ARGV[i]) end
 local n = redis.call('ZCARD', KEYS[2])
 if n > keep then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - keep - 1) end
 return e
+";
+
+/// Writes an entry and indexes its tags only if nothing it carries was invalidated since
+/// the fill's epoch. KEYS: entry, epoch, log, then the tag sets. ARGV: epoch, log size,
+/// entry bytes, ttl (ms), expiry (ms, the tag score), now (ms), member, url, then the tag
+/// ids in hex (in the order of their KEYS). Returns 1 when written.
+const PUT_SCRIPT: &str = r"
+local epoch = tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+if current > epoch + tonumber(ARGV[2]) then return 0 end
+if current > epoch then
+  local url = ARGV[8]
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. epoch, '+inf')) do
+    local kind, rest = string.match(m, '^%d+:(%a):?(.*)$')
+    if kind == 'a' then return 0 end
+    if kind == 'p' and string.sub(url, 1, #rest) == rest then return 0 end
+    if kind == 't' then
+      for i = 9, #ARGV do if ARGV[i] == rest then return 0 end end
+    end
+  end
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+for i = 4, #KEYS do
+  redis.call('ZADD', KEYS[i], ARGV[5], ARGV[7])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[6])
+  redis.call('PEXPIRE', KEYS[i], ARGV[4], 'NX')
+  redis.call('PEXPIRE', KEYS[i], ARGV[4], 'GT')
+end
+return 1
 ";
 
 const RELEASE_SCRIPT: &str = r"
@@ -201,6 +232,9 @@ impl RedisTier {
             })
             .with_performance_config(|p| {
                 p.default_command_timeout = timeout;
+                // Events queue here between Redis and the task applying them; a burst of
+                // fills must not overrun it (an overrun clears L1, see `start`).
+                p.broadcast_channel_capacity = 4096;
             })
             // Without a policy a dead Redis looks connected and commands hang.
             .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2));
@@ -256,14 +290,21 @@ impl RedisTier {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
+        let on_resubscribe = Arc::new(on_resubscribe);
         let mut reconnects = self.subscriber.reconnect_rx();
         let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let cleared = on_resubscribe.clone();
         tokio::spawn(async move {
-            while reconnects.recv().await.is_ok() {
-                if !first.swap(false, Relaxed) {
-                    tracing::info!("redis subscription back: clearing L1");
+            loop {
+                match reconnects.recv().await {
+                    Ok(_) | Err(RecvError::Lagged(_)) => {
+                        if !first.swap(false, Relaxed) {
+                            tracing::info!("redis subscription back: clearing L1");
+                        }
+                        cleared();
+                    }
+                    Err(RecvError::Closed) => return,
                 }
-                on_resubscribe();
             }
         });
         // Invalidations that could not reach Redis are replayed once it answers again.
@@ -286,7 +327,20 @@ impl RedisTier {
         let mut messages = self.subscriber.message_rx();
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
-            while let Ok(message) = messages.recv().await {
+            loop {
+                let message = match messages.recv().await {
+                    Ok(m) => m,
+                    // Events were dropped unseen: any of them may have been an invalidation.
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            missed = n,
+                            "redis events overran this instance: clearing L1"
+                        );
+                        on_resubscribe();
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                };
                 let Some(tier) = weak.upgrade() else { return };
                 let Some(text) = message.value.as_str() else {
                     continue;
@@ -423,8 +477,14 @@ impl RedisTier {
         Some(epoch.unwrap_or(0))
     }
 
-    /// Writes an entry and indexes its tags, then drops it again if something it carries
-    /// was invalidated since `epoch`. Returns whether it stays stored.
+    /// Writes an entry and indexes its tags, unless something it carries was invalidated
+    /// since `epoch` (read before the fill went upstream). Returns whether it is stored.
+    ///
+    /// On one Redis the check and the write are one script: no reader ever sees an entry
+    /// that an invalidation should have kept out. On a cluster the entry, its tags and the
+    /// log live in different slots, so the fill checks, writes, and checks again, undoing
+    /// the write if an invalidation landed in between; a reader can then meet the entry
+    /// only for the one round trip between the write and the undo.
     pub async fn put(self: &Arc<Self>, key: &CacheKey, entry: &Entry, epoch: u64) -> bool {
         let now = now_ms();
         let expires = entry.expires_at();
@@ -432,6 +492,27 @@ impl RedisTier {
         let ekey = self.entry_key(key);
         let member = key.to_string();
         let client = self.pool.next();
+        if !client.is_clustered() {
+            let mut keys = vec![ekey, self.epoch_key(), self.log_key()];
+            keys.extend(entry.tags().map(|t| self.tag_key(t)));
+            let mut args: Vec<Value> = vec![
+                (epoch as i64).into(),
+                (LOG_KEEP as i64).into(),
+                Value::Bytes(entry.bytes().clone()),
+                ttl.into(),
+                (expires as i64).into(),
+                (now as i64).into(),
+                member.as_str().into(),
+                entry.url().into(),
+            ];
+            args.extend(entry.tags().map(|t| Value::from(format!("{t:016x}"))));
+            let written: Result<i64, _> =
+                self.call("put", client.eval(PUT_SCRIPT, keys, args)).await;
+            return matches!(written, Ok(1));
+        }
+        if !matches!(self.invalidated_since(entry, epoch).await, Ok(false)) {
+            return false;
+        }
         let write = async {
             let pipe = client.pipeline();
             let _: () = pipe
@@ -471,7 +552,23 @@ impl RedisTier {
         if self.call("put", write).await.is_err() {
             return false;
         }
-        // The fill check: anything this entry carries invalidated since the fill began?
+        if !matches!(self.invalidated_since(entry, epoch).await, Ok(false)) {
+            let _ = self
+                .call("put_undo", client.del::<i64, _>(ekey.as_str()))
+                .await;
+            return false;
+        }
+        true
+    }
+
+    /// Whether anything `entry` carries was invalidated after `epoch` (or too long ago to
+    /// tell).
+    async fn invalidated_since(
+        self: &Arc<Self>,
+        entry: &Entry,
+        epoch: u64,
+    ) -> Result<bool, Unavailable> {
+        let client = self.pool.next();
         let check = async {
             let pipe = client.pipeline();
             let _: () = pipe
@@ -481,13 +578,7 @@ impl RedisTier {
             let (log, current): (Vec<String>, Option<u64>) = pipe.all().await?;
             Ok::<_, fred::error::Error>((log, current.unwrap_or(0)))
         };
-        let Ok((log, current)) = self.call("put_check", check).await else {
-            let _ = self
-                .call("put_undo", client.del::<i64, _>(ekey.as_str()))
-                .await;
-            return false;
-        };
-        let forgotten = current > epoch + LOG_KEEP;
+        let (log, current) = self.call("put_check", check).await?;
         let tags: Vec<u64> = entry.tags().collect();
         let hit = log.iter().any(|m| {
             let mut parts = m.splitn(3, ':');
@@ -499,13 +590,7 @@ impl RedisTier {
                 _ => false,
             }
         });
-        if forgotten || hit {
-            let _ = self
-                .call("put_undo", client.del::<i64, _>(ekey.as_str()))
-                .await;
-            return false;
-        }
-        true
+        Ok(current > epoch + LOG_KEEP || hit)
     }
 
     /// Invalidates (or with `soft`, marks stale) what `what` names, for every instance.
