@@ -325,8 +325,11 @@ pub fn now_ms() -> u64 {
 
 /// Parses an HTTP date (IMF-fixdate, RFC 850 or asctime) to seconds since the epoch.
 ///
-/// Parsing is lenient the way RFC 9110 §5.6.7 invites: any case for names, and the
-/// weekday is not checked against the date.
+/// The three formats of RFC 9110 §5.6.7 exactly: one space where the grammar has one,
+/// two-digit days and hours, `GMT`. Names may be in any case and the weekday is not
+/// checked against the date; anything else (another zone, a missing comma, doubled
+/// spaces) is invalid, which for `Expires` means already expired. An RFC 850 two-digit
+/// year more than 50 years ahead is taken as the last century's.
 ///
 /// ```
 /// use http::HeaderValue;
@@ -335,54 +338,128 @@ pub fn now_ms() -> u64 {
 /// assert_eq!(d("Sunday, 06-Nov-94 08:49:37 GMT"), Some(784111777));
 /// assert_eq!(d("Sun Nov  6 08:49:37 1994"), Some(784111777));
 /// assert_eq!(d("SUN, 06 NOV 1994 08:49:37 gmt"), Some(784111777));
+/// assert_eq!(d("Sun, 06 Nov 1994 08:49:37 UTC"), None);
+/// assert_eq!(d("Sun 06 Nov 1994 08:49:37 GMT"), None);
 /// assert_eq!(d("0"), None);
 /// ```
 pub fn parse_date(v: &HeaderValue) -> Option<u64> {
-    let s = v.to_str().ok()?;
-    let tokens: Vec<&str> = s.split([' ', ',', '-']).filter(|t| !t.is_empty()).collect();
-    const MONTHS: [&str; 12] = [
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
-    let month_of = |t: &str| {
-        MONTHS
-            .iter()
-            .position(|m| t.eq_ignore_ascii_case(m))
-            .map(|i| i as u64 + 1)
-    };
-    let num = |t: &str| -> Option<u64> {
-        t.bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| t.parse().ok())
-            .flatten()
-    };
-    // The weekday comes first in every format; the rest is day, month, year, time, zone
-    // in one of three orders.
-    let rest = tokens.get(1..)?;
-    let (day, month, year, time) = match rest {
-        // IMF-fixdate and RFC 850: 06 Nov 1994 08:49:37 GMT
-        [d, m, y, t, z] if z.eq_ignore_ascii_case("gmt") => (num(d)?, month_of(m)?, num(y)?, *t),
-        // asctime: Nov 6 08:49:37 1994
-        [m, d, t, y] => (num(d)?, month_of(m)?, num(y)?, *t),
-        _ => return None,
-    };
-    let year = match year {
-        // RFC 850's two-digit years: 50 and later are the last century (RFC 9110 §5.6.7).
-        y if y < 50 && rest.len() == 5 => 2000 + y,
-        y if y < 100 && rest.len() == 5 => 1900 + y,
-        y => y,
-    };
-    let mut hms = time.split(':').map(num);
-    let (h, mi, se) = (hms.next()??, hms.next()??, hms.next()??);
-    if hms.next().is_some()
-        || !(1..=31).contains(&day)
-        || h > 23
-        || mi > 59
-        || se > 60
-        || !(1970..=9999).contains(&year)
+    let s = v.as_bytes();
+    imf_fixdate(s)
+        .or_else(|| rfc850_date(s))
+        .or_else(|| asctime_date(s))
+}
+
+const WEEKDAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT`
+fn imf_fixdate(s: &[u8]) -> Option<u64> {
+    if s.len() != 29 || &s[3..5] != b", " || s[7] != b' ' || s[11] != b' ' || s[16] != b' ' {
+        return None;
+    }
+    if s[25] != b' ' || !s[26..].eq_ignore_ascii_case(b"GMT") || !short_weekday(&s[..3]) {
+        return None;
+    }
+    let (day, month, year) = (digits(&s[5..7])?, month(&s[8..11])?, digits(&s[12..16])?);
+    date_secs(year, month, day, clock(&s[17..25])?)
+}
+
+/// `Sunday, 06-Nov-94 08:49:37 GMT`
+fn rfc850_date(s: &[u8]) -> Option<u64> {
+    let comma = s.iter().position(|&b| b == b',')?;
+    let (name, r) = (&s[..comma], s.get(comma + 1..)?);
+    if !WEEKDAYS
+        .iter()
+        .any(|w| name.eq_ignore_ascii_case(w.as_bytes()))
     {
         return None;
     }
-    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + mi * 60 + se)
+    if r.len() != 23 || r[0] != b' ' || r[3] != b'-' || r[7] != b'-' || r[10] != b' ' {
+        return None;
+    }
+    if r[19] != b' ' || !r[20..].eq_ignore_ascii_case(b"GMT") {
+        return None;
+    }
+    let (day, month, yy) = (digits(&r[1..3])?, month(&r[4..7])?, digits(&r[8..10])?);
+    date_secs(full_year(yy), month, day, clock(&r[11..19])?)
+}
+
+/// `Sun Nov  6 08:49:37 1994`
+fn asctime_date(s: &[u8]) -> Option<u64> {
+    if s.len() != 24 || s[3] != b' ' || s[7] != b' ' || s[10] != b' ' || s[19] != b' ' {
+        return None;
+    }
+    if !short_weekday(&s[..3]) {
+        return None;
+    }
+    let day = match s[8] {
+        b' ' => digits(&s[9..10])?,
+        _ => digits(&s[8..10])?,
+    };
+    date_secs(
+        digits(&s[20..24])?,
+        month(&s[4..7])?,
+        day,
+        clock(&s[11..19])?,
+    )
+}
+
+fn short_weekday(b: &[u8]) -> bool {
+    WEEKDAYS
+        .iter()
+        .any(|w| b.eq_ignore_ascii_case(&w.as_bytes()[..3]))
+}
+
+fn month(b: &[u8]) -> Option<u64> {
+    const MONTHS: [&[u8]; 12] = [
+        b"jan", b"feb", b"mar", b"apr", b"may", b"jun", b"jul", b"aug", b"sep", b"oct", b"nov",
+        b"dec",
+    ];
+    MONTHS
+        .iter()
+        .position(|m| b.eq_ignore_ascii_case(m))
+        .map(|i| i as u64 + 1)
+}
+
+/// Exactly these ASCII digits as a number.
+fn digits(b: &[u8]) -> Option<u64> {
+    b.iter().try_fold(0u64, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + u64::from(c - b'0'))
+    })
+}
+
+/// `08:49:37` as seconds into the day.
+fn clock(b: &[u8]) -> Option<u64> {
+    if b.len() != 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let (h, m, s) = (digits(&b[..2])?, digits(&b[3..5])?, digits(&b[6..])?);
+    (h <= 23 && m <= 59 && s <= 60).then_some(h * 3600 + m * 60 + s)
+}
+
+/// An RFC 850 two-digit year: this century's, unless that is more than 50 years ahead.
+fn full_year(yy: u64) -> u64 {
+    let this_year = 1970 + now_ms() / 1000 / 31_556_952;
+    let year = this_year / 100 * 100 + yy;
+    if year > this_year + 50 {
+        year - 100
+    } else {
+        year
+    }
+}
+
+fn date_secs(year: u64, month: u64, day: u64, clock: u64) -> Option<u64> {
+    if !(1..=31).contains(&day) || !(1970..=9999).contains(&year) {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + clock)
 }
 
 /// Days from 1970-01-01 to a (proleptic Gregorian) date, for years from 1970.
@@ -486,9 +563,10 @@ pub fn explicit_lifetime(d: &Directives, headers: &HeaderMap, response_time: u64
 
 /// `Expires` minus `Date` in seconds (0 for an invalid `Expires`).
 fn expires_lifetime(headers: &HeaderMap, response_time: u64) -> Option<u64> {
-    let expires = headers.get(EXPIRES)?;
-    // An invalid Expires (e.g. "0") means already expired.
-    let Some(exp) = parse_date(expires) else {
+    let mut all = headers.get_all(EXPIRES).iter();
+    let expires = all.next()?;
+    // An invalid Expires (e.g. "0"), or more than one, means already expired.
+    let Some(exp) = parse_date(expires).filter(|_| all.next().is_none()) else {
         return Some(0);
     };
     let date = headers
@@ -709,6 +787,43 @@ impl RequestPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_dates_follow_the_grammar() {
+        let d = |s: &'static str| parse_date(&HeaderValue::from_static(s));
+        let aug_2050 = d("Thu, 18 Aug 2050 02:01:18 GMT").unwrap();
+        for same in [
+            "THU, 18 AUG 2050 02:01:18 gMT",
+            "Thursday, 18-Aug-50 02:01:18 GMT",
+            "Thu Aug 18 02:01:18 2050",
+        ] {
+            assert_eq!(d(same), Some(aug_2050), "{same}");
+        }
+        assert_eq!(d("Thu Aug  8 02:01:18 2050"), Some(aug_2050 - 10 * 86_400));
+        for invalid in [
+            "Thu, 18 Aug 2050 02:01:18 UTC",
+            "Thu, 18 Aug 2050 02:01:18 AEST",
+            "Thu, 18 Aug 50 02:01:18 GMT",
+            "Thu 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18  Aug  2050 02:01:18 GMT",
+            "Thu, 18-Aug-2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02.01.18 GMT",
+            "Thu, 18 Aug 2050 2:01:18 GMT",
+            "Thu, 18 Aug 2050 02:01:18 GMT ",
+            "Thursday, 18-Aug-2050 02:01:18 GMT",
+            "Thx, 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 24:01:18 GMT",
+            "Thu, 18 Aug 2050 02:01:18 GMT, Fri, 19 Aug 2050 02:01:18 GMT",
+        ] {
+            assert_eq!(d(invalid), None, "{invalid}");
+        }
+        // Two Expires lines: neither counts.
+        let two = hm(&[
+            ("expires", "Thu, 18 Aug 2050 02:01:18 GMT"),
+            ("expires", "Thu, 18 Aug 2050 02:01:19 GMT"),
+        ]);
+        assert_eq!(expires_lifetime(&two, now_ms()), Some(0));
+    }
 
     fn hm(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
