@@ -97,7 +97,7 @@ impl Admin {
             .filter(|t| !t.is_empty())
             .map(|t| blake3::hash(t.as_bytes()));
         if token.is_none() {
-            tracing::warn!(env = %config.admin.token_env, "no admin token set; /admin/* answers 403 until one is");
+            tracing::warn!(env = %config.admin.token_env, "no admin token set; /admin/* answers 401 until one is");
         }
         Admin {
             cache,
@@ -109,9 +109,11 @@ impl Admin {
 
     /// Checks the bearer token in constant time (comparing hashes).
     fn authorize<B>(&self, req: &Request<B>) -> Result<(), Box<Response<Full<Bytes>>>> {
+        // No token configured: no token can be right (401, as for a wrong one), and the
+        // answer says how to set one.
         let Some(expected) = &self.token else {
             return Err(Box::new(error(
-                StatusCode::FORBIDDEN,
+                StatusCode::UNAUTHORIZED,
                 format!("the admin API is disabled: set the environment variable {} to a token and restart", self.token_env),
             )));
         };
@@ -303,7 +305,7 @@ impl Admin {
             .warm(
                 &req.urls,
                 &headers,
-                req.concurrency.unwrap_or(4).clamp(1, 64),
+                req.concurrency.unwrap_or(4).clamp(1, 256),
             )
             .await
         {

@@ -61,10 +61,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.thread_name("larder-worker");
+            if let Some(workers) = config.proxy.workers {
+                builder.worker_threads(workers);
+            }
+            let runtime = match builder.enable_all().build() {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("larder: cannot start the runtime: {e}");

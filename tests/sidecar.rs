@@ -459,7 +459,7 @@ async fn admin_needs_the_token_and_invalidates() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn admin_without_a_configured_token_is_forbidden() {
+async fn admin_without_a_configured_token_refuses_every_token() {
     let origin = echo_origin().await;
     let larder = Larder::start_with_env(&config(origin.addr, "", job_rules()), &[]);
     let r = send(
@@ -468,7 +468,7 @@ async fn admin_without_a_configured_token_is_forbidden() {
             .bearer_auth("anything"),
     )
     .await;
-    assert_eq!(r.status, 403);
+    assert_eq!(r.status, 401);
     assert!(r.text().contains("LARDER_ADMIN_TOKEN"), "{}", r.text());
     // The proxy and /health keep working.
     assert_eq!(get(&larder.url("/health")).await.status, 200);
@@ -1043,4 +1043,23 @@ async fn soft_purge_marks_stale_and_keeps_serving_on_error() {
         "larder; fwd=stale; stored"
     );
     assert_eq!(get(&larder.url("/p/1")).await.x_cache(), "HIT");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_workers_sets_the_worker_threads() {
+    // Counted before any request: blocking-pool threads (which share the name) start
+    // only on demand.
+    let workers = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+            .filter(|name| name.trim() == "larder-worker")
+            .count()
+    };
+    let origin = echo_origin().await;
+    for n in [1, 3] {
+        let larder = Larder::start(&config(origin.addr, &format!("workers = {n}"), ""));
+        assert_eq!(workers(larder.pid()), n);
+        assert_eq!(get(&larder.url("/any")).await.status, 200);
+    }
 }
