@@ -1,38 +1,14 @@
 //! The layer's hit path in-process: 1 KiB and 16 KiB bodies, gzip-accepting and identity
 //! clients. A hit is a ready future, so one poll completes it.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+mod support;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use http::{Request, Response};
+use http::Request;
 use http_body_util::Full;
 use larder::{Cache, CacheService, Config};
-
-fn body(n: usize) -> Bytes {
-    // JSON-ish text that compresses like real API answers.
-    let mut s = String::with_capacity(n);
-    let mut i = 0;
-    while s.len() < n {
-        s.push_str(&format!(
-            "{{\"id\":{i},\"name\":\"item {i}\",\"tags\":[\"a\",\"b\"]}},"
-        ));
-        i += 1;
-    }
-    s.truncate(n);
-    Bytes::from(s)
-}
-
-fn ready<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("a hit must be ready at once"),
-    }
-}
+use support::{get, json, ready, FixedOrigin};
 
 fn bench_hits(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -47,26 +23,14 @@ fn bench_hits(c: &mut Criterion) {
     .unwrap();
     let mut group = c.benchmark_group("layer_hit");
     for size in [1024usize, 16 * 1024] {
-        let payload = body(size);
-        let cache = Cache::new(config.clone()).unwrap();
-        let p = payload.clone();
-        let inner = tower::service_fn(move |_req: Request<larder::CacheBody<Full<Bytes>>>| {
-            let p = p.clone();
-            async move {
-                Ok::<_, Infallible>(
-                    Response::builder()
-                        .header("content-type", "application/json")
-                        .header("etag", "\"v1\"")
-                        .body(Full::new(p))
-                        .unwrap(),
-                )
-            }
-        });
-        let svc = CacheService::new(inner, cache);
+        let origin = FixedOrigin {
+            body: json(size),
+            headers: &[("etag", "\"v1\"")],
+        };
+        let svc = CacheService::new(origin, Cache::new(config.clone()).unwrap());
         let path = format!("/items/{size}");
         // Fill the entry once.
-        rt.block_on(svc.handle(Request::get(&path).body(Full::new(Bytes::new())).unwrap()))
-            .unwrap();
+        rt.block_on(svc.handle(get(&path))).unwrap();
         group.throughput(Throughput::Elements(1));
         for (label, accept) in [("gzip", Some("gzip, deflate, br")), ("identity", None)] {
             group.bench_function(format!("{size}B_{label}"), |b| {

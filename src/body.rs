@@ -123,6 +123,8 @@ pub enum Buffered<B> {
     TooLarge(CacheBody<B>),
     /// Reading failed.
     Failed(BoxError),
+    /// The whole body did not arrive within the time allowed.
+    TimedOut,
 }
 
 /// Reads `body` whole if it fits in `limit` bytes; otherwise hands back a body that
@@ -167,4 +169,15 @@ where
         }
     };
     Buffered::Complete(bytes)
+}
+
+/// [`buffer`], giving up when the whole body has not arrived within `within`.
+pub async fn buffer_within<B>(body: B, limit: usize, within: std::time::Duration) -> Buffered<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    tokio::time::timeout(within, buffer(body, limit))
+        .await
+        .unwrap_or(Buffered::TimedOut)
 }

@@ -83,6 +83,20 @@ pub struct ProxyConfig {
     pub shutdown_grace: Duration,
     /// Worker threads of the server's runtime (default: one per core).
     pub workers: Option<usize>,
+    /// The largest request head (request line and fields); larger is answered 431.
+    pub max_header: u64,
+    /// The most request header fields; more is answered 431.
+    pub max_headers: usize,
+    /// Time a client has to send a complete request head, counted from the connection's
+    /// start or the end of its previous response; then the connection is closed.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight and no bytes moving for this long is closed.
+    pub idle_timeout: Duration,
+    /// Open client connections at most; at the cap the longest-idle one is closed to make
+    /// room, or the new one if none is idle. `None`: derived from the file-descriptor limit.
+    pub max_connections: Option<usize>,
+    /// Peers whose forwarding fields (`X-Forwarded-*`, `Forwarded`) are kept.
+    pub trusted_proxies: Vec<crate::semantics::hygiene::Cidr>,
 }
 
 /// Which `Host` header the upstream receives.
@@ -310,6 +324,12 @@ struct RawProxy {
     host: Opt<String>,
     shutdown_grace: Opt<String>,
     workers: Opt<i64>,
+    max_header: Opt<String>,
+    max_headers: Opt<i64>,
+    header_read_timeout: Opt<String>,
+    idle_timeout: Opt<String>,
+    max_connections: Opt<i64>,
+    trusted_proxies: Opt<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -784,6 +804,64 @@ fn proxy(src: &Source, raw: Opt<RawProxy>) -> Result<ProxyConfig, ConfigError> {
             "proxy.shutdown_grace",
             Duration::from_secs(10),
         )?,
+        max_header: match opt_size(src, &r.max_header, "proxy.max_header", 64 << 10)? {
+            n if (1024..=(16 << 20)).contains(&n) => n,
+            _ => {
+                let offset = r.max_header.as_ref().map_or(0, |s| s.span().start);
+                return Err(src.error(
+                    offset,
+                    "proxy.max_header",
+                    "must be between 1KiB and 16MiB",
+                ));
+            }
+        },
+        max_headers: match &r.max_headers {
+            None => 100,
+            Some(n) if (8..=10_000).contains(n.get_ref()) => *n.get_ref() as usize,
+            Some(n) => return Err(src.at(n, "proxy.max_headers", "must be between 8 and 10000")),
+        },
+        header_read_timeout: positive(
+            src,
+            &r.header_read_timeout,
+            "proxy.header_read_timeout",
+            opt_duration(
+                src,
+                &r.header_read_timeout,
+                "proxy.header_read_timeout",
+                Duration::from_secs(10),
+            )?,
+        )?,
+        idle_timeout: positive(
+            src,
+            &r.idle_timeout,
+            "proxy.idle_timeout",
+            opt_duration(
+                src,
+                &r.idle_timeout,
+                "proxy.idle_timeout",
+                Duration::from_secs(60),
+            )?,
+        )?,
+        max_connections: match &r.max_connections {
+            None => None,
+            Some(n) if (1..=1_000_000).contains(n.get_ref()) => Some(*n.get_ref() as usize),
+            Some(n) => {
+                return Err(src.at(n, "proxy.max_connections", "must be between 1 and 1000000"))
+            }
+        },
+        trusted_proxies: match &r.trusted_proxies {
+            None => Vec::new(),
+            Some(list) => list
+                .get_ref()
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    c.get_ref()
+                        .parse()
+                        .map_err(|m: String| src.at(c, format!("proxy.trusted_proxies[{i}]"), m))
+                })
+                .collect::<Result<_, _>>()?,
+        },
     })
 }
 

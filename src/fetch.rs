@@ -16,7 +16,7 @@ use crate::body::{buffer, BoxError, Buffered, CacheBody};
 use crate::cache::{Cache, Settings};
 use crate::coalesce::Role;
 use crate::entry::{Entry, NewEntry, StoredBody};
-use crate::key::{self, normalize_percent, CacheKey};
+use crate::key::{self, normalize_percent, BodyKeyError, CacheKey};
 use crate::layer::{body_hash, classify, lookup, serve_entry, Forward, Found, Lookup};
 use crate::policy::{self, now_ms, RequestPolicy, StoreInput};
 use crate::rules::Rule;
@@ -227,9 +227,18 @@ where
     // key_body rules: the key needs the body.
     let (key, body, found) = match plan.primary {
         Some(k) => (k, CacheBody::stream(body), found),
-        None => match buffer(body, s.config.cache.key_body_max as usize).await {
+        None => match read_key_body(body, s).await {
             Buffered::Complete(bytes) => {
-                let hash = body_hash(&parts.headers, &bytes);
+                let hash = match body_hash(&parts.headers, &bytes) {
+                    Ok(h) => h,
+                    Err(BodyKeyError::TooDeep) => {
+                        let status = CacheStatus::bypass(NoCacheReason::BodyTooDeep);
+                        count(&status);
+                        let req = Request::from_parts(parts, CacheBody::full(bytes));
+                        let (rparts, rbody) = inner.oneshot(req).await?.into_parts();
+                        return Ok(pass_on(rparts, CacheBody::stream(rbody), false, status, s));
+                    }
+                };
                 let rule = plan.rule.map(|i| &s.rules.rules()[i]);
                 let k = crate::layer::primary_key(
                     s,
@@ -253,6 +262,12 @@ where
                 return Ok(error_response(
                     StatusCode::BAD_REQUEST,
                     "the request body could not be read\n",
+                ));
+            }
+            Buffered::TimedOut => {
+                return Ok(error_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time\n",
                 ));
             }
         },
@@ -425,7 +440,7 @@ where
             status,
             response,
             rule,
-            credentials: rule.is_none() && s.users.present(&fill.request_headers),
+            credentials: s.users.present(&fill.request_headers),
             targeted: &s.targeted,
             heuristic: s
                 .config
@@ -535,7 +550,7 @@ where
                 s,
             ))
         }
-        Buffered::Failed(_) => {
+        Buffered::Failed(_) | Buffered::TimedOut => {
             uncached(NoCacheReason::UpstreamBody);
             return Ok(error_response(
                 StatusCode::BAD_GATEWAY,
@@ -817,4 +832,19 @@ fn entry_tags(
     tags.sort_unstable();
     tags.dedup();
     tags
+}
+
+/// Reads a `key_body` request's body (up to `cache.key_body_max`), within
+/// `proxy.upstream_timeout` in all, so a client trickling it cannot hold the fill.
+async fn read_key_body<B>(body: B, s: &Settings) -> Buffered<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    crate::body::buffer_within(
+        body,
+        s.config.cache.key_body_max as usize,
+        s.config.proxy.upstream_timeout,
+    )
+    .await
 }

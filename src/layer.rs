@@ -37,8 +37,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE, HOST, RANGE, UPGRADE};
-use http::{HeaderMap, Method, Request, Response, Uri};
+use http::header::{CONTENT_TYPE, HOST, RANGE};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use tower::{Layer, Service};
 
@@ -48,9 +48,11 @@ use crate::cache::{Cache, Settings};
 use crate::config::Config;
 use crate::entry::Entry;
 use crate::fetch;
-use crate::key::{normalize_percent, BodyHash, CacheKey, KeyInput, UserId};
+use crate::key::{normalize_percent, BodyHash, BodyKeyError, CacheKey, KeyInput, UserId};
 use crate::policy::{now_ms, RequestPolicy};
+use crate::proxy::ClientAddr;
 use crate::rules::Rule;
+use crate::semantics::hygiene::{admit, Refused, FORWARDING_KEYED};
 use crate::serve::{self, ReqInfo};
 use crate::status::{CacheStatus, NoCacheReason, Stale, Tier};
 use crate::store::MemoryStore;
@@ -208,43 +210,8 @@ pub(crate) enum Route {
     Cache(Lookup),
 }
 
-fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(UPGRADE)
-        || headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
-}
-
-/// Decodes percent-escapes of unreserved characters in the request target, so the key,
-/// the rule match and what the upstream receives all agree on one spelling.
-fn normalize_target<B>(mut req: Request<B>) -> Request<B> {
-    let uri = req.uri();
-    let escaped = uri.path().contains('%') || uri.query().is_some_and(|q| q.contains('%'));
-    if !escaped {
-        return req;
-    }
-    let path = normalize_percent(uri.path());
-    let target = match uri.query() {
-        Some(q) => format!("{path}?{}", normalize_percent(q)),
-        None => path.into_owned(),
-    };
-    let mut parts = uri.clone().into_parts();
-    if let Ok(pq) = target.parse() {
-        parts.path_and_query = Some(pq);
-        if let Ok(u) = Uri::from_parts(parts) {
-            *req.uri_mut() = u;
-        }
-    }
-    req
-}
-
 /// Matches the request to a rule and decides whether the cache handles it.
-pub(crate) fn route<B>(s: &Settings, req: &Request<B>) -> Route {
+pub(crate) fn route<B>(s: &Settings, req: &Request<B>, upgrade: bool) -> Route {
     let method = req.method();
     let path = normalize_percent(req.uri().path());
     let rule = s.rules.find(method, &path);
@@ -260,7 +227,7 @@ pub(crate) fn route<B>(s: &Settings, req: &Request<B>) -> Route {
             invalidate,
         })
     };
-    if is_upgrade(req.headers()) {
+    if upgrade {
         return forward(NoCacheReason::Upgrade, false);
     }
     match rule {
@@ -341,7 +308,7 @@ pub(crate) fn primary_key(
     } else {
         None
     };
-    CacheKey::primary(
+    let key = CacheKey::primary(
         &KeyInput {
             host,
             query: uri.query(),
@@ -352,11 +319,20 @@ pub(crate) fn primary_key(
             ..KeyInput::new(&s.config.cache.namespace, method, path)
         },
         &s.config.cache.ignore_params,
-    )
+    );
+    // Forwarding fields reach the upstream only from trusted proxies; when they do, they
+    // may change the answer, so they are part of the key.
+    let forwarded = !s.config.proxy.trusted_proxies.is_empty()
+        && FORWARDING_KEYED.iter().any(|n| headers.contains_key(n));
+    if forwarded {
+        key.variant(&FORWARDING_KEYED, headers)
+    } else {
+        key
+    }
 }
 
 /// The body hash of a `key_body` request.
-pub(crate) fn body_hash(headers: &HeaderMap, body: &[u8]) -> BodyHash {
+pub(crate) fn body_hash(headers: &HeaderMap, body: &[u8]) -> Result<BodyHash, BodyKeyError> {
     BodyHash::of(
         headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()),
         body,
@@ -571,14 +547,46 @@ impl<S> CacheService<S> {
         ResB: Body<Data = Bytes> + Send + 'static,
         ResB::Error: Into<BoxError>,
     {
-        let req = normalize_target(req);
+        let mut req = req;
+        let trusted = self.trusted_peer(&req);
+        let upgrade = match admit(&mut req, trusted) {
+            Ok(admitted) => admitted.upgrade,
+            Err(refused) => return ResponseFuture::ready(self.refuse(refused)),
+        };
         match Access::begin(&self.cache, &req) {
-            None => self.serve(req),
-            Some(access) => self.serve(req).inspect(move |resp| access.log(resp)),
+            None => self.serve(req, upgrade),
+            Some(access) => self
+                .serve(req, upgrade)
+                .inspect(move |resp| access.log(resp)),
         }
     }
 
-    fn serve<B, ResB>(&self, req: Request<B>) -> ResponseFuture<ResB, S::Error>
+    /// Whether the request came from a configured proxy (the sidecar puts the peer's
+    /// address in the request's extensions as [`ClientAddr`]).
+    fn trusted_peer<B>(&self, req: &Request<B>) -> bool {
+        let Some(ClientAddr(peer)) = req.extensions().get::<ClientAddr>() else {
+            return false;
+        };
+        let settings = self.cache.inner.settings.load();
+        settings
+            .config
+            .proxy
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(peer.ip()))
+    }
+
+    /// A request refused at the trust boundary: `400`, counted as a bypass.
+    fn refuse<ResB>(&self, refused: Refused) -> Response<CacheBody<ResB>> {
+        let settings = self.cache.inner.settings.load();
+        let status = CacheStatus::bypass(NoCacheReason::BadRequest);
+        settings.counters(None).record(&status);
+        let mut resp = serve::error_response(StatusCode::BAD_REQUEST, refused.message());
+        serve::stamp(resp.headers_mut(), &status, &settings);
+        resp
+    }
+
+    fn serve<B, ResB>(&self, req: Request<B>, upgrade: bool) -> ResponseFuture<ResB, S::Error>
     where
         S: Service<Request<CacheBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
         S::Future: Send + 'static,
@@ -591,7 +599,7 @@ impl<S> CacheService<S> {
         let guard = self.cache.inner.settings.load();
         let settings: &Settings = &guard;
         let now = now_ms();
-        let plan = match route(settings, &req) {
+        let plan = match route(settings, &req, upgrade) {
             Route::Forward(fwd) => {
                 let settings = arc_swap::Guard::into_inner(guard);
                 return ResponseFuture::boxed(fetch::forward(

@@ -515,8 +515,8 @@ pub struct StoreInput<'a> {
     pub response: &'a HeaderMap,
     /// The matched rule, if any.
     pub rule: Option<&'a Rule>,
-    /// The request carries a user identity (a configured user source) other than
-    /// `Authorization`; without a rule it is treated like `Authorization`.
+    /// The request carries a user identity (a configured user source); it is treated like
+    /// `Authorization` (RFC 9111 §3.5).
     pub credentials: bool,
     /// Targeted cache-control fields for this cache, most specific first (RFC 9213).
     pub targeted: &'a [HeaderName],
@@ -624,11 +624,12 @@ pub fn decide(input: &StoreInput<'_>) -> Result<Freshness, NoCacheReason> {
         return Err(NoCacheReason::VaryStar);
     }
     // A shared cache stores answers to requests with credentials only when the response
-    // says it may be shared (RFC 9111 §3.5). Without a rule, any configured user identity
-    // (a session cookie, say) counts as a credential: the path may be an alias of a
-    // per-user endpoint.
-    let credentials =
-        input.request.contains_key(AUTHORIZATION) || (rule.is_none() && input.credentials);
+    // says it may be shared (RFC 9111 §3.5). Any configured user identity (a session
+    // cookie, an `X-User-Id`) counts as a credential like `Authorization`: a path that
+    // looks static may be an alias of a per-user endpoint (cache deception). Only a
+    // `per_user` rule (keyed by the user) or a `shared` rule (declared the same for every
+    // caller) stores such answers without the origin's say-so.
+    let credentials = input.request.contains_key(AUTHORIZATION) || input.credentials;
     let shareable = d.public || d.s_maxage.is_some() || d.must_revalidate;
     if credentials && !per_user && !shareable && !rule.is_some_and(|r| r.shared) {
         return Err(NoCacheReason::Authorization);
@@ -932,7 +933,7 @@ mod tests {
             credentials: true,
             ..input(&req, &resp, Some(&rule))
         };
-        assert!(decide(&cookie_with_rule).is_ok());
+        assert_eq!(decide(&cookie_with_rule), Err(NoCacheReason::Authorization));
         let mut per_user = rule.clone();
         per_user.per_user = true;
         let resp = hm(&[("cache-control", "private, max-age=60")]);

@@ -15,6 +15,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,7 +34,7 @@ use tower::Service;
 
 use crate::body::BoxError;
 use crate::config::{HostHeader, ProxyConfig};
-use crate::serve::strip_hop_by_hop;
+use crate::semantics::hygiene::strip_hop_by_hop;
 
 /// The body of an upstream answer: the origin's stream, or larder's own short error.
 pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
@@ -43,11 +45,49 @@ pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
 pub struct ClientAddr(pub SocketAddr);
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+pin_project_lite::pin_project! {
+    /// A request body that notes whether reading it failed.
+    pub struct WatchedBody<B> {
+        #[pin]
+        inner: B,
+        failed: Arc<AtomicBool>,
+    }
+}
+
+impl<B> Body for WatchedBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let r = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &r {
+            this.failed.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 const VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 larder");
 
 /// Sends requests to the configured upstream.
 pub struct Upstream<B> {
-    client: Client<HttpConnector, B>,
+    client: Client<HttpConnector, WatchedBody<B>>,
     scheme: Scheme,
     authority: Authority,
     host: HostHeader,
@@ -184,6 +224,16 @@ where
                 parts.headers.insert(X_FORWARDED_FOR, v);
             }
         }
+        if !parts.headers.contains_key(X_FORWARDED_PROTO) {
+            parts
+                .headers
+                .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        }
+        let failed = Arc::new(AtomicBool::new(false));
+        let body = WatchedBody {
+            inner: body,
+            failed: failed.clone(),
+        };
         let fut = self.client.request(Request::from_parts(parts, body));
         let timeout = self.timeout;
         Box::pin(async move {
@@ -191,6 +241,14 @@ where
                 Err(_) => {
                     tracing::warn!(timeout = ?timeout, "upstream timed out");
                     Ok(short(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"))
+                }
+                Ok(Err(_)) if failed.load(Ordering::Relaxed) => {
+                    // The client's own body was malformed or cut: its fault, not the
+                    // upstream's.
+                    Ok(short(
+                        StatusCode::BAD_REQUEST,
+                        "the request body could not be read\n",
+                    ))
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "upstream unreachable");

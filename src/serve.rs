@@ -8,10 +8,9 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, ACCEPT_RANGES, AGE, CACHE_CONTROL, CONNECTION,
-    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, ETAG, EXPIRES, IF_MATCH, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, PRAGMA, PROXY_AUTHENTICATE,
-    PROXY_AUTHORIZATION, RANGE, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, VARY,
+    HeaderMap, HeaderName, HeaderValue, ACCEPT_RANGES, AGE, CACHE_CONTROL, CONTENT_ENCODING,
+    CONTENT_LENGTH, CONTENT_RANGE, ETAG, EXPIRES, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    IF_RANGE, IF_UNMODIFIED_SINCE, LAST_MODIFIED, PRAGMA, RANGE, SET_COOKIE, VARY,
 };
 use http::{Method, Request, Response, StatusCode};
 
@@ -129,32 +128,7 @@ impl ReqInfo {
     }
 }
 
-/// The hop-by-hop headers (RFC 9110 §7.6.1), never stored or forwarded.
-pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
-    CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    TE,
-    TRAILER,
-    TRANSFER_ENCODING,
-    UPGRADE,
-    PROXY_AUTHORIZATION,
-];
-
-/// Removes hop-by-hop headers and those named by `Connection`.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(n);
-    }
-    headers.remove(PROXY_AUTHENTICATE);
-}
+pub(crate) use crate::semantics::hygiene::strip_hop_by_hop;
 
 /// The headers to store for a response: hop-by-hop, framing, `Age`, cookies and the tag
 /// header removed; the rule's `cache_control` in place of the origin's; `Vary:
@@ -546,7 +520,7 @@ mod tests {
     #[test]
     fn hygiene() {
         let mut h = HeaderMap::new();
-        h.insert(CONNECTION, "x-private-hop".parse().unwrap());
+        h.insert(http::header::CONNECTION, "x-private-hop".parse().unwrap());
         h.insert("x-private-hop", "1".parse().unwrap());
         h.insert("keep-alive", "timeout=5".parse().unwrap());
         h.insert("surrogate-key", "a b".parse().unwrap());

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,9 +25,6 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -37,6 +34,7 @@ use crate::body::CacheBody;
 use crate::cache::{Cache, Warm};
 use crate::config::Config;
 use crate::layer::CacheService;
+use crate::listener::{self, Limits};
 use crate::proxy::{ClientAddr, Upstream};
 
 /// A started server.
@@ -115,25 +113,51 @@ pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
     )))));
     spawn_warming(cache.clone());
     spawn_reload_on_hangup(cache.clone());
-    let proxy_task = tokio::spawn(accept_loop(
+    let limits = Limits {
+        header_read_timeout: config.proxy.header_read_timeout,
+        idle_timeout: config.proxy.idle_timeout,
+        max_connections: config
+            .proxy
+            .max_connections
+            .unwrap_or_else(listener::default_max_connections),
+        max_header: config.proxy.max_header as usize,
+        max_headers: config.proxy.max_headers,
+        shutdown_grace: grace,
+    };
+    let proxy_task = tokio::spawn(listener::serve(
         proxy_listener,
         stopped.clone(),
-        grace,
+        limits,
         move |addr| {
             let service = service.clone();
             service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ClientAddr(addr));
-                service.handle(req)
+                let service = service.clone();
+                async move {
+                    if let Some(refusal) = malformed(&req) {
+                        return Ok(refusal);
+                    }
+                    req.extensions_mut().insert(ClientAddr(addr));
+                    service.handle(req).await
+                }
             })
         },
     ));
-    let admin_task = tokio::spawn(accept_loop(admin_listener, stopped, grace, move |_addr| {
-        let admin = admin.clone();
-        service_fn(move |req: Request<Incoming>| {
+    let admin_limits = Limits {
+        max_connections: 256,
+        ..limits
+    };
+    let admin_task = tokio::spawn(listener::serve(
+        admin_listener,
+        stopped,
+        admin_limits,
+        move |_addr| {
             let admin = admin.clone();
-            async move { Ok::<_, Infallible>(admin.handle(req).await) }
-        })
-    }));
+            service_fn(move |req: Request<Incoming>| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.handle(req).await) }
+            })
+        },
+    ));
     tracing::info!(proxy = %proxy_addr, admin = %admin_addr, upstream = ?config.proxy.upstream.as_ref().map(|u| u.to_string()), "larder listening");
     Ok(Running {
         proxy_addr,
@@ -215,54 +239,25 @@ fn spawn_reload_on_hangup(cache: Cache) {
     });
 }
 
-async fn accept_loop<F, S, B>(
-    listener: TcpListener,
-    mut stopped: watch::Receiver<bool>,
-    grace: Duration,
-    make_service: F,
-) where
-    F: Fn(SocketAddr) -> S,
-    S: hyper::service::Service<
-            Request<Incoming>,
-            Response = hyper::Response<B>,
-            Error = Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, addr) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off briefly.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let conn = builder.serve_connection(TokioIo::new(stream), make_service(addr)).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            _ = stopped.changed() => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
+/// A request no proxy should pass on (RFC 9112 §3.2, RFC 9110 §9.3.6, §9.3.8): an
+/// HTTP/1.1 request without `Host` or with two, `CONNECT` (larder is no tunnel) and `TRACE`
+/// (it would echo credentials back).
+fn malformed<B>(req: &Request<Incoming>) -> Option<hyper::Response<CacheBody<B>>> {
+    let hosts = req.headers().get_all(http::header::HOST).iter().count();
+    let (status, message) = if hosts > 1 {
+        (StatusCode::BAD_REQUEST, "more than one Host header\n")
+    } else if hosts == 0
+        && req.version() == http::Version::HTTP_11
+        && req.uri().authority().is_none()
     {
-        tracing::warn!(grace = ?grace, "in-flight requests did not finish in time");
-    }
+        (
+            StatusCode::BAD_REQUEST,
+            "an HTTP/1.1 request needs a Host header\n",
+        )
+    } else if matches!(*req.method(), Method::CONNECT | Method::TRACE) {
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+    } else {
+        return None;
+    };
+    Some(crate::serve::error_response(status, message))
 }

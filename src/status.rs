@@ -115,6 +115,10 @@ pub enum NoCacheReason {
     UpstreamBody,
     /// The entry was invalidated while it was being fetched.
     Invalidated,
+    /// A `key_body` request's JSON is nested too deep to canonicalise.
+    BodyTooDeep,
+    /// The request was refused at the trust boundary (`400`).
+    BadRequest,
 }
 
 impl NoCacheReason {
@@ -139,6 +143,8 @@ impl NoCacheReason {
             NoCacheReason::Upgrade => "upgrade",
             NoCacheReason::UpstreamBody => "upstream-body",
             NoCacheReason::Invalidated => "invalidated",
+            NoCacheReason::BodyTooDeep => "body-too-deep",
+            NoCacheReason::BadRequest => "bad-request",
         }
     }
 }

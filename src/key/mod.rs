@@ -26,6 +26,8 @@ use http::Method;
 
 use crate::config::UserSource;
 
+pub mod json;
+
 /// A cache key: 16 bytes of a blake3 hash over length-prefixed components.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct CacheKey(pub [u8; 16]);
@@ -209,39 +211,51 @@ fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct BodyHash(pub [u8; 16]);
 
+/// Why a body cannot be part of a key: the request bypasses the cache.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BodyKeyError {
+    /// JSON nested deeper than [`json::MAX_DEPTH`]: refused rather than canonicalised.
+    TooDeep,
+}
+
 impl BodyHash {
     /// Hashes a body: JSON (by content type, or when none is given and it parses) is
-    /// canonicalised first, so key order and whitespace do not matter.
+    /// canonicalised first, so key order and whitespace do not matter. A body that is not
+    /// JSON, or that no parser reads one way (a duplicate key), is hashed as raw bytes; a
+    /// JSON body nested too deep is refused.
     ///
     /// ```
-    /// use larder::key::BodyHash;
+    /// use larder::key::{BodyHash, BodyKeyError};
     /// let json = Some("application/json");
     /// assert_eq!(BodyHash::of(json, br#"{"a":1, "b":[1,2]}"#), BodyHash::of(json, br#"{ "b":[1,2],"a":1 }"#));
     /// assert_ne!(BodyHash::of(json, br#"{"a":1}"#), BodyHash::of(json, br#"{"a":2}"#));
+    /// let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+    /// assert_eq!(BodyHash::of(json, deep.as_bytes()), Err(BodyKeyError::TooDeep));
     /// ```
-    pub fn of(content_type: Option<&str>, body: &[u8]) -> BodyHash {
+    pub fn of(content_type: Option<&str>, body: &[u8]) -> Result<BodyHash, BodyKeyError> {
         let json_type = content_type.map(|ct| {
             let ct = media_type(ct);
             ct == "application/json" || ct.ends_with("+json")
         });
         let canonical = match json_type {
-            Some(false) => None,
-            _ => canonical_json(body),
+            Some(false) => json::Canonical::NotJson,
+            _ => json::canonicalize(body),
         };
         let mut h = blake3::Hasher::new();
         match &canonical {
-            Some(c) => {
+            json::Canonical::Json(c) => {
                 h.update(b"json\0");
                 h.update(c);
             }
-            None => {
+            json::Canonical::TooDeep => return Err(BodyKeyError::TooDeep),
+            json::Canonical::NotJson | json::Canonical::Ambiguous => {
                 h.update(b"raw\0");
                 h.update(body);
             }
         }
         let mut out = [0u8; 16];
         out.copy_from_slice(&h.finalize().as_bytes()[..16]);
-        BodyHash(out)
+        Ok(BodyHash(out))
     }
 }
 
@@ -256,77 +270,12 @@ pub fn media_type(content_type: &str) -> String {
 }
 
 /// JSON with object keys sorted and insignificant whitespace removed; `None` if the body
-/// is not JSON or is ambiguous (a duplicate key, which parsers resolve differently).
-/// Numbers and strings keep their exact text, so no two different values merge.
+/// is not JSON, is ambiguous (a duplicate key, which parsers resolve differently) or is
+/// nested too deep. Numbers keep their exact text, so no two different values merge.
 pub fn canonical_json(body: &[u8]) -> Option<Vec<u8>> {
-    let raw: &serde_json::value::RawValue = serde_json::from_slice(body).ok()?;
-    let mut out = Vec::with_capacity(body.len());
-    write_canonical(raw, &mut out).ok()?;
-    Some(out)
-}
-
-fn write_canonical(
-    raw: &serde_json::value::RawValue,
-    out: &mut Vec<u8>,
-) -> Result<(), serde_json::Error> {
-    let text = raw.get().trim();
-    match text.as_bytes().first() {
-        Some(b'{') => {
-            let Object(map) = serde_json::from_str(text)?;
-            out.push(b'{');
-            for (i, (k, v)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                serde_json::to_writer(&mut *out, k)?;
-                out.push(b':');
-                write_canonical(v, out)?;
-            }
-            out.push(b'}');
-        }
-        Some(b'[') => {
-            let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(text)?;
-            out.push(b'[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(v, out)?;
-            }
-            out.push(b']');
-        }
-        _ => out.extend_from_slice(text.as_bytes()),
-    }
-    Ok(())
-}
-
-/// A JSON object whose keys are sorted, refusing duplicate keys.
-struct Object<'a>(std::collections::BTreeMap<String, &'a serde_json::value::RawValue>);
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Object<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
-            type Value = Object<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(
-                self,
-                mut m: M,
-            ) -> Result<Object<'a>, M::Error> {
-                let mut out = std::collections::BTreeMap::new();
-                while let Some((k, v)) =
-                    m.next_entry::<String, &'de serde_json::value::RawValue>()?
-                {
-                    if out.insert(k, v).is_some() {
-                        return Err(serde::de::Error::custom("duplicate key"));
-                    }
-                }
-                Ok(Object(out))
-            }
-        }
-        d.deserialize_map(Visit(std::marker::PhantomData))
+    match json::canonicalize(body) {
+        json::Canonical::Json(c) => Some(c),
+        _ => None,
     }
 }
 
@@ -459,7 +408,7 @@ impl CacheKey {
         for name in names {
             h.part(b'h', name.as_str().as_bytes());
             match vary_value(headers, name) {
-                Some(v) => h.part(b'v', v.as_bytes()),
+                Some(v) => h.part(b'v', &v),
                 None => h.part(b'-', b""),
             }
         }
@@ -537,42 +486,48 @@ fn hash_query(h: &mut Hasher, query: Option<&str>, ignore: &[String], only: Opti
 /// For the content-negotiation headers (`Accept`, `Accept-Charset`, `Accept-Encoding`,
 /// `Accept-Language`), whose values are case-insensitive lists, items are trimmed,
 /// lower-cased and sorted. Any other header keeps its exact bytes (lines joined by `,`),
-/// since its case or order may matter to the origin.
-pub fn vary_value(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+/// since its case or order may matter to the origin. Values are bytes, never decoded: two
+/// values that differ in any byte (non-UTF-8 ones included) are two variants.
+///
+/// ```
+/// use http::{HeaderMap, HeaderName, HeaderValue};
+/// let name = HeaderName::from_static("x-lang");
+/// let value = |v: &[u8]| {
+///     let mut h = HeaderMap::new();
+///     h.insert(name.clone(), HeaderValue::from_bytes(v).unwrap());
+///     larder::key::vary_value(&h, &name)
+/// };
+/// assert_ne!(value(b"\xff"), value(b"\xfe"));
+/// assert_eq!(value(b"a , b"), value(b"a,b"));
+/// ```
+pub fn vary_value(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8>> {
     let mut values = headers.get_all(name).iter().peekable();
     values.peek()?;
     let negotiation = matches!(
         name.as_str(),
         "accept" | "accept-charset" | "accept-encoding" | "accept-language"
     );
-    if !negotiation {
-        // Exact bytes, but whitespace around list separators is not significant.
-        let parts: Vec<String> = values
-            .flat_map(|v| {
-                v.as_bytes()
-                    .split(|&b| b == b',')
-                    .map(|p| String::from_utf8_lossy(trim(p)).into_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        return Some(parts.join(","));
-    }
-    let mut items: Vec<String> = Vec::new();
+    let mut items: Vec<Vec<u8>> = Vec::new();
     for v in values {
         for item in v.as_bytes().split(|&b| b == b',') {
             let item = trim(item);
-            if !item.is_empty() {
-                let item: Vec<u8> = item
-                    .iter()
-                    .copied()
-                    .filter(|b| !b.is_ascii_whitespace())
-                    .collect();
-                items.push(String::from_utf8_lossy(&item).to_ascii_lowercase());
+            if !negotiation {
+                // Exact bytes, but whitespace around list separators is not significant.
+                items.push(item.to_vec());
+            } else if !item.is_empty() {
+                items.push(
+                    item.iter()
+                        .filter(|b| !b.is_ascii_whitespace())
+                        .map(u8::to_ascii_lowercase)
+                        .collect(),
+                );
             }
         }
     }
-    items.sort();
-    Some(items.join(","))
+    if negotiation {
+        items.sort();
+    }
+    Some(items.join(&b','))
 }
 
 /// A tag's 64-bit id (stable across instances, so Redis and every L1 agree).
@@ -701,8 +656,12 @@ pub fn normalize_percent(s: &str) -> Cow<'_, str> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
+        if bytes[i] == b'%' {
+            let (h, l) = (
+                bytes.get(i + 1).copied().and_then(hex_val),
+                bytes.get(i + 2).copied().and_then(hex_val),
+            );
+            if let (Some(h), Some(l)) = (h, l) {
                 let b = h * 16 + l;
                 if is_unreserved(b) {
                     out.push(b);
@@ -714,6 +673,11 @@ pub fn normalize_percent(s: &str) -> Cow<'_, str> {
                 i += 3;
                 continue;
             }
+            // A '%' that starts no escape is itself escaped, so decoding never makes one
+            // out of what follows ("%%361" must not become "%61").
+            out.extend_from_slice(b"%25");
+            i += 1;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -888,8 +852,10 @@ mod tests {
 
     #[test]
     fn percent_normalisation() {
-        assert_eq!(normalize_percent("%7e%"), "~%");
+        assert_eq!(normalize_percent("%7e%"), "~%25");
+        assert_eq!(normalize_percent("%%361dmin"), "%2561dmin");
+        assert_eq!(normalize_percent("%4"), "%254");
         assert_eq!(normalize_percent("%e2%82%ac"), "%E2%82%AC");
-        assert_eq!(normalize_percent("%zz"), "%zz");
+        assert_eq!(normalize_percent("%zz"), "%25zz");
     }
 }

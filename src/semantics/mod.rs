@@ -1,0 +1,7 @@
+//! HTTP semantics (RFC 9110) that every part of larder shares: what a request must look
+//! like before the cache or an upstream sees it, and which header fields belong to one
+//! hop only.
+//!
+//! (The folder is not called `http` so that it never shadows the `http` crate.)
+
+pub mod hygiene;
