@@ -501,6 +501,33 @@ mod tests {
     }
 
     #[test]
+    fn range_parsing_holds_for_any_input() {
+        // A bounded property test (the parsers' others are in tests/parsers.rs): no input
+        // panics, and a resolved range always lies inside the representation.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let alphabet = b"bytes=-,0123456789 x";
+        for _ in 0..5_000 {
+            let mut text = Vec::new();
+            for _ in 0..(x % 24) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                text.push(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            let Ok(v) = HeaderValue::from_bytes(&text) else {
+                continue;
+            };
+            if let RangeRequest::Single(r) = parse_range(&v) {
+                for len in [0u64, 1, 10, 1 << 40] {
+                    if let Some((first, last)) = r.resolve(len) {
+                        assert!(first <= last && last < len, "{v:?} {len}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn age_values() {
         assert_eq!(age_value(0), "0");
         assert_eq!(age_value(4095), "4095");

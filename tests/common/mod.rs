@@ -214,8 +214,21 @@ impl Larder {
 
     /// Starts `larder serve` with these environment variables.
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Larder {
+        Larder::spawn(config, env, None)
+    }
+
+    fn spawn(config: &str, env: &[(&str, &str)], nofile: Option<u64>) -> Larder {
         let config_path = write_config(config);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_larder"));
+        let mut cmd = match nofile {
+            None => Command::new(env!("CARGO_BIN_EXE_larder")),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_larder"));
+                c
+            }
+        };
         cmd.arg("serve").arg("--config").arg(&config_path);
         cmd.env_remove("LARDER_ADMIN_TOKEN")
             .env_remove("LARDER_USER_SECRET")
@@ -566,5 +579,135 @@ impl RedisCluster {
             url.push_str(&format!("node=127.0.0.1:{}", n.port));
         }
         url
+    }
+}
+
+impl Larder {
+    /// Starts `larder serve` with the admin token set and at most `nofile` open files (as
+    /// `ulimit -n` would set), to see what running out of descriptors does.
+    pub fn start_with_nofile(config: &str, nofile: u64) -> Larder {
+        Larder::spawn(config, &[("LARDER_ADMIN_TOKEN", TOKEN)], Some(nofile))
+    }
+}
+
+/// Sends raw bytes on a fresh connection and reads one response (to its
+/// `Content-Length`), or until the server closes the connection, or `wait` passes; returns
+/// what came back.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+            }
+            if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+                let length = head.lines().find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .and_then(|n| n.trim().parse::<usize>().ok())
+                });
+                if length.is_some_and(|n| out.len() >= end + 4 + n) {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(wait, read).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads from a connection until the server closes it; false if `wait` passed first.
+pub async fn closed_within(s: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut sink = Vec::new();
+    tokio::time::timeout(wait, s.read_to_end(&mut sink))
+        .await
+        .is_ok()
+}
+
+/// The status code of a raw HTTP/1.1 response.
+pub fn raw_status(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// An origin that reads HTTP/1.1 the careless way many do: it parses each request head,
+/// ignores any body (even with a Content-Length), and answers every request on a
+/// keep-alive connection in turn with `Cache-Control: max-age=60` and the request's path
+/// and Host as the body. What it was asked is recorded as "PATH HOST" lines.
+pub struct NaiveOrigin {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl NaiveOrigin {
+    pub async fn start() -> NaiveOrigin {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let seen = seen2.clone();
+                tokio::spawn(async move {
+                    let mut buf: Vec<u8> = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                            buf.drain(..end + 4);
+                            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                            let host = head
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("host:")
+                                        .map(|h| h.trim().to_string())
+                                })
+                                .unwrap_or_default();
+                            seen.lock().unwrap().push(format!("{path} {host}"));
+                            let body = format!("{path} {host}");
+                            let resp = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncache-control: max-age=60\r\ncontent-type: text/plain\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if s.write_all(resp.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        NaiveOrigin { addr, seen, task }
+    }
+
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for NaiveOrigin {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
