@@ -446,7 +446,7 @@ impl Cache {
     /// settings. A bad file is refused (the old config stays) with its
     /// `file:line:col: field: message` error. Returns the settings that changed but only
     /// take effect after a restart (listeners, upstream, store).
-    pub fn reload_file(&self) -> Result<Vec<&'static str>, ConfigError> {
+    pub fn reload_file(&self) -> Result<Vec<String>, ConfigError> {
         let old = self.settings();
         let new = match Config::load(&old.config.path) {
             Ok(c) => c,
@@ -455,7 +455,7 @@ impl Cache {
                 return Err(e);
             }
         };
-        let restart = restart_needed(&old.config, &new);
+        let restart = old.config.restart_needed(&new);
         self.reload(new);
         if restart.is_empty() {
             tracing::info!(path = %old.config.path.display(), "config reloaded");
@@ -700,57 +700,6 @@ fn check_hit_ratios(inner: &Inner, previous: &mut HashMap<String, (u64, u64)>) {
         }
         counters.set_alert(alerting, ratio);
     }
-}
-
-/// The settings a reload cannot change in a running process.
-fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
-    let same =
-        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") == format!("{b:?}");
-    let mut out = Vec::new();
-    let checks: [(&'static str, bool); 12] = [
-        ("proxy.listen", same(&old.proxy.listen, &new.proxy.listen)),
-        (
-            "proxy.upstream",
-            same(&old.proxy.upstream, &new.proxy.upstream),
-        ),
-        (
-            "proxy.upstream_timeout",
-            same(&old.proxy.upstream_timeout, &new.proxy.upstream_timeout),
-        ),
-        (
-            "proxy.connect_timeout",
-            same(&old.proxy.connect_timeout, &new.proxy.connect_timeout),
-        ),
-        ("proxy.host", same(&old.proxy.host, &new.proxy.host)),
-        (
-            "proxy.workers",
-            same(&old.proxy.workers, &new.proxy.workers),
-        ),
-        ("admin.listen", same(&old.admin.listen, &new.admin.listen)),
-        (
-            "admin.token_env",
-            same(&old.admin.token_env, &new.admin.token_env),
-        ),
-        ("store", same(&old.store, &new.store)),
-        (
-            "users.secret_env",
-            same(&old.users.secret_env, &new.users.secret_env),
-        ),
-        (
-            "cache.key_host",
-            new.cache.key_host.is_none() || old.cache.key_host == new.cache.key_host,
-        ),
-        (
-            "proxy.shutdown_grace",
-            same(&old.proxy.shutdown_grace, &new.proxy.shutdown_grace),
-        ),
-    ];
-    for (name, unchanged) in checks {
-        if !unchanged {
-            out.push(name);
-        }
-    }
-    out
 }
 
 fn round3(x: f64) -> f64 {

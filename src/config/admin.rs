@@ -1,0 +1,35 @@
+//! `[admin]`: the admin API's listener and token.
+
+use std::net::SocketAddr;
+
+use super::table::Table;
+use super::{ConfigError, Setting};
+
+/// The `[admin]` section.
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    /// Where the admin API listens.
+    pub listen: SocketAddr,
+    /// The environment variable holding the bearer token for `/admin/*`.
+    pub token_env: String,
+}
+
+pub(super) const RESTART: &[&str] = &["listen", "token_env"];
+
+impl AdminConfig {
+    pub(super) fn read(mut t: Table<'_>) -> Result<(AdminConfig, Vec<Setting>), ConfigError> {
+        let admin = AdminConfig {
+            listen: t.addr("listen", "127.0.0.1:9091")?,
+            token_env: t
+                .parsed("token_env", Some("LARDER_ADMIN_TOKEN"), |s| {
+                    if s.is_empty() {
+                        Err("must name an environment variable".into())
+                    } else {
+                        Ok(s.to_string())
+                    }
+                })?
+                .unwrap_or_default(),
+        };
+        Ok((admin, t.finish(RESTART)?))
+    }
+}

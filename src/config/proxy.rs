@@ -1,0 +1,167 @@
+//! `[proxy]`: the sidecar's listener, its upstream and the limits it enforces.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{HeaderValue, Uri};
+
+use super::table::Table;
+use super::ConfigError;
+use crate::semantics::hygiene::Cidr;
+
+/// The `[proxy]` section.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// Where the sidecar listens.
+    pub listen: SocketAddr,
+    /// The upstream origin (`http://host:port`); required by `larder serve`.
+    pub upstream: Option<Uri>,
+    /// Time allowed for the upstream's response head; exceeded → 504.
+    pub upstream_timeout: Duration,
+    /// Time allowed to connect to the upstream; exceeded → 502.
+    pub connect_timeout: Duration,
+    /// Responses larger than this stream through uncached.
+    pub max_body: u64,
+    /// Which `Host` the upstream sees.
+    pub host: HostHeader,
+    /// Longest time in-flight requests get to finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// Worker threads of the server's runtime (default: one per core).
+    pub workers: Option<usize>,
+    /// The largest request head (request line and fields); larger is answered 431.
+    pub max_header: u64,
+    /// The most request header fields; more is answered 431.
+    pub max_headers: usize,
+    /// Time a client has to send a complete request head, counted from the connection's
+    /// start or the end of its previous response; then the connection is closed.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight and no bytes moving for this long is closed.
+    pub idle_timeout: Duration,
+    /// Open client connections at most; at the cap the longest-idle one is closed to make
+    /// room, or the new one if none is idle. `None`: derived from the file-descriptor limit.
+    pub max_connections: Option<usize>,
+    /// Peers whose forwarding fields (`X-Forwarded-*`, `Forwarded`) are kept.
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// Which `Host` header the upstream receives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostHeader {
+    /// The upstream's authority (default).
+    Upstream,
+    /// The client's `Host`, unchanged.
+    Preserve,
+    /// A fixed value.
+    Fixed(HeaderValue),
+}
+
+/// Keys that only take effect after a restart.
+pub(super) const RESTART: &[&str] = &[
+    "listen",
+    "upstream",
+    "upstream_timeout",
+    "connect_timeout",
+    "host",
+    "shutdown_grace",
+    "workers",
+    "max_header",
+    "max_headers",
+    "header_read_timeout",
+    "idle_timeout",
+    "max_connections",
+];
+
+const KEYS: &[&str] = &[
+    "listen",
+    "upstream",
+    "upstream_timeout",
+    "connect_timeout",
+    "max_body",
+    "host",
+    "shutdown_grace",
+    "workers",
+    "max_header",
+    "max_headers",
+    "header_read_timeout",
+    "idle_timeout",
+    "max_connections",
+    "trusted_proxies",
+];
+
+/// Parses an upstream URL: absolute `http://host[:port]`, no path or query.
+pub(super) fn upstream_url(text: &str) -> Result<Uri, String> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err(
+            "https upstreams are not supported; point larder at the upstream's plain-HTTP address"
+                .into(),
+        ),
+        _ => {
+            return Err(format!(
+                "{text:?} must be an absolute http:// URL such as \"http://127.0.0.1:9000\""
+            ))
+        }
+    }
+    if uri.authority().is_none() {
+        return Err("the upstream URL needs a host".into());
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(
+            "the upstream URL must not have a path or query; requests keep their own path".into(),
+        );
+    }
+    Ok(uri)
+}
+
+fn host_header(text: &str) -> Result<HostHeader, String> {
+    match text {
+        "upstream" => Ok(HostHeader::Upstream),
+        "preserve" => Ok(HostHeader::Preserve),
+        other => HeaderValue::from_str(other)
+            .map(HostHeader::Fixed)
+            .map_err(|_| "expected \"upstream\", \"preserve\" or a host name".into()),
+    }
+}
+
+impl ProxyConfig {
+    pub(super) fn read(
+        mut t: Table<'_>,
+    ) -> Result<(ProxyConfig, Vec<super::Setting>), ConfigError> {
+        let trusted_proxies = match t.strings("trusted_proxies")? {
+            None => Vec::new(),
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    c.value
+                        .parse()
+                        .map_err(|m: String| t.error(c.at, &format!("trusted_proxies[{i}]"), m))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let proxy = ProxyConfig {
+            listen: t.addr("listen", "127.0.0.1:8080")?,
+            upstream: t.parsed("upstream", None, upstream_url)?,
+            upstream_timeout: t.positive_duration("upstream_timeout", "30s")?,
+            connect_timeout: t.positive_duration("connect_timeout", "5s")?,
+            max_body: t.size("max_body", 8 << 20, 0..=u64::MAX)?,
+            host: t
+                .parsed("host", Some("upstream"), host_header)?
+                .unwrap_or(HostHeader::Upstream),
+            shutdown_grace: t.duration("shutdown_grace", "10s")?,
+            workers: t.opt_int("workers", 1..=1024)?.map(|n| n as usize),
+            max_header: t.size("max_header", 64 << 10, 1024..=16 << 20)?,
+            max_headers: t.int("max_headers", 100, 8..=10_000)? as usize,
+            header_read_timeout: t.positive_duration("header_read_timeout", "10s")?,
+            idle_timeout: t.positive_duration("idle_timeout", "60s")?,
+            max_connections: t
+                .opt_int("max_connections", 1..=1_000_000)?
+                .map(|n| n as usize),
+            trusted_proxies,
+        };
+        Ok((proxy, t.finish(KEYS)?))
+    }
+}

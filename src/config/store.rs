@@ -1,0 +1,145 @@
+//! `[store]`: the memory tier's bound and the tiers below it (Redis).
+
+use std::time::Duration;
+
+use super::table::Table;
+use super::{ConfigError, Setting};
+
+/// Which store holds the entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded in-memory store.
+    Memory,
+    /// Redis as the shared tier, with the memory store as L1.
+    Redis,
+}
+
+/// The `[store]` section.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Which store.
+    pub backend: Backend,
+    /// Bound of the in-process store in bytes (the L1 under Redis).
+    pub memory_max: u64,
+    /// The Redis URL, for `backend = "redis"`.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key (several deployments can share one Redis).
+    pub redis_prefix: String,
+    /// Connections to Redis.
+    pub redis_pool: usize,
+    /// Longest wait for one Redis command before falling back (L1, or the upstream).
+    pub redis_timeout: Duration,
+    /// Longest wait for a connection to Redis.
+    pub redis_connect_timeout: Duration,
+    /// How long a fleet-wide fill lease lasts.
+    pub redis_lease: Duration,
+    /// Whether the memory store serves as L1 in front of Redis.
+    pub l1: bool,
+    /// A shorter ttl for L1 copies than the entries' own.
+    pub l1_ttl: Option<Duration>,
+}
+
+const KEYS: &[&str] = &[
+    "backend",
+    "memory_max",
+    "redis_url",
+    "redis_prefix",
+    "redis_pool",
+    "redis_timeout",
+    "redis_connect_timeout",
+    "redis_lease",
+    "l1",
+    "l1_ttl",
+];
+
+fn backend(text: &str) -> Result<Backend, String> {
+    match text {
+        "memory" => Ok(Backend::Memory),
+        "redis" => Ok(Backend::Redis),
+        other => Err(format!(
+            "unknown backend {other:?}; expected \"memory\" or \"redis\""
+        )),
+    }
+}
+
+fn redis_url(url: &str) -> Result<String, String> {
+    let scheme = url.split("://").next().unwrap_or("");
+    let known = matches!(
+        scheme,
+        "redis" | "rediss" | "redis-cluster" | "rediss-cluster"
+    );
+    if !known || !url.contains("://") {
+        return Err("expected redis://host:port/db, rediss://… (TLS) or redis-cluster://host:port?node=host:port".into());
+    }
+    if scheme.starts_with("rediss") && !cfg!(feature = "tls") {
+        return Err("this build has no TLS: rebuild with `--features tls` for rediss://".into());
+    }
+    Ok(url.to_string())
+}
+
+/// A URL with its password replaced by `****` (for `larder check` and logs).
+///
+/// ```
+/// assert_eq!(larder::config::mask_password("redis://u:secret@h:6379/0"), "redis://u:****@h:6379/0");
+/// assert_eq!(larder::config::mask_password("redis://:secret@h"), "redis://:****@h");
+/// assert_eq!(larder::config::mask_password("redis://h:6379"), "redis://h:6379");
+/// ```
+pub fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') {
+                format!("{user}:****")
+            } else {
+                "****".to_string()
+            };
+            format!("{scheme}://{masked}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+impl StoreConfig {
+    pub(super) fn read(mut t: Table<'_>) -> Result<(StoreConfig, Vec<Setting>), ConfigError> {
+        let backend_text = t.text("backend")?;
+        let backend_at = backend_text.as_ref().map_or(t.at, |b| b.at);
+        let backend = match &backend_text {
+            None => Backend::Memory,
+            Some(b) => self::backend(&b.value).map_err(|m| t.error(b.at, "backend", m))?,
+        };
+        t.show("backend", backend_text.map_or("memory".into(), |b| b.value));
+        let redis_url = match t.text("redis_url")? {
+            None => None,
+            Some(u) => {
+                let url = self::redis_url(&u.value).map_err(|m| t.error(u.at, "redis_url", m))?;
+                t.show("redis_url", mask_password(&url));
+                Some(url)
+            }
+        };
+        if backend == Backend::Redis && redis_url.is_none() {
+            return Err(t.error(
+                backend_at,
+                "backend",
+                "backend = \"redis\" needs store.redis_url",
+            ));
+        }
+        let store = StoreConfig {
+            backend,
+            memory_max: t.size("memory_max", 256 << 20, 64 << 10..=u64::MAX)?,
+            redis_url,
+            redis_prefix: t.string("redis_prefix", "larder")?,
+            redis_pool: t.int("redis_pool", 4, 1..=256)? as usize,
+            redis_timeout: t.positive_duration("redis_timeout", "250ms")?,
+            redis_connect_timeout: t.positive_duration("redis_connect_timeout", "2s")?,
+            redis_lease: t.positive_duration("redis_lease", "10s")?,
+            l1: t.bool("l1", true)?,
+            l1_ttl: t.opt_positive_duration("l1_ttl")?,
+        };
+        Ok((store, t.finish(KEYS)?))
+    }
+}
