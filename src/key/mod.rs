@@ -18,15 +18,23 @@
 //! assert_eq!(a, b);
 //! ```
 
-use std::borrow::Cow;
 use std::fmt;
 
-use http::header::{HeaderMap, HeaderName, COOKIE};
+use http::header::{HeaderMap, HeaderName};
 use http::Method;
 
-use crate::config::UserSource;
-
+mod body;
 pub mod json;
+mod tags;
+mod url;
+mod user;
+
+pub use body::{canonical_json, media_type, BodyHash, BodyKeyError};
+pub use tags::{tag_id, url_tag, user_tag};
+pub use url::{normalize_percent, normalized_url};
+use url::{param_matches, QueryParams};
+use user::trim;
+pub use user::{UserId, Users};
 
 /// A cache key: 16 bytes of a blake3 hash over length-prefixed components.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -62,221 +70,6 @@ pub fn hex(bytes: &[u8]) -> String {
         s.push(DIGITS[(b & 15) as usize] as char);
     }
     s
-}
-
-/// A user's identity as a keyed hash (never the raw credential).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct UserId(pub [u8; 16]);
-
-impl fmt::Debug for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "UserId({})", hex(&self.0))
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex(&self.0[..8]))
-    }
-}
-
-/// Finds a request's user and hashes it with the deployment's secret.
-///
-/// ```
-/// use larder::config::UserSource;
-/// use larder::key::Users;
-/// let users = Users::new(vec![UserSource::Header(http::header::AUTHORIZATION)], b"secret");
-/// let mut headers = http::HeaderMap::new();
-/// assert!(users.identify(&headers).is_none());
-/// headers.insert("authorization", "Bearer abc".parse().unwrap());
-/// let id = users.identify(&headers).unwrap();
-/// assert_eq!(users.hash_identity("Bearer abc"), vec![id]);
-/// ```
-#[derive(Clone)]
-pub struct Users {
-    sources: Vec<UserSource>,
-    key: [u8; 32],
-}
-
-impl fmt::Debug for Users {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Users")
-            .field("sources", &self.sources)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Users {
-    /// Sources tried in order; `secret` keys the hash (derive it per deployment).
-    pub fn new(sources: Vec<UserSource>, secret: &[u8]) -> Users {
-        Users {
-            sources,
-            key: blake3::derive_key("larder 2026 user identity key", secret),
-        }
-    }
-
-    fn hash(&self, source: usize, value: &[u8]) -> UserId {
-        let mut h = blake3::Hasher::new_keyed(&self.key);
-        h.update(&(source as u64).to_le_bytes());
-        h.update(value);
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
-        UserId(out)
-    }
-
-    /// The hashed identity of the request's user: the first source present wins.
-    pub fn identify(&self, headers: &HeaderMap) -> Option<UserId> {
-        for (i, source) in self.sources.iter().enumerate() {
-            match source {
-                UserSource::Header(name) => {
-                    if let Some(v) = headers.get(name) {
-                        let v = trim(v.as_bytes());
-                        if !v.is_empty() {
-                            return Some(self.hash(i, v));
-                        }
-                    }
-                }
-                UserSource::Cookie(name) => {
-                    for header in headers.get_all(COOKIE) {
-                        if let Some(v) = cookie_value(header.as_bytes(), name.as_bytes()) {
-                            if !v.is_empty() {
-                                return Some(self.hash(i, v));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        None
-    }
-
-    /// The request headers that carry a user identity (the configured sources), to send
-    /// along with requests made on the user's behalf (prefetch).
-    pub fn identity_headers(&self, headers: &HeaderMap) -> HeaderMap {
-        let mut out = HeaderMap::new();
-        for source in &self.sources {
-            let name = match source {
-                UserSource::Header(name) => name,
-                UserSource::Cookie(_) => &COOKIE,
-            };
-            if out.contains_key(name) {
-                continue;
-            }
-            for v in headers.get_all(name) {
-                out.append(name.clone(), v.clone());
-            }
-        }
-        out
-    }
-
-    /// Whether the request carries any of the configured user identities.
-    pub fn present(&self, headers: &HeaderMap) -> bool {
-        self.sources.iter().any(|source| match source {
-            UserSource::Header(name) => headers.contains_key(name),
-            UserSource::Cookie(name) => headers
-                .get_all(COOKIE)
-                .iter()
-                .any(|h| cookie_value(h.as_bytes(), name.as_bytes()).is_some()),
-        })
-    }
-
-    /// The hashes an admin-given identity has under each source (for invalidation by user).
-    pub fn hash_identity(&self, identity: &str) -> Vec<UserId> {
-        let v = trim(identity.as_bytes());
-        (0..self.sources.len()).map(|i| self.hash(i, v)).collect()
-    }
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &v[start..end]
-}
-
-fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    header.split(|&b| b == b';').find_map(|pair| {
-        let pair = trim(pair);
-        let eq = pair.iter().position(|&b| b == b'=')?;
-        (trim(&pair[..eq]) == name).then(|| trim(&pair[eq + 1..]))
-    })
-}
-
-/// The hash of a request body for `key_body` rules.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct BodyHash(pub [u8; 16]);
-
-/// Why a body cannot be part of a key: the request bypasses the cache.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum BodyKeyError {
-    /// JSON nested deeper than [`json::MAX_DEPTH`]: refused rather than canonicalised.
-    TooDeep,
-}
-
-impl BodyHash {
-    /// Hashes a body: JSON (by content type, or when none is given and it parses) is
-    /// canonicalised first, so key order and whitespace do not matter. A body that is not
-    /// JSON, or that no parser reads one way (a duplicate key), is hashed as raw bytes; a
-    /// JSON body nested too deep is refused.
-    ///
-    /// ```
-    /// use larder::key::{BodyHash, BodyKeyError};
-    /// let json = Some("application/json");
-    /// assert_eq!(BodyHash::of(json, br#"{"a":1, "b":[1,2]}"#), BodyHash::of(json, br#"{ "b":[1,2],"a":1 }"#));
-    /// assert_ne!(BodyHash::of(json, br#"{"a":1}"#), BodyHash::of(json, br#"{"a":2}"#));
-    /// let deep = "[".repeat(10_000) + &"]".repeat(10_000);
-    /// assert_eq!(BodyHash::of(json, deep.as_bytes()), Err(BodyKeyError::TooDeep));
-    /// ```
-    pub fn of(content_type: Option<&str>, body: &[u8]) -> Result<BodyHash, BodyKeyError> {
-        let json_type = content_type.map(|ct| {
-            let ct = media_type(ct);
-            ct == "application/json" || ct.ends_with("+json")
-        });
-        let canonical = match json_type {
-            Some(false) => json::Canonical::NotJson,
-            _ => json::canonicalize(body),
-        };
-        let mut h = blake3::Hasher::new();
-        match &canonical {
-            json::Canonical::Json(c) => {
-                h.update(b"json\0");
-                h.update(c);
-            }
-            json::Canonical::TooDeep => return Err(BodyKeyError::TooDeep),
-            json::Canonical::NotJson | json::Canonical::Ambiguous => {
-                h.update(b"raw\0");
-                h.update(body);
-            }
-        }
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
-        Ok(BodyHash(out))
-    }
-}
-
-/// The media type of a `Content-Type` value, lower-cased, without parameters.
-pub fn media_type(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
-
-/// JSON with object keys sorted and insignificant whitespace removed; `None` if the body
-/// is not JSON, is ambiguous (a duplicate key, which parsers resolve differently) or is
-/// nested too deep. Numbers keep their exact text, so no two different values merge.
-pub fn canonical_json(body: &[u8]) -> Option<Vec<u8>> {
-    match json::canonicalize(body) {
-        json::Canonical::Json(c) => Some(c),
-        _ => None,
-    }
 }
 
 /// The request-side components of a primary key.
@@ -530,168 +323,11 @@ pub fn vary_value(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8>> {
     Some(items.join(&b','))
 }
 
-/// A tag's 64-bit id (stable across instances, so Redis and every L1 agree).
-///
-/// ```
-/// assert_eq!(larder::key::tag_id("job:1"), larder::key::tag_id("job:1"));
-/// assert_ne!(larder::key::tag_id("job:1"), larder::key::tag_id("job:2"));
-/// ```
-pub fn tag_id(tag: &str) -> u64 {
-    let mut h = blake3::Hasher::new();
-    h.update(b"larder tag v1\0");
-    h.update(tag.as_bytes());
-    let bytes = h.finalize();
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&bytes.as_bytes()[..8]);
-    u64::from_le_bytes(out)
-}
-
-/// The implicit tag every entry of one URL carries (all methods, users, bodies, variants).
-pub fn url_tag(
-    namespace: &str,
-    path: &str,
-    query: Option<&str>,
-    ignore_params: &[String],
-    only: Option<&[String]>,
-) -> u64 {
-    tag_id(&format!(
-        "url\0{namespace}\0{}",
-        normalized_url(path, query, ignore_params, only)
-    ))
-}
-
-/// The implicit tag of every entry stored for one user.
-pub fn user_tag(user: &UserId) -> u64 {
-    tag_id(&format!("user\0{}", hex(&user.0)))
-}
-
-/// `path?query` with the query normalised (sorted, ignored parameters removed).
-pub fn normalized_url(
-    path: &str,
-    query: Option<&str>,
-    ignore_params: &[String],
-    only: Option<&[String]>,
-) -> String {
-    let params = QueryParams::new(query, ignore_params, only);
-    let mut out = String::with_capacity(path.len() + query.map_or(0, str::len) + 1);
-    out.push_str(path);
-    for (i, (k, v)) in params.pairs.iter().enumerate() {
-        out.push(if i == 0 { '?' } else { '&' });
-        out.push_str(k);
-        if let Some(v) = v {
-            out.push('=');
-            out.push_str(v);
-        }
-    }
-    out
-}
-
-/// Query parameters normalised for keys: sorted by name (values of one name keep their
-/// order), ignored names removed, unreserved percent-escapes decoded.
-struct QueryParams<'a> {
-    pairs: Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>,
-}
-
-impl<'a> QueryParams<'a> {
-    fn new(query: Option<&'a str>, ignore: &[String], only: Option<&[String]>) -> Self {
-        let mut pairs = Vec::new();
-        if let Some(q) = query {
-            for part in q.split('&') {
-                if part.is_empty() {
-                    continue;
-                }
-                let (k, v) = match part.find('=') {
-                    Some(i) => (&part[..i], Some(&part[i + 1..])),
-                    None => (part, None),
-                };
-                let k = normalize_percent(k);
-                if let Some(only) = only {
-                    if !only.iter().any(|o| o == k.as_ref()) {
-                        continue;
-                    }
-                } else if ignore.iter().any(|pat| param_matches(pat, &k)) {
-                    continue;
-                }
-                pairs.push((k, v.map(normalize_percent)));
-            }
-        }
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        QueryParams { pairs }
-    }
-}
-
-fn param_matches(pattern: &str, name: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => pattern == name,
-    }
-}
-
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Decodes percent-escapes of unreserved characters and upper-cases the hex digits of the
-/// others (RFC 3986 §6.2.2), so equivalent spellings of a URL share one key and one rule.
-///
-/// ```
-/// assert_eq!(larder::key::normalize_percent("/jobs/%34%32"), "/jobs/42");
-/// assert_eq!(larder::key::normalize_percent("/a%2fb"), "/a%2Fb");
-/// assert_eq!(larder::key::normalize_percent("/plain"), "/plain");
-/// ```
-pub fn normalize_percent(s: &str) -> Cow<'_, str> {
-    if !s.contains('%') {
-        return Cow::Borrowed(s);
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let (h, l) = (
-                bytes.get(i + 1).copied().and_then(hex_val),
-                bytes.get(i + 2).copied().and_then(hex_val),
-            );
-            if let (Some(h), Some(l)) = (h, l) {
-                let b = h * 16 + l;
-                if is_unreserved(b) {
-                    out.push(b);
-                } else {
-                    out.push(b'%');
-                    out.push(bytes[i + 1].to_ascii_uppercase());
-                    out.push(bytes[i + 2].to_ascii_uppercase());
-                }
-                i += 3;
-                continue;
-            }
-            // A '%' that starts no escape is itself escaped, so decoding never makes one
-            // out of what follows ("%%361" must not become "%61").
-            out.extend_from_slice(b"%25");
-            i += 1;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    // Only ASCII bytes were produced from ASCII escapes; the rest is copied from a str.
-    Cow::Owned(
-        String::from_utf8(out)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::UserSource;
+    use http::header::COOKIE;
 
     fn key(path: &str, query: Option<&str>) -> CacheKey {
         CacheKey::primary(

@@ -4,4 +4,9 @@
 //!
 //! (The folder is not called `http` so that it never shadows the `http` crate.)
 
+pub mod conditionals;
+pub mod dates;
 pub mod hygiene;
+pub mod lists;
+pub mod ranges;
+pub mod structured;

@@ -1,0 +1,151 @@
+//! Who a request is for: the first configured source present, as a keyed hash.
+
+use std::fmt;
+
+use http::header::{HeaderMap, COOKIE};
+
+use super::hex;
+use crate::config::UserSource;
+
+/// A user's identity as a keyed hash (never the raw credential).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserId(pub [u8; 16]);
+
+impl fmt::Debug for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserId({})", hex(&self.0))
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0[..8]))
+    }
+}
+
+/// Finds a request's user and hashes it with the deployment's secret.
+///
+/// ```
+/// use larder::config::UserSource;
+/// use larder::key::Users;
+/// let users = Users::new(vec![UserSource::Header(http::header::AUTHORIZATION)], b"secret");
+/// let mut headers = http::HeaderMap::new();
+/// assert!(users.identify(&headers).is_none());
+/// headers.insert("authorization", "Bearer abc".parse().unwrap());
+/// let id = users.identify(&headers).unwrap();
+/// assert_eq!(users.hash_identity("Bearer abc"), vec![id]);
+/// ```
+#[derive(Clone)]
+pub struct Users {
+    sources: Vec<UserSource>,
+    key: [u8; 32],
+}
+
+impl fmt::Debug for Users {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Users")
+            .field("sources", &self.sources)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Users {
+    /// Sources tried in order; `secret` keys the hash (derive it per deployment).
+    pub fn new(sources: Vec<UserSource>, secret: &[u8]) -> Users {
+        Users {
+            sources,
+            key: blake3::derive_key("larder 2026 user identity key", secret),
+        }
+    }
+
+    fn hash(&self, source: usize, value: &[u8]) -> UserId {
+        let mut h = blake3::Hasher::new_keyed(&self.key);
+        h.update(&(source as u64).to_le_bytes());
+        h.update(value);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        UserId(out)
+    }
+
+    /// The hashed identity of the request's user: the first source present wins.
+    pub fn identify(&self, headers: &HeaderMap) -> Option<UserId> {
+        for (i, source) in self.sources.iter().enumerate() {
+            match source {
+                UserSource::Header(name) => {
+                    if let Some(v) = headers.get(name) {
+                        let v = trim(v.as_bytes());
+                        if !v.is_empty() {
+                            return Some(self.hash(i, v));
+                        }
+                    }
+                }
+                UserSource::Cookie(name) => {
+                    for header in headers.get_all(COOKIE) {
+                        if let Some(v) = cookie_value(header.as_bytes(), name.as_bytes()) {
+                            if !v.is_empty() {
+                                return Some(self.hash(i, v));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The request headers that carry a user identity (the configured sources), to send
+    /// along with requests made on the user's behalf (prefetch).
+    pub fn identity_headers(&self, headers: &HeaderMap) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        for source in &self.sources {
+            let name = match source {
+                UserSource::Header(name) => name,
+                UserSource::Cookie(_) => &COOKIE,
+            };
+            if out.contains_key(name) {
+                continue;
+            }
+            for v in headers.get_all(name) {
+                out.append(name.clone(), v.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether the request carries any of the configured user identities.
+    pub fn present(&self, headers: &HeaderMap) -> bool {
+        self.sources.iter().any(|source| match source {
+            UserSource::Header(name) => headers.contains_key(name),
+            UserSource::Cookie(name) => headers
+                .get_all(COOKIE)
+                .iter()
+                .any(|h| cookie_value(h.as_bytes(), name.as_bytes()).is_some()),
+        })
+    }
+
+    /// The hashes an admin-given identity has under each source (for invalidation by user).
+    pub fn hash_identity(&self, identity: &str) -> Vec<UserId> {
+        let v = trim(identity.as_bytes());
+        (0..self.sources.len()).map(|i| self.hash(i, v)).collect()
+    }
+}
+
+pub(crate) fn trim(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let pair = trim(pair);
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        (trim(&pair[..eq]) == name).then(|| trim(&pair[eq + 1..]))
+    })
+}
