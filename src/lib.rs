@@ -2,25 +2,23 @@
 //!
 //! Put [`CacheLayer`] in front of any `tower::Service` whose response body is an
 //! `http_body::Body<Data = Bytes>` — an axum `Router`, or larder's own upstream client
-//! in the `larder serve` sidecar. Endpoint rules (from TOML) say what is cached, for how
-//! long, per user or shared, with which tags, and which requests invalidate what.
+//! in the `larder serve` sidecar. Endpoint rules (from TOML, or built in code) say what is
+//! cached, for how long, per user or shared, with which tags, and which requests
+//! invalidate what.
 //!
 //! ```
 //! use std::convert::Infallible;
+//! use std::time::Duration;
 //! use bytes::Bytes;
 //! use http::{Request, Response};
 //! use http_body_util::Full;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! let config = larder::Config::parse_str("larder.toml", r#"
-//!     [[rule]]
-//!     name = "job"
-//!     path = "/jobs/{job_id}"
-//!     ttl = "30s"
-//!     tags = ["job:{job_id}"]
-//! "#).unwrap();
-//! let layer = larder::CacheLayer::from_config(&config).unwrap();
+//! let layer = larder::CacheLayer::builder()
+//!     .rule(larder::Rule::get("/jobs/{job_id}").ttl(Duration::from_secs(30)).tags(["job:{job_id}"]))
+//!     .build()
+//!     .unwrap();
 //! let cache = layer.cache().clone();
 //! let svc = ServiceBuilder::new().layer(layer).service_fn(|_req: Request<_>| async {
 //!     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"{\"state\":\"done\"}"))))
@@ -30,47 +28,36 @@
 //! assert_eq!(cache.invalidate_tags(&["job:7"]).await, 1);
 //! # });
 //! ```
+//!
+//! The crate, by folder, in the order a request meets it: [`layer`] (the Tower middleware)
+//! → [`flow`](crate::layer) (route, lookup, fill, admit, store, respond) → [`policy`]
+//! (RFC 9111 decisions), [`key`], [`rules`], [`semantics`] (RFC 9110 helpers) → [`store`]
+//! (memory and the tiers below it) → [`entry`] (the stored record). [`config`] reads the
+//! TOML, [`ops`] counts and reports, [`sidecar`] is the `larder serve` binary's server.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod access;
-pub mod admin;
-pub mod body;
 pub mod cache;
 pub mod coalesce;
 pub mod compress;
 pub mod config;
 pub mod entry;
-mod fetch;
+mod error;
+mod flow;
 pub mod key;
 pub mod layer;
-mod listener;
-pub mod metrics;
+pub mod ops;
 pub mod policy;
-pub mod proxy;
 pub mod rules;
 pub mod semantics;
-mod serve;
-pub mod server;
-pub mod stats;
+pub mod sidecar;
 pub mod status;
 pub mod store;
 pub mod units;
 
-pub use body::CacheBody;
-pub use cache::Cache;
+pub use cache::{Cache, Target};
 pub use config::{Config, ConfigError};
-pub use layer::{CacheLayer, CacheService};
-pub use rules::Rule;
-
-/// Errors from building a cache.
-#[derive(Debug)]
-pub struct Error(pub String);
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
+pub use error::Error;
+pub use layer::{CacheBody, CacheLayer, CacheService, ClientAddr};
+pub use ops::{metrics, stats};
+pub use rules::{Rule, RuleBuilder};

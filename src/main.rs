@@ -74,7 +74,7 @@ fn main() -> ExitCode {
                 }
             };
             runtime.block_on(async move {
-                let running = match larder::server::start(config).await {
+                let running = match larder::sidecar::start(config).await {
                     Ok(r) => r,
                     Err(e) => {
                         eprintln!("larder: {e}");

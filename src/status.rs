@@ -149,22 +149,41 @@ impl NoCacheReason {
     }
 }
 
-/// Which tier served a hit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tier {
-    /// The in-process memory store.
-    L1,
-    /// The shared tier (Redis).
-    L2,
+/// Which tier served a hit, by the name `Cache-Status` shows (`detail=l1`). Each tier has a
+/// fixed slot, so counting a hit by tier is one atomic add.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tier {
+    name: &'static str,
+    slot: usize,
 }
 
 impl Tier {
-    /// `l1` or `l2`.
+    /// The in-process memory store.
+    pub const L1: Tier = Tier {
+        name: "l1",
+        slot: 0,
+    };
+    /// The shared tier (Redis).
+    pub const L2: Tier = Tier {
+        name: "l2",
+        slot: 1,
+    };
+    /// The persistent tier on local disk.
+    pub const DISK: Tier = Tier {
+        name: "disk",
+        slot: 2,
+    };
+    /// How many tier slots there are.
+    pub const SLOTS: usize = 3;
+
+    /// The tier's name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::L1 => "l1",
-            Tier::L2 => "l2",
-        }
+        self.name
+    }
+
+    /// The tier's slot (0..[`Tier::SLOTS`]).
+    pub fn slot(self) -> usize {
+        self.slot
     }
 }
 

@@ -19,11 +19,13 @@ use std::fmt;
 use http::Method;
 use regex::RegexSet;
 
+mod builder;
 mod methods;
 mod pattern;
 mod rule;
 mod template;
 
+pub use builder::RuleBuilder;
 pub use methods::MethodSet;
 use pattern::Segment;
 pub use pattern::{Captures, Pattern, TemplateSegment};

@@ -1,27 +1,39 @@
-//! Where entries live. [`MemoryStore`] is the whole store of the memory backend and the
-//! L1 of the Redis backend.
+//! Where entries live: the memory tier (concrete, so a hit stays synchronous and
+//! allocation-free), the tiers below it behind [`LowerTier`], and [`Tiers`], which composes
+//! them in one place — lookups in order with promotion, writes with fill tokens, and one
+//! invalidation model ([`invalidation`]) that every tier applies.
+//!
+//! A tier below memory (Redis today, the disk tier next) implements [`LowerTier`]; nothing
+//! else in the crate names a concrete lower tier.
 
-pub mod breaker;
+pub mod invalidation;
 mod memory;
 pub mod redis;
+mod tiered;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+pub use invalidation::{Invalidation, InvalidationLog};
 pub use memory::MemoryStore;
+pub use tiered::{FillTokens, Found, Tiers};
 
-/// A fill's starting point in the invalidation history: a fill is refused if something
-/// it carries was invalidated after it began.
+use crate::entry::Entry;
+use crate::key::CacheKey;
+use crate::status::Tier;
+
+/// A boxed future, as the lower tiers return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A fill's starting point in the memory tier's invalidation history: a fill is refused if
+/// something it carries was invalidated after it began.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FillToken(pub u64);
-
-/// What to invalidate.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Invalidation {
-    /// Every entry carrying any of these tag ids (URL and user tags included).
-    Tags(Vec<u64>),
-    /// Every entry whose normalised URL starts with this prefix.
-    Prefix(String),
-    /// Everything.
-    All,
-}
 
 /// Size and churn of a store.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,4 +46,97 @@ pub struct StoreStats {
     pub max_bytes: u64,
     /// Entries evicted to stay within the bound.
     pub evictions: u64,
+}
+
+/// How a lower tier is doing, for `/health`, `/admin/stats` and `/metrics`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct TierReport {
+    /// `up` or `down`.
+    pub status: &'static str,
+    /// The circuit breaker: `closed`, `open` or `half_open`.
+    pub breaker: &'static str,
+    /// Times the breaker opened.
+    pub breaker_opened: u64,
+    /// Failed or timed-out calls.
+    pub errors: u64,
+}
+
+impl TierReport {
+    /// Whether the tier answers.
+    pub fn is_up(&self) -> bool {
+        self.status == "up"
+    }
+}
+
+/// The outcome of asking for a fleet-wide fill lease.
+#[derive(Debug)]
+pub enum Lease {
+    /// This instance fills; release with the token.
+    Acquired(String),
+    /// Another instance is filling.
+    Busy,
+    /// The tier did not answer: fill without a lease.
+    Unavailable,
+}
+
+/// A tier below memory. Every call is bounded in time; a tier that does not answer makes
+/// a lookup a miss and a write a no-op, never an error for the client.
+pub trait LowerTier: Send + Sync + 'static {
+    /// The tier's name in `Cache-Status` (`detail=…`), stats and metrics.
+    fn tier(&self) -> Tier;
+
+    /// The name of its section in `/admin/stats` and `/health` (`redis`, `disk`).
+    fn section(&self) -> &'static str;
+
+    /// Reads an entry (a corrupt record is `None`).
+    fn get<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Option<Arc<Entry>>>;
+
+    /// The tier's invalidation epoch before a fill goes upstream; `None`: the fill must not
+    /// write to this tier (it could not tell what was invalidated meanwhile).
+    fn begin_fill(&self) -> BoxFuture<'_, Option<u64>>;
+
+    /// Writes an entry unless something it carries was invalidated since `epoch`; returns
+    /// whether it is stored.
+    fn put<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        entry: &'a Arc<Entry>,
+        epoch: u64,
+    ) -> BoxFuture<'a, bool>;
+
+    /// Invalidates (or with `soft`, marks stale) what `what` names. Returns how many entries
+    /// it touched, or `None` when the tier could not be reached (it must then apply the
+    /// invalidation before serving anything again).
+    fn invalidate<'a>(&'a self, what: &'a Invalidation, soft: bool) -> BoxFuture<'a, Option<u64>>;
+
+    /// How the tier is doing.
+    fn report(&self) -> TierReport;
+
+    /// Waits (at most `limit`) until the tier answers; whether it did.
+    fn wait_ready(&self, limit: Duration) -> BoxFuture<'_, bool>;
+
+    /// Fleet-wide single flight, for tiers several instances share.
+    fn fleet(&self) -> Option<&dyn FleetLease> {
+        None
+    }
+}
+
+/// One fill per key across every instance sharing a tier.
+pub trait FleetLease: Send + Sync {
+    /// Asks for the fill lease of `key`.
+    fn lease<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Lease>;
+
+    /// Releases a lease this instance holds and tells waiters the fill is done.
+    fn release<'a>(&'a self, key: &'a CacheKey, token: &'a str) -> BoxFuture<'a, ()>;
+
+    /// Registers interest in another instance's fill of `key`.
+    fn fill_waiter(&self, key: &CacheKey) -> watch::Receiver<()>;
+
+    /// Waits (at most `limit`) for the fill `waiter` was registered for.
+    fn wait_fill<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        waiter: watch::Receiver<()>,
+        limit: Duration,
+    ) -> BoxFuture<'a, ()>;
 }

@@ -7,8 +7,8 @@ use std::time::Instant;
 use http::{Method, Request, Response};
 use http_body::Body;
 
-use crate::cache::Cache;
-use crate::serve::X_CACHE;
+use crate::cache::Settings;
+use crate::flow::X_CACHE;
 
 /// What the line needs from the request, taken before it is handed on.
 pub(crate) struct Access {
@@ -21,8 +21,7 @@ pub(crate) struct Access {
 
 impl Access {
     /// Starts a line for `req`, or `None` when the access log is off (config or filter).
-    pub(crate) fn begin<B>(cache: &Cache, req: &Request<B>) -> Option<Access> {
-        let settings = cache.inner.settings.load();
+    pub(crate) fn begin<B>(settings: &Settings, req: &Request<B>) -> Option<Access> {
         if !settings.config.log.access
             || !tracing::enabled!(target: "larder::access", tracing::Level::INFO)
         {
@@ -37,7 +36,7 @@ impl Access {
         Some(Access {
             method: req.method().clone(),
             path: path.to_string(),
-            rule: rule.map_or_else(|| crate::stats::UNMATCHED.to_string(), |r| r.name.clone()),
+            rule: rule.map_or_else(|| super::stats::UNMATCHED.to_string(), |r| r.name.clone()),
             user,
             started: Instant::now(),
         })
@@ -58,12 +57,9 @@ impl Access {
             .next_back()
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let tier = if cache_status.ends_with("detail=l2") {
-            "l2"
-        } else if cache_status.ends_with("detail=l1") {
-            "l1"
-        } else {
-            "-"
+        let tier = match cache_status.rsplit_once("detail=") {
+            Some((_, t @ ("l1" | "l2" | "disk"))) => t,
+            _ => "-",
         };
         tracing::info!(
             target: "larder::access",

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Target};
 use crate::config::{Backend, Config};
 
 /// The largest admin request body.
@@ -140,19 +140,13 @@ impl Admin {
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
     where
         B: Body<Data = Bytes>,
-        B::Error: Into<crate::body::BoxError>,
+        B::Error: Into<crate::layer::BoxError>,
     {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
         let method = req.method().clone();
         match (method.clone(), path.as_str()) {
-            (Method::GET, "/health") => {
-                let mut body = json!({ "status": "ok", "store": self.backend_name() });
-                if let Some(redis) = self.cache.redis() {
-                    body["redis"] = json!(if redis.is_up() { "up" } else { "down" });
-                }
-                return json_response(StatusCode::OK, body);
-            }
+            (Method::GET, "/health") => return json_response(StatusCode::OK, self.health()),
             (Method::GET, "/metrics") => return self.metrics(),
             _ => {}
         }
@@ -225,6 +219,30 @@ impl Admin {
         }
     }
 
+    /// `/health`: `ok`, or `degraded` with the reasons while a tier is unreachable or its
+    /// breaker open (the proxy keeps serving from the other tiers or the upstream).
+    fn health(&self) -> serde_json::Value {
+        let mut body = json!({ "status": "ok", "store": self.backend_name() });
+        let mut reasons = Vec::new();
+        for tier in self.cache.tiers().lower() {
+            let report = tier.report();
+            body[tier.section()] = json!(report.status);
+            if !report.is_up() {
+                reasons.push(format!(
+                    "{} is {} (breaker {})",
+                    tier.section(),
+                    report.status,
+                    report.breaker
+                ));
+            }
+        }
+        if !reasons.is_empty() {
+            body["status"] = json!("degraded");
+            body["reasons"] = json!(reasons);
+        }
+        body
+    }
+
     fn backend_name(&self) -> &'static str {
         match self.backend {
             Backend::Memory => "memory",
@@ -255,13 +273,12 @@ impl Admin {
                 format!("urls must be paths starting with '/': {bad:?}"),
             );
         }
-        let c = &self.cache;
-        let mut targets = vec![c.target_tags(&req.tags), c.target_urls(&req.urls)];
-        targets.extend(req.prefix.as_deref().map(|p| c.target_prefix(p)));
-        targets.extend(req.user.as_deref().map(|u| c.target_user(u)));
+        let mut targets = vec![Target::Tags(req.tags), Target::Urls(req.urls)];
+        targets.extend(req.prefix.map(Target::Prefix));
+        targets.extend(req.user.map(Target::User));
         let mut n = 0;
         for t in &targets {
-            n += c.apply(t, req.soft).await;
+            n += self.cache.invalidate(t, req.soft).await;
         }
         json_response(StatusCode::OK, json!({ "invalidated": n }))
     }

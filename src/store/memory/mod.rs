@@ -37,15 +37,17 @@
 //! ```
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::{FillToken, Invalidation, StoreStats};
+mod hasher;
+
+use super::{FillToken, Invalidation, InvalidationLog, StoreStats};
 use crate::entry::Entry;
 use crate::key::CacheKey;
+use hasher::KeyHasherBuilder;
 
 /// Per-entry bookkeeping counted against the byte bound (map slot, FIFO slot, allocator).
 const SLOT_OVERHEAD: usize = 96;
@@ -53,54 +55,6 @@ const SLOT_OVERHEAD: usize = 96;
 const TAG_OVERHEAD: usize = 40;
 /// How many invalidations are remembered for the fill-race check.
 const LOG_CAPACITY: usize = 4096;
-
-/// Keys are uniform hashes already, but of inputs a client chooses: a client that
-/// searched for URLs whose keys share their low bits could crowd one bucket chain. So the
-/// map mixes each key word with a per-process secret (one multiply), which costs a
-/// nanosecond and leaves nothing to search for.
-#[derive(Clone, Copy)]
-struct KeyHasherBuilder(u64);
-
-impl Default for KeyHasherBuilder {
-    fn default() -> Self {
-        // std's RandomState is seeded from the OS once per process.
-        let seed = std::collections::hash_map::RandomState::new().hash_one(0x6c61_7264_6572u64);
-        KeyHasherBuilder(seed | 1)
-    }
-}
-
-impl BuildHasher for KeyHasherBuilder {
-    type Hasher = KeyHasher;
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher {
-            seed: self.0,
-            state: 0,
-        }
-    }
-}
-
-struct KeyHasher {
-    seed: u64,
-    state: u64,
-}
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.state
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        // Folded multiply: the high and low halves of the 128-bit product, xored.
-        let product = u128::from(n ^ self.state ^ self.seed) * u128::from(0x9e37_79b9_7f4a_7c15u64);
-        self.state = (product as u64) ^ ((product >> 64) as u64);
-    }
-}
 
 type KeyMap<V> = HashMap<CacheKey, V, KeyHasherBuilder>;
 
@@ -131,18 +85,6 @@ impl Shard {
         let map = &self.map;
         self.fifo.retain(|k| map.contains_key(k) && seen.insert(*k));
     }
-}
-
-enum Logged {
-    Tags(Vec<u64>),
-    Prefix(String),
-    All,
-}
-
-struct InvalidationLog {
-    epoch: u64,
-    /// (epoch, what), oldest first.
-    recent: VecDeque<(u64, Logged)>,
 }
 
 /// The bounded in-process store.
@@ -182,10 +124,7 @@ impl MemoryStore {
             entries: AtomicUsize::new(0),
             evictions: AtomicU64::new(0),
             hand: AtomicUsize::new(0),
-            log: Mutex::new(InvalidationLog {
-                epoch: 0,
-                recent: VecDeque::new(),
-            }),
+            log: Mutex::new(InvalidationLog::new(LOG_CAPACITY)),
         }
     }
 
@@ -238,7 +177,7 @@ impl MemoryStore {
 
     /// Starts a fill: remember the invalidation epoch before going upstream.
     pub fn begin_fill(&self) -> FillToken {
-        FillToken(self.log.lock().epoch)
+        FillToken(self.log.lock().epoch())
     }
 
     // Every change to a shard's map and the matching changes to the tag index and the
@@ -319,25 +258,10 @@ impl MemoryStore {
     }
 
     fn invalidated_since(&self, fill: FillToken, entry: &Entry) -> bool {
-        let log = self.log.lock();
-        if log.epoch == fill.0 {
-            return false;
-        }
-        // Forgotten invalidations may have matched: refuse conservatively.
-        match log.recent.front() {
-            Some((oldest, _)) if *oldest > fill.0 + 1 => return true,
-            None => return true,
-            _ => {}
-        }
         let tags: Vec<u64> = entry.tags().collect();
-        log.recent
-            .iter()
-            .filter(|(epoch, _)| *epoch > fill.0)
-            .any(|(_, what)| match what {
-                Logged::All => true,
-                Logged::Tags(ts) => ts.iter().any(|t| tags.contains(t)),
-                Logged::Prefix(p) => entry.url().starts_with(p.as_str()),
-            })
+        self.log
+            .lock()
+            .invalidated_since(fill.0, &tags, entry.url())
     }
 
     /// Removes `key` if its entry satisfies `pred`; returns the removed entry.
@@ -400,16 +324,6 @@ impl MemoryStore {
         false
     }
 
-    fn log(&self, what: Logged) {
-        let mut log = self.log.lock();
-        log.epoch += 1;
-        let epoch = log.epoch;
-        log.recent.push_back((epoch, what));
-        while log.recent.len() > LOG_CAPACITY {
-            log.recent.pop_front();
-        }
-    }
-
     /// The keys of the entries `what` names (tags through the index, the rest by a scan).
     fn keys_for(&self, what: &Invalidation) -> Vec<CacheKey> {
         let mut keys = Vec::new();
@@ -446,11 +360,7 @@ impl MemoryStore {
     }
 
     fn log_invalidation(&self, what: &Invalidation) {
-        self.log(match what {
-            Invalidation::Tags(tags) => Logged::Tags(tags.clone()),
-            Invalidation::Prefix(p) => Logged::Prefix(p.clone()),
-            Invalidation::All => Logged::All,
-        });
+        self.log.lock().record(what.clone());
     }
 
     /// Removes what `what` names; returns how many entries were removed.

@@ -3,7 +3,7 @@
 //! then one probe is let through, and its success closes the breaker again.
 //!
 //! ```
-//! use larder::store::breaker::{Breaker, State};
+//! use larder::store::redis::{Breaker, State};
 //! let b = Breaker::new(3, 1_000);
 //! for _ in 0..3 { assert!(b.allow(0)); b.failure(0); }
 //! assert_eq!(b.state(0), State::Open);

@@ -38,7 +38,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-use crate::body::BoxError;
+use crate::layer::BoxError;
 
 /// The limits a listener enforces.
 #[derive(Clone, Copy, Debug)]
@@ -55,6 +55,22 @@ pub struct Limits {
     pub max_headers: usize,
     /// Longest wait for in-flight requests at shutdown.
     pub shutdown_grace: Duration,
+}
+
+impl Limits {
+    /// The limits `[proxy]` sets.
+    pub fn of(proxy: &crate::config::ProxyConfig) -> Limits {
+        Limits {
+            header_read_timeout: proxy.header_read_timeout,
+            idle_timeout: proxy.idle_timeout,
+            max_connections: proxy
+                .max_connections
+                .unwrap_or_else(default_max_connections),
+            max_header: proxy.max_header as usize,
+            max_headers: proxy.max_headers,
+            shutdown_grace: proxy.shutdown_grace,
+        }
+    }
 }
 
 /// The default connection cap: half of what the file-descriptor limit leaves after a

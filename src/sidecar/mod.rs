@@ -1,27 +1,30 @@
-//! The sidecar: the proxy listener (HTTP/1.1 and h2c) running the cache layer in front of
-//! the upstream client, and the admin listener. Both stop gracefully: no new
-//! connections, in-flight requests finish (bounded by `proxy.shutdown_grace`).
+//! The sidecar (`larder serve`): the proxy listener (HTTP/1.1 and h2c) running the cache
+//! layer in front of the upstream client, the admin listener, and the background tasks.
+//! Both listeners stop gracefully: no new connections, in-flight requests finish (bounded
+//! by `proxy.shutdown_grace`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = larder::Config::load("config/larder.toml")?;
-//! let running = larder::server::start(config).await?;
+//! let running = larder::sidecar::start(config).await?;
 //! println!("proxy on {}", running.proxy_addr);
 //! running.shutdown().await;
 //! # Ok(()) }
 //! ```
 
+mod admin;
+mod listener;
+mod upstream;
+
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt, Empty};
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::Request;
@@ -29,13 +32,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admin::Admin;
-use crate::body::CacheBody;
+pub use admin::Admin;
+pub use listener::{default_max_connections, Limits};
+pub use upstream::{Upstream, UpstreamBody};
+
 use crate::cache::{Cache, Warm};
-use crate::config::Config;
-use crate::layer::CacheService;
-use crate::listener::{self, Limits};
-use crate::proxy::{ClientAddr, Upstream};
+use crate::config::{Config, HostHeader};
+use crate::layer::{CacheBody, CacheService, ClientAddr};
+use crate::ops::Tasks;
 
 /// A started server.
 pub struct Running {
@@ -46,16 +50,19 @@ pub struct Running {
     /// The cache both serve.
     pub cache: Cache,
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    listeners: Vec<JoinHandle<()>>,
+    tasks: Tasks,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish (bounded), then returns.
+    /// Stops accepting, lets in-flight requests finish (bounded), stops the background
+    /// tasks, then returns.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        for t in self.tasks {
+        for t in self.listeners {
             let _ = t.await;
         }
+        self.tasks.shutdown();
     }
 
     /// Waits until `signal` resolves, then shuts down.
@@ -66,10 +73,20 @@ impl Running {
     }
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, crate::Error> {
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, crate::Error> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| crate::Error(format!("cannot listen on {addr} ({what}): {e}")))
+        .map_err(|source| crate::Error::Listen { addr, what, source })
+}
+
+fn local_addr(
+    listener: &TcpListener,
+    addr: SocketAddr,
+    what: &'static str,
+) -> Result<SocketAddr, crate::Error> {
+    listener
+        .local_addr()
+        .map_err(|source| crate::Error::Listen { addr, what, source })
 }
 
 /// Binds both listeners and starts serving `config`.
@@ -77,54 +94,35 @@ pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
     // The upstream only sees the client's Host with `host = "preserve"`; otherwise keying
     // by it would split the cache for nothing.
     if config.cache.key_host.is_none() {
-        config.cache.key_host = Some(config.proxy.host == crate::config::HostHeader::Preserve);
+        config.cache.key_host = Some(config.proxy.host == HostHeader::Preserve);
     }
-    let upstream: Upstream<CacheBody<Incoming>> = Upstream::new(&config.proxy)?;
+    let upstream = Upstream::new(&config.proxy)?;
     let cache = Cache::new(config.clone())?;
-    if let Some(redis) = cache.redis() {
-        // Serve at once if Redis is away (from L1 or the upstream), but give it a moment.
-        if !redis
-            .wait_connected(config.store.redis_connect_timeout)
-            .await
-        {
-            // (The URL is not logged: it may hold a password.)
-            tracing::warn!("redis is not answering yet: serving without it until it does");
+    for tier in cache.tiers().lower() {
+        // Serve at once if a tier is away (from memory or the upstream), but give it a
+        // moment. (Its URL is not logged: it may hold a password.)
+        if !tier.wait_ready(config.store.redis_connect_timeout).await {
+            tracing::warn!(
+                tier = tier.section(),
+                "a tier is not answering yet: serving without it until it does"
+            );
         }
     }
     let admin = Arc::new(Admin::new(cache.clone(), &config));
     let proxy_listener = bind(config.proxy.listen, "proxy.listen").await?;
     let admin_listener = bind(config.admin.listen, "admin.listen").await?;
-    let proxy_addr = proxy_listener
-        .local_addr()
-        .map_err(|e| crate::Error(e.to_string()))?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|e| crate::Error(e.to_string()))?;
+    let proxy_addr = local_addr(&proxy_listener, config.proxy.listen, "proxy.listen")?;
+    let admin_addr = local_addr(&admin_listener, config.admin.listen, "admin.listen")?;
     let (stop, stopped) = watch::channel(false);
-    let grace = config.proxy.shutdown_grace;
 
     let service = Arc::new(CacheService::new(upstream, cache.clone()));
-    // Warming and prefetch go through the cache like any client, on their own upstream
-    // client (their requests have no body).
-    let warm_upstream: Upstream<CacheBody<Empty<Bytes>>> = Upstream::new(&config.proxy)?;
-    cache.set_warmer(Arc::new(Through(Arc::new(CacheService::new(
-        warm_upstream,
-        cache.clone(),
-    )))));
-    spawn_warming(cache.clone());
-    spawn_reload_on_hangup(cache.clone());
-    let limits = Limits {
-        header_read_timeout: config.proxy.header_read_timeout,
-        idle_timeout: config.proxy.idle_timeout,
-        max_connections: config
-            .proxy
-            .max_connections
-            .unwrap_or_else(listener::default_max_connections),
-        max_header: config.proxy.max_header as usize,
-        max_headers: config.proxy.max_headers,
-        shutdown_grace: grace,
-    };
-    let proxy_task = tokio::spawn(listener::serve(
+    // Warming and prefetch go through the cache like any client, on the same upstream
+    // client and pool.
+    cache.set_warmer(Arc::new(Through(service.clone())));
+    let mut tasks = Tasks::start(&cache);
+    tasks.start_sidecar(&cache);
+    let limits = Limits::of(&config.proxy);
+    let proxy = tokio::spawn(listener::serve(
         proxy_listener,
         stopped.clone(),
         limits,
@@ -146,7 +144,7 @@ pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
         max_connections: 256,
         ..limits
     };
-    let admin_task = tokio::spawn(listener::serve(
+    let admin = tokio::spawn(listener::serve(
         admin_listener,
         stopped,
         admin_limits,
@@ -164,12 +162,13 @@ pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
         admin_addr,
         cache,
         stop,
-        tasks: vec![proxy_task, admin_task],
+        listeners: vec![proxy, admin],
+        tasks,
     })
 }
 
 /// Sends warming and prefetch requests through the cache layer and the upstream client.
-struct Through(Arc<CacheService<Upstream<CacheBody<Empty<Bytes>>>>>);
+struct Through(Arc<CacheService<Upstream>>);
 
 impl Warm for Through {
     fn get(
@@ -195,50 +194,6 @@ impl Warm for Through {
     }
 }
 
-/// Warms `[warm].urls` at start-up and every `[warm].every` (read afresh each time, so a
-/// reload applies).
-fn spawn_warming(cache: Cache) {
-    tokio::spawn(async move {
-        let mut first = true;
-        loop {
-            let warm = cache.settings().config.warm.clone();
-            if (!first || warm.at_start) && !warm.urls.is_empty() {
-                let mut headers = HeaderMap::new();
-                for (n, v) in &warm.headers {
-                    headers.append(n.clone(), v.clone());
-                }
-                match cache.warm(&warm.urls, &headers, warm.concurrency).await {
-                    Ok(w) if w.failed.is_empty() => tracing::info!(warmed = w.warmed, "warmed"),
-                    Ok(w) => {
-                        tracing::warn!(warmed = w.warmed, failed = ?w.failed, "warming: some URLs failed")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "warming failed"),
-                }
-            }
-            first = false;
-            match warm.every {
-                Some(every) => tokio::time::sleep(every).await,
-                // Look again later in case a reload adds a schedule.
-                None => tokio::time::sleep(Duration::from_secs(30)).await,
-            }
-        }
-    });
-}
-
-/// SIGHUP re-reads the config file (see [`Cache::reload_file`]).
-fn spawn_reload_on_hangup(cache: Cache) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        return;
-    };
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            // The outcome (and any error, as file:line:col) is logged by reload_file.
-            let _ = cache.reload_file();
-        }
-    });
-}
-
 /// A request no proxy should pass on (RFC 9112 §3.2, RFC 9110 §9.3.6, §9.3.8): an
 /// HTTP/1.1 request without `Host` or with two, `CONNECT` (larder is no tunnel) and `TRACE`
 /// (it would echo credentials back).
@@ -259,5 +214,5 @@ fn malformed<B>(req: &Request<Incoming>) -> Option<hyper::Response<CacheBody<B>>
     } else {
         return None;
     };
-    Some(crate::serve::error_response(status, message))
+    Some(crate::flow::error_response(status, message))
 }

@@ -259,11 +259,11 @@ impl std::ops::Add for CountersSnapshot {
 #[derive(Default, Debug)]
 pub struct Stats {
     rules: Mutex<Vec<(String, Arc<Counters>)>>,
-    l1_hits: AtomicU64,
-    l2_hits: AtomicU64,
+    /// The tiers this cache has, by slot.
+    tiers: Mutex<Vec<Tier>>,
+    tier_hits: [AtomicU64; Tier::SLOTS],
+    hit_latency: [Histogram; Tier::SLOTS],
     invalidated: AtomicU64,
-    hit_latency_l1: Histogram,
-    hit_latency_l2: Histogram,
     warm_runs: AtomicU64,
     warmed: AtomicU64,
     warm_failed: AtomicU64,
@@ -289,30 +289,32 @@ impl Stats {
         self.rules.lock().clone()
     }
 
+    /// Registers a tier this cache has (so stats and metrics list it).
+    pub fn add_tier(&self, tier: Tier) {
+        let mut tiers = self.tiers.lock();
+        if !tiers.contains(&tier) {
+            tiers.push(tier);
+        }
+    }
+
+    /// The tiers this cache has.
+    pub fn tier_list(&self) -> Vec<Tier> {
+        self.tiers.lock().clone()
+    }
+
     /// Counts which tier served a hit.
     pub fn record_tier(&self, tier: Tier) {
-        match tier {
-            Tier::L1 => &self.l1_hits,
-            Tier::L2 => &self.l2_hits,
-        }
-        .fetch_add(1, Relaxed);
+        self.tier_hits[tier.slot()].fetch_add(1, Relaxed);
     }
 
     /// Records how long a hit took to answer (up to the response head).
     pub fn record_hit_latency(&self, tier: Tier, us: u64) {
-        match tier {
-            Tier::L1 => &self.hit_latency_l1,
-            Tier::L2 => &self.hit_latency_l2,
-        }
-        .observe_us(us);
+        self.hit_latency[tier.slot()].observe_us(us);
     }
 
     /// The hit latency histogram of a tier.
     pub fn hit_latency(&self, tier: Tier) -> HistogramSnapshot {
-        match tier {
-            Tier::L1 => self.hit_latency_l1.snapshot(),
-            Tier::L2 => self.hit_latency_l2.snapshot(),
-        }
+        self.hit_latency[tier.slot()].snapshot()
     }
 
     /// Counts invalidated entries.
@@ -347,10 +349,10 @@ impl Stats {
 
     /// Hits by tier.
     pub fn tiers(&self) -> HashMap<&'static str, u64> {
-        HashMap::from([
-            ("l1", self.l1_hits.load(Relaxed)),
-            ("l2", self.l2_hits.load(Relaxed)),
-        ])
+        self.tier_list()
+            .into_iter()
+            .map(|t| (t.as_str(), self.tier_hits[t.slot()].load(Relaxed)))
+            .collect()
     }
 
     /// Entries removed by invalidation, purge included.
@@ -363,17 +365,16 @@ impl Stats {
         for (_, c) in self.rules.lock().iter() {
             c.reset();
         }
-        for c in [
-            &self.l1_hits,
-            &self.l2_hits,
+        for c in self.tier_hits.iter().chain([
             &self.invalidated,
             &self.warm_runs,
             &self.warmed,
             &self.warm_failed,
-        ] {
+        ]) {
             c.store(0, Relaxed);
         }
-        self.hit_latency_l1.reset();
-        self.hit_latency_l2.reset();
+        for h in &self.hit_latency {
+            h.reset();
+        }
     }
 }

@@ -3,17 +3,19 @@
 //! answers: unreachable → 502, too slow → 504. It never returns an error, so the cache
 //! layer above it can count on a response.
 //!
+//! One client (one connection pool) serves every request to an upstream, whatever sent it:
+//! the proxy, warming, prefetch and refresh-ahead.
+//!
 //! ```no_run
-//! use larder::proxy::Upstream;
+//! use larder::sidecar::Upstream;
 //! # fn demo() {
 //! let config = larder::Config::parse_str("c.toml", "[proxy]\nupstream = \"http://127.0.0.1:9000\"").unwrap();
-//! let upstream: Upstream<http_body_util::Empty<bytes::Bytes>> = Upstream::new(&config.proxy).unwrap();
+//! let upstream = Upstream::new(&config.proxy).unwrap();
 //! # }
 //! ```
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,24 +27,23 @@ use http::header::{HeaderValue, HOST, VIA};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderName, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
-use http_body_util::{Either, Full};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::Service;
 
-use crate::body::BoxError;
 use crate::config::{HostHeader, ProxyConfig};
+use crate::layer::{BoxError, ClientAddr};
 use crate::semantics::hygiene::strip_hop_by_hop;
 
 /// The body of an upstream answer: the origin's stream, or larder's own short error.
 pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
 
-/// The address of the client that sent a request (put in request extensions by the
-/// server, read for `X-Forwarded-For`).
-#[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub SocketAddr);
+/// A request body of any kind, as the one client per upstream sends it.
+type AnyBody = WatchedBody<UnsyncBoxBody<Bytes, BoxError>>;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -86,15 +87,15 @@ where
 const VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 larder");
 
 /// Sends requests to the configured upstream.
-pub struct Upstream<B> {
-    client: Client<HttpConnector, WatchedBody<B>>,
+pub struct Upstream {
+    client: Client<HttpConnector, AnyBody>,
     scheme: Scheme,
     authority: Authority,
     host: HostHeader,
     timeout: Duration,
 }
 
-impl<B> Clone for Upstream<B> {
+impl Clone for Upstream {
     fn clone(&self) -> Self {
         Upstream {
             client: self.client.clone(),
@@ -106,7 +107,7 @@ impl<B> Clone for Upstream<B> {
     }
 }
 
-impl<B> std::fmt::Debug for Upstream<B> {
+impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
             .field("authority", &self.authority)
@@ -114,20 +115,18 @@ impl<B> std::fmt::Debug for Upstream<B> {
     }
 }
 
-impl<B> Upstream<B>
-where
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<BoxError>,
-{
+impl Upstream {
     /// A client for `[proxy]`; fails if no upstream is configured.
-    pub fn new(cfg: &ProxyConfig) -> Result<Upstream<B>, crate::Error> {
+    pub fn new(cfg: &ProxyConfig) -> Result<Upstream, crate::Error> {
         let uri = cfg.upstream.as_ref().ok_or_else(|| {
-            crate::Error("proxy.upstream is not set; larder needs an upstream to serve".into())
+            crate::Error::Upstream(
+                "proxy.upstream is not set; larder needs an upstream to serve".into(),
+            )
         })?;
         let authority = uri
             .authority()
             .cloned()
-            .ok_or_else(|| crate::Error("proxy.upstream has no host".into()))?;
+            .ok_or_else(|| crate::Error::Upstream("proxy.upstream has no host".into()))?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(cfg.connect_timeout));
@@ -162,9 +161,9 @@ fn short(status: StatusCode, text: &'static str) -> Response<UpstreamBody> {
     resp
 }
 
-impl<B> Service<Request<B>> for Upstream<B>
+impl<B> Service<Request<B>> for Upstream
 where
-    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     type Response = Response<UpstreamBody>;
@@ -231,7 +230,7 @@ where
         }
         let failed = Arc::new(AtomicBool::new(false));
         let body = WatchedBody {
-            inner: body,
+            inner: body.map_err(Into::into).boxed_unsync(),
             failed: failed.clone(),
         };
         let fut = self.client.request(Request::from_parts(parts, body));

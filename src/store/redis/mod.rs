@@ -32,58 +32,21 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
-use super::breaker::{Breaker, State};
-use super::Invalidation;
+pub mod breaker;
+mod events;
+mod scripts;
+
+pub use breaker::{Breaker, State};
+pub use events::Event;
+use scripts::{INVALIDATE_SCRIPT, PUT_SCRIPT, RELEASE_SCRIPT};
+
+use super::{Invalidation, Lease};
 use crate::entry::Entry;
 use crate::key::{hex, CacheKey};
 use crate::policy::now_ms;
 
 /// How many recent invalidations the log keeps for the fill check.
 const LOG_KEEP: u64 = 10_000;
-
-/// Bumps the epoch and logs what was invalidated under it (ARGV: members, then how many
-/// log entries to keep).
-const INVALIDATE_SCRIPT: &str = r"
-local keep = tonumber(ARGV[#ARGV])
-local e = redis.call('INCR', KEYS[1])
-for i = 1, #ARGV - 1 do redis.call('ZADD', KEYS[2], e, e .. ':' .. ARGV[i]) end
-local n = redis.call('ZCARD', KEYS[2])
-if n > keep then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - keep - 1) end
-return e
-";
-
-/// Writes an entry and indexes its tags only if nothing it carries was invalidated since
-/// the fill's epoch. KEYS: entry, epoch, log, then the tag sets. ARGV: epoch, log size,
-/// entry bytes, ttl (ms), expiry (ms, the tag score), now (ms), member, url, then the tag
-/// ids in hex (in the order of their KEYS). Returns 1 when written.
-const PUT_SCRIPT: &str = r"
-local epoch = tonumber(ARGV[1])
-local current = tonumber(redis.call('GET', KEYS[2]) or '0')
-if current > epoch + tonumber(ARGV[2]) then return 0 end
-if current > epoch then
-  local url = ARGV[8]
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. epoch, '+inf')) do
-    local kind, rest = string.match(m, '^%d+:(%a):?(.*)$')
-    if kind == 'a' then return 0 end
-    if kind == 'p' and string.sub(url, 1, #rest) == rest then return 0 end
-    if kind == 't' then
-      for i = 9, #ARGV do if ARGV[i] == rest then return 0 end end
-    end
-  end
-end
-redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
-for i = 4, #KEYS do
-  redis.call('ZADD', KEYS[i], ARGV[5], ARGV[7])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[6])
-  redis.call('PEXPIRE', KEYS[i], ARGV[4], 'NX')
-  redis.call('PEXPIRE', KEYS[i], ARGV[4], 'GT')
-end
-return 1
-";
-
-const RELEASE_SCRIPT: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end
-";
 
 /// Settings of the shared tier.
 #[derive(Clone, Debug)]
@@ -100,77 +63,6 @@ pub struct RedisSettings {
     pub connect_timeout: Duration,
     /// How long a fill lease lasts.
     pub lease: Duration,
-}
-
-/// What one instance tells the others.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// Remove what this names from L1.
-    Invalidate(Invalidation),
-    /// Mark what this names stale in L1.
-    Soften(Invalidation),
-    /// A fill for this key finished (stored or not): waiters may look.
-    Filled(CacheKey),
-}
-
-fn encode_target(what: &Invalidation) -> String {
-    match what {
-        Invalidation::Tags(tags) => {
-            let hexes: Vec<String> = tags.iter().map(|t| format!("{t:016x}")).collect();
-            format!("t {}", hexes.join(","))
-        }
-        Invalidation::Prefix(p) => format!("p {p}"),
-        Invalidation::All => "a".to_string(),
-    }
-}
-
-fn decode_target(text: &str) -> Option<Invalidation> {
-    match text.split_once(' ') {
-        Some(("t", list)) => list
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|h| u64::from_str_radix(h, 16).ok())
-            .collect::<Option<Vec<u64>>>()
-            .map(Invalidation::Tags),
-        Some(("p", prefix)) => Some(Invalidation::Prefix(prefix.to_string())),
-        None if text == "a" => Some(Invalidation::All),
-        _ => None,
-    }
-}
-
-impl Event {
-    /// The wire form: `<instance> <kind> <payload>`.
-    pub fn encode(&self, instance: &str) -> String {
-        match self {
-            Event::Invalidate(w) => format!("{instance} inv {}", encode_target(w)),
-            Event::Soften(w) => format!("{instance} soft {}", encode_target(w)),
-            Event::Filled(k) => format!("{instance} fill {k}"),
-        }
-    }
-
-    /// Parses the wire form; returns the sender's instance id and the event.
-    pub fn decode(text: &str) -> Option<(&str, Event)> {
-        let (instance, rest) = text.split_once(' ')?;
-        let (kind, payload) = rest.split_once(' ').unwrap_or((rest, ""));
-        let event = match kind {
-            "inv" => Event::Invalidate(decode_target(payload)?),
-            "soft" => Event::Soften(decode_target(payload)?),
-            "fill" => Event::Filled(CacheKey::from_hex(payload)?),
-            _ => return None,
-        };
-        Some((instance, event))
-    }
-}
-
-/// The outcome of asking for a fill lease.
-#[derive(Debug)]
-pub enum Lease {
-    /// This instance fills; release with the token.
-    Acquired(String),
-    /// Another instance is filling.
-    Busy,
-    /// Redis did not answer: fill without a lease.
-    Unavailable,
 }
 
 /// Why a Redis call did not happen or failed.
@@ -216,7 +108,7 @@ impl RedisTier {
     /// Builds the clients (no connection is made yet; see [`RedisTier::start`]).
     pub fn new(settings: RedisSettings) -> Result<Arc<RedisTier>, crate::Error> {
         let config = FredConfig::from_url(&settings.url)
-            .map_err(|e| crate::Error(format!("store.redis_url: {e}")))?;
+            .map_err(|e| crate::Error::Store(format!("store.redis_url: {e}")))?;
         let mut builder = Builder::from_config(config);
         let (timeout, connect_timeout) = (settings.timeout, settings.connect_timeout);
         builder
@@ -240,10 +132,10 @@ impl RedisTier {
             .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2));
         let pool = builder
             .build_pool(settings.pool.max(1))
-            .map_err(|e| crate::Error(format!("store.redis_url: {e}")))?;
+            .map_err(|e| crate::Error::Store(format!("store.redis_url: {e}")))?;
         let subscriber = builder
             .build_subscriber_client()
-            .map_err(|e| crate::Error(format!("store.redis_url: {e}")))?;
+            .map_err(|e| crate::Error::Store(format!("store.redis_url: {e}")))?;
         Ok(Arc::new(RedisTier {
             pool,
             subscriber,
@@ -416,7 +308,7 @@ impl RedisTier {
 
     /// Runs one Redis call under the breaker, with the command timeout.
     async fn call<T, E: std::fmt::Display>(
-        self: &Arc<Self>,
+        &self,
         what: &'static str,
         fut: impl std::future::Future<Output = Result<T, E>>,
     ) -> Result<T, Unavailable> {
@@ -458,7 +350,7 @@ impl RedisTier {
     }
 
     /// Reads an entry.
-    pub async fn get(self: &Arc<Self>, key: &CacheKey) -> Option<Arc<Entry>> {
+    pub async fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
         let client = self.pool.next().with_options(&self.options);
         let bytes: Option<Bytes> = self
             .call("get", client.get(self.entry_key(key)))
@@ -468,7 +360,7 @@ impl RedisTier {
     }
 
     /// The invalidation epoch before a fill goes upstream (`None`: do not write to L2).
-    pub async fn begin_fill(self: &Arc<Self>) -> Option<u64> {
+    pub async fn begin_fill(&self) -> Option<u64> {
         let client = self.pool.next().with_options(&self.options);
         let epoch: Option<u64> = self
             .call("begin_fill", client.get(self.epoch_key()))
@@ -485,7 +377,7 @@ impl RedisTier {
     /// log live in different slots, so the fill checks, writes, and checks again, undoing
     /// the write if an invalidation landed in between; a reader can then meet the entry
     /// only for the one round trip between the write and the undo.
-    pub async fn put(self: &Arc<Self>, key: &CacheKey, entry: &Entry, epoch: u64) -> bool {
+    pub async fn put(&self, key: &CacheKey, entry: &Entry, epoch: u64) -> bool {
         let now = now_ms();
         let expires = entry.expires_at();
         let ttl = expires.saturating_sub(now).max(1) as i64;
@@ -563,11 +455,7 @@ impl RedisTier {
 
     /// Whether anything `entry` carries was invalidated after `epoch` (or too long ago to
     /// tell).
-    async fn invalidated_since(
-        self: &Arc<Self>,
-        entry: &Entry,
-        epoch: u64,
-    ) -> Result<bool, Unavailable> {
+    async fn invalidated_since(&self, entry: &Entry, epoch: u64) -> Result<bool, Unavailable> {
         let client = self.pool.next();
         let check = async {
             let pipe = client.pipeline();
@@ -581,14 +469,9 @@ impl RedisTier {
         let (log, current) = self.call("put_check", check).await?;
         let tags: Vec<u64> = entry.tags().collect();
         let hit = log.iter().any(|m| {
-            let mut parts = m.splitn(3, ':');
-            let _epoch = parts.next();
-            match (parts.next(), parts.next()) {
-                (Some("t"), Some(t)) => u64::from_str_radix(t, 16).is_ok_and(|t| tags.contains(&t)),
-                (Some("p"), Some(p)) => entry.url().starts_with(p),
-                (Some("a"), _) => true,
-                _ => false,
-            }
+            // Members are `<epoch>:<log member>`.
+            let member = m.split_once(':').map_or("", |(_, rest)| rest);
+            Invalidation::from_log_member(member).is_some_and(|w| w.matches(&tags, entry.url()))
         });
         Ok(current > epoch + LOG_KEEP || hit)
     }
@@ -596,7 +479,7 @@ impl RedisTier {
     /// Invalidates (or with `soft`, marks stale) what `what` names, for every instance.
     /// Returns how many entries it touched in Redis, or `None` when Redis was unavailable
     /// (the invalidation is then queued and replayed when Redis is back).
-    pub async fn invalidate(self: &Arc<Self>, what: &Invalidation, soft: bool) -> Option<u64> {
+    pub async fn invalidate(&self, what: &Invalidation, soft: bool) -> Option<u64> {
         match self.apply(what, soft).await {
             Ok(n) => {
                 let event = if soft {
@@ -619,13 +502,9 @@ impl RedisTier {
         }
     }
 
-    async fn apply(self: &Arc<Self>, what: &Invalidation, soft: bool) -> Result<u64, Unavailable> {
+    async fn apply(&self, what: &Invalidation, soft: bool) -> Result<u64, Unavailable> {
         let client = self.pool.next();
-        let mut members: Vec<String> = match what {
-            Invalidation::Tags(tags) => tags.iter().map(|t| format!("t:{t:016x}")).collect(),
-            Invalidation::Prefix(p) => vec![format!("p:{p}")],
-            Invalidation::All => vec!["a".to_string()],
-        };
+        let mut members = what.log_members();
         members.push(LOG_KEEP.to_string());
         let keys = vec![self.epoch_key(), self.log_key()];
         let _: u64 = self
@@ -711,14 +590,14 @@ impl RedisTier {
         self.delete(&entry_keys).await
     }
 
-    async fn get_raw(self: &Arc<Self>, full_key: &str) -> Result<Option<Entry>, Unavailable> {
+    async fn get_raw(&self, full_key: &str) -> Result<Option<Entry>, Unavailable> {
         let client = self.pool.next().with_options(&self.options);
         let bytes: Option<Bytes> = self.call("get", client.get(full_key)).await?;
         Ok(bytes.and_then(|b| Entry::decode(b).ok()))
     }
 
     /// Deletes keys one command each (they live in different slots), pipelined.
-    async fn delete(self: &Arc<Self>, keys: &[String]) -> Result<u64, Unavailable> {
+    async fn delete(&self, keys: &[String]) -> Result<u64, Unavailable> {
         let client = self.pool.next();
         let mut n = 0;
         for chunk in keys.chunks(256) {
@@ -754,7 +633,7 @@ impl RedisTier {
         Ok(out)
     }
 
-    async fn publish(self: &Arc<Self>, event: &Event) {
+    async fn publish(&self, event: &Event) {
         let client = self.pool.next().with_options(&self.options);
         let _ = self
             .call(
@@ -765,7 +644,7 @@ impl RedisTier {
     }
 
     /// Replays invalidations that could not reach Redis while it was away.
-    async fn replay(self: &Arc<Self>) {
+    async fn replay(&self) {
         if self.pending_overflow.swap(false, Relaxed) {
             tracing::warn!("too many invalidations were missed while redis was away: purging it");
             self.pending.lock().clear();
@@ -779,7 +658,7 @@ impl RedisTier {
     }
 
     /// Asks for the fill lease of `key`.
-    pub async fn lease(self: &Arc<Self>, key: &CacheKey) -> Lease {
+    pub async fn lease(&self, key: &CacheKey) -> Lease {
         let token = random_hex(8);
         let ms = self.settings.lease.as_millis().max(1) as i64;
         let client = self.pool.next().with_options(&self.options);
@@ -798,7 +677,7 @@ impl RedisTier {
     }
 
     /// Releases a lease this instance holds and tells waiters the fill is done.
-    pub async fn release(self: &Arc<Self>, key: &CacheKey, token: &str) {
+    pub async fn release(&self, key: &CacheKey, token: &str) {
         let client = self.pool.next().with_options(&self.options);
         let _ = self
             .call(
@@ -841,5 +720,80 @@ impl RedisTier {
     fn wake(&self, key: &CacheKey) {
         // Dropping the sender wakes every receiver.
         self.waiters.lock().remove(key);
+    }
+}
+
+impl super::LowerTier for RedisTier {
+    fn tier(&self) -> crate::status::Tier {
+        crate::status::Tier::L2
+    }
+
+    fn section(&self) -> &'static str {
+        "redis"
+    }
+
+    fn get<'a>(&'a self, key: &'a CacheKey) -> super::BoxFuture<'a, Option<Arc<Entry>>> {
+        Box::pin(RedisTier::get(self, key))
+    }
+
+    fn begin_fill(&self) -> super::BoxFuture<'_, Option<u64>> {
+        Box::pin(RedisTier::begin_fill(self))
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        entry: &'a Arc<Entry>,
+        epoch: u64,
+    ) -> super::BoxFuture<'a, bool> {
+        Box::pin(RedisTier::put(self, key, entry, epoch))
+    }
+
+    fn invalidate<'a>(
+        &'a self,
+        what: &'a Invalidation,
+        soft: bool,
+    ) -> super::BoxFuture<'a, Option<u64>> {
+        Box::pin(RedisTier::invalidate(self, what, soft))
+    }
+
+    fn report(&self) -> super::TierReport {
+        super::TierReport {
+            status: if self.is_up() { "up" } else { "down" },
+            breaker: self.breaker_state().as_str(),
+            breaker_opened: self.breaker_opened(),
+            errors: self.errors(),
+        }
+    }
+
+    fn wait_ready(&self, limit: Duration) -> super::BoxFuture<'_, bool> {
+        Box::pin(self.wait_connected(limit))
+    }
+
+    fn fleet(&self) -> Option<&dyn super::FleetLease> {
+        Some(self)
+    }
+}
+
+impl super::FleetLease for RedisTier {
+    fn lease<'a>(&'a self, key: &'a CacheKey) -> super::BoxFuture<'a, Lease> {
+        Box::pin(RedisTier::lease(self, key))
+    }
+
+    fn release<'a>(&'a self, key: &'a CacheKey, token: &'a str) -> super::BoxFuture<'a, ()> {
+        Box::pin(RedisTier::release(self, key, token))
+    }
+
+    fn fill_waiter(&self, key: &CacheKey) -> watch::Receiver<()> {
+        RedisTier::fill_waiter(self, key)
+    }
+
+    fn wait_fill<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        waiter: watch::Receiver<()>,
+        limit: Duration,
+    ) -> super::BoxFuture<'a, ()> {
+        Box::pin(RedisTier::wait_fill(self, key, waiter, limit))
     }
 }

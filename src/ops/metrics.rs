@@ -4,16 +4,15 @@
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let cache = larder::Cache::new(larder::Config::default()).unwrap();
-//! let text = larder::metrics::render(&cache);
+//! let text = larder::ops::metrics::render(&cache);
 //! assert!(text.contains("larder_store_entries 0"));
 //! # });
 //! ```
 
 use std::fmt::Write;
 
+use super::stats::{HistogramSnapshot, BUCKETS_US};
 use crate::cache::Cache;
-use crate::stats::{HistogramSnapshot, BUCKETS_US};
-use crate::status::Tier;
 
 /// Writes one Prometheus histogram series (buckets from [`BUCKETS_US`], in seconds).
 fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) {
@@ -36,7 +35,7 @@ fn render_histograms(cache: &Cache, out: &mut String) {
         "# HELP larder_hit_duration_seconds Time to answer a hit (to the response head), by tier."
     );
     let _ = writeln!(out, "# TYPE larder_hit_duration_seconds histogram");
-    for tier in [Tier::L1, Tier::L2] {
+    for tier in stats.tier_list() {
         histogram(
             out,
             "larder_hit_duration_seconds",
@@ -56,12 +55,12 @@ fn render_histograms(cache: &Cache, out: &mut String) {
     }
 }
 
-fn render_savings(cache: &Cache, stats: &crate::cache::StatsReport, out: &mut String) {
+fn render_savings(cache: &Cache, stats: &super::report::StatsReport, out: &mut String) {
     type Series = (
         &'static str,
         &'static str,
         &'static str,
-        fn(&crate::cache::SavedRule) -> f64,
+        fn(&super::report::SavedRule) -> f64,
     );
     let series: [Series; 4] = [
         (
@@ -206,16 +205,16 @@ pub fn render(cache: &Cache) -> String {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
         );
     }
-    if let Some(r) = &stats.redis {
-        let up = u64::from(r.status == "up");
-        let _ = writeln!(out, "# HELP larder_redis_up Whether Redis answers (1) or the cache runs without it (0).\n# TYPE larder_redis_up gauge\nlarder_redis_up {up}");
-        let _ = writeln!(out, "# HELP larder_redis_errors_total Failed or timed-out Redis calls.\n# TYPE larder_redis_errors_total counter\nlarder_redis_errors_total {}", r.errors);
-        let _ = writeln!(out, "# HELP larder_redis_breaker_opened_total Times the Redis circuit breaker opened.\n# TYPE larder_redis_breaker_opened_total counter\nlarder_redis_breaker_opened_total {}", r.breaker_opened);
-        let _ = writeln!(out, "# HELP larder_redis_breaker_state The Redis circuit breaker (1 for the current state).\n# TYPE larder_redis_breaker_state gauge");
+    for (tier, r) in &stats.lower {
+        let up = u64::from(r.is_up());
+        let _ = writeln!(out, "# HELP larder_{tier}_up Whether the {tier} tier answers (1) or the cache runs without it (0).\n# TYPE larder_{tier}_up gauge\nlarder_{tier}_up {up}");
+        let _ = writeln!(out, "# HELP larder_{tier}_errors_total Failed or timed-out calls to the {tier} tier.\n# TYPE larder_{tier}_errors_total counter\nlarder_{tier}_errors_total {}", r.errors);
+        let _ = writeln!(out, "# HELP larder_{tier}_breaker_opened_total Times the {tier} tier's circuit breaker opened.\n# TYPE larder_{tier}_breaker_opened_total counter\nlarder_{tier}_breaker_opened_total {}", r.breaker_opened);
+        let _ = writeln!(out, "# HELP larder_{tier}_breaker_state The {tier} tier's circuit breaker (1 for the current state).\n# TYPE larder_{tier}_breaker_state gauge");
         for state in ["closed", "half_open", "open"] {
             let _ = writeln!(
                 out,
-                "larder_redis_breaker_state{{state=\"{state}\"}} {}",
+                "larder_{tier}_breaker_state{{state=\"{state}\"}} {}",
                 u64::from(r.breaker == state)
             );
         }

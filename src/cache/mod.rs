@@ -1,0 +1,159 @@
+//! The cache as a shared handle: settings (swapped whole on reload), the tiers, the
+//! single-flight table and the counters. The layer serves through it; the admin API and
+//! library users invalidate and read stats through it.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let cache = larder::Cache::new(larder::Config::default()).unwrap();
+//! assert_eq!(cache.invalidate_tags(&["jobs"]).await, 0);
+//! assert_eq!(cache.stats().entries, 0);
+//! # });
+//! ```
+
+mod invalidate;
+mod settings;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
+
+pub use invalidate::Target;
+pub use settings::Settings;
+
+use crate::coalesce::Coalescer;
+use crate::config::Config;
+use crate::ops::stats::Stats;
+use crate::store::{MemoryStore, StoreStats, Tiers};
+pub(crate) use settings::random_secret;
+
+/// Sends a GET through the cache the way a client would — for warming, re-warming and
+/// related prefetch. The sidecar provides one; a layer user can set their own with
+/// [`Cache::set_warmer`].
+pub trait Warm: Send + Sync + 'static {
+    /// Fetches `path_and_query` with `headers`; the answer's status, or why it failed.
+    fn get(
+        &self,
+        path_and_query: String,
+        headers: http::HeaderMap,
+    ) -> Pin<Box<dyn Future<Output = Result<u16, String>> + Send>>;
+}
+
+pub(crate) struct Inner {
+    pub(crate) settings: ArcSwap<Settings>,
+    pub(crate) tiers: Tiers,
+    pub(crate) coalescer: Coalescer,
+    pub(crate) stats: Stats,
+    secret: Vec<u8>,
+    warmer: OnceLock<Arc<dyn Warm>>,
+}
+
+/// A handle on one cache; clones share it.
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("tiers", &self.inner.tiers)
+            .finish()
+    }
+}
+
+impl Cache {
+    /// A cache for `config` (the user secret is read from `users.secret_env`).
+    ///
+    /// Fails when `per_user` rules meet the redis backend without a user secret: the
+    /// instances sharing the Redis would each key users differently.
+    ///
+    /// With `store.backend = "redis"` it connects in the background (requests work from
+    /// the start, from memory or the upstream, until Redis answers); that needs a Tokio
+    /// runtime.
+    pub fn new(config: Config) -> Result<Cache, crate::Error> {
+        let secret = settings::user_secret(&config)?;
+        Cache::with_secret(config, &secret)
+    }
+
+    /// A cache for `config` with an explicit user secret.
+    pub fn with_secret(config: Config, secret: &[u8]) -> Result<Cache, crate::Error> {
+        let tiers = Tiers::from_config(&config.store)?;
+        Ok(Cache::from_parts(config, secret, tiers))
+    }
+
+    /// A cache over tiers built already.
+    pub(crate) fn from_parts(config: Config, secret: &[u8], tiers: Tiers) -> Cache {
+        let stats = Stats::default();
+        for tier in tiers.names() {
+            stats.add_tier(tier);
+        }
+        let settings = Settings::new(config, &stats, secret);
+        Cache {
+            inner: Arc::new(Inner {
+                settings: ArcSwap::from_pointee(settings),
+                tiers,
+                coalescer: Coalescer::default(),
+                stats,
+                secret: secret.to_vec(),
+                warmer: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.inner.settings.load_full()
+    }
+
+    /// Swaps in a new config's rules and cache settings; entries and counters stay.
+    pub fn reload(&self, mut config: Config) {
+        if config.cache.key_host.is_none() {
+            // Keep how keys were made (the sidecar resolves this at start).
+            config.cache.key_host = Some(self.inner.settings.load().key_host);
+        }
+        let settings = Settings::new(config, &self.inner.stats, &self.inner.secret);
+        self.inner.settings.store(Arc::new(settings));
+    }
+
+    /// The tiers.
+    pub fn tiers(&self) -> &Tiers {
+        &self.inner.tiers
+    }
+
+    /// The in-process store (the L1 above lower tiers).
+    pub fn memory_store(&self) -> &MemoryStore {
+        self.inner.tiers.memory()
+    }
+
+    /// Sets what warming and prefetch send requests through (once).
+    pub fn set_warmer(&self, warmer: Arc<dyn Warm>) {
+        let _ = self.inner.warmer.set(warmer);
+    }
+
+    /// What warming and prefetch send requests through, if set.
+    pub fn warmer(&self) -> Option<Arc<dyn Warm>> {
+        self.inner.warmer.get().cloned()
+    }
+
+    /// The memory tier's size.
+    pub fn store_stats(&self) -> StoreStats {
+        self.inner.tiers.memory().stats()
+    }
+
+    /// The counters (for metrics and reports).
+    pub(crate) fn counters(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Sets the counters to zero (entries stay).
+    pub fn reset_stats(&self) {
+        self.inner.stats.reset();
+    }
+
+    /// The most-hit entries: `(url, hits, bytes)`.
+    pub fn top_entries(&self, n: usize) -> Vec<(String, u32, usize)> {
+        self.inner.tiers.memory().top(n)
+    }
+}

@@ -1,0 +1,312 @@
+//! Admission: whether the upstream's answer may be stored and for how long (RFC 9111,
+//! through [`crate::policy::decide`]), and the entry made of it — headers cleaned, the body
+//! in the form it is kept (gzip once), tags, and a `Vary` marker with its variant.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{
+    HeaderMap, HeaderValue, AGE, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, EXPIRES, PRAGMA,
+    SET_COOKIE, VARY,
+};
+use http::{Method, StatusCode};
+
+use super::respond::{strip_cache_fields, X_CACHE};
+use crate::cache::Settings;
+use crate::entry::{Entry, NewEntry, StoredBody};
+use crate::key::{self, CacheKey, UserId};
+use crate::policy::{self, vary_names, Freshness, RequestPolicy, StoreInput};
+use crate::rules::Rule;
+use crate::semantics::hygiene::strip_hop_by_hop;
+use crate::semantics::lists::{has_token, tokens};
+use crate::status::NoCacheReason;
+
+/// The request-side facts admission needs, taken before the request goes upstream.
+pub(crate) struct FillRequest {
+    pub key: CacheKey,
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub user: Option<UserId>,
+}
+
+/// Whether an answer to `fill` may be stored, and its freshness.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn decide(
+    s: &Settings,
+    rule: Option<&Rule>,
+    fill: &FillRequest,
+    request: &RequestPolicy,
+    status: StatusCode,
+    response: &HeaderMap,
+    request_time: u64,
+    response_time: u64,
+) -> Result<Freshness, NoCacheReason> {
+    if request.no_store {
+        return Err(NoCacheReason::RequestNoStore);
+    }
+    let c = &s.config.cache;
+    policy::decide(&StoreInput {
+        method: &fill.method,
+        request: &fill.headers,
+        status,
+        response,
+        rule,
+        credentials: s.users.present(&fill.headers),
+        targeted: &s.targeted,
+        heuristic: c.heuristic.then_some(c.heuristic_max),
+        statuses: &c.statuses,
+        default_ttl: c.default_ttl,
+        respect_origin: c.respect_origin,
+        request_time,
+        response_time,
+    })
+}
+
+/// The headers to store for a response: hop-by-hop, framing, `Age`, cookies and the tag
+/// header removed; the rule's `cache_control` in place of the origin's; `Vary:
+/// Accept-Encoding` added when the stored body is gzip.
+pub(crate) fn stored_headers(
+    response: &HeaderMap,
+    rule: Option<&Rule>,
+    settings: &Settings,
+    gzip: bool,
+    keep_encoding: bool,
+) -> HeaderMap {
+    let mut h = response.clone();
+    strip_hop_by_hop(&mut h);
+    h.remove(CONTENT_LENGTH);
+    if !keep_encoding {
+        h.remove(CONTENT_ENCODING);
+    }
+    h.remove(AGE);
+    h.remove(SET_COOKIE);
+    h.remove(X_CACHE);
+    strip_cache_fields(&mut h, settings);
+    if let Some(cc) = rule.and_then(|r| r.cache_control.as_ref()) {
+        h.insert(CACHE_CONTROL, cc.clone());
+        h.remove(EXPIRES);
+        h.remove(PRAGMA);
+    } else if rule.is_some_and(|r| r.per_user) {
+        make_private(&mut h);
+    }
+    if gzip && !vary_lists(&h, "accept-encoding") {
+        h.append(VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    h
+}
+
+/// Marks a per-user answer `private` for caches downstream, dropping what would let them
+/// share it (`public`, `s-maxage`).
+fn make_private(h: &mut HeaderMap) {
+    let mut directives = vec!["private".to_string()];
+    for d in tokens(h, &CACHE_CONTROL) {
+        let name = d
+            .split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if !matches!(name.as_str(), "public" | "s-maxage" | "private") {
+            directives.push(d.to_string());
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&directives.join(", ")) {
+        h.insert(CACHE_CONTROL, v);
+    }
+}
+
+fn vary_lists(h: &HeaderMap, name: &str) -> bool {
+    has_token(h, &VARY, name)
+}
+
+/// A body in the form it is kept.
+pub(crate) enum Kept {
+    /// As the origin sent it, unencoded.
+    Identity(Bytes),
+    /// gzip: the origin's bytes, or compressed here (`identity_len` decoded bytes).
+    Gzip {
+        data: Bytes,
+        identity_len: u32,
+        from_origin: bool,
+    },
+    /// Another coding, kept as-is.
+    Encoded(Bytes),
+}
+
+impl Kept {
+    fn stored(&self) -> StoredBody<'_> {
+        match self {
+            Kept::Identity(b) => StoredBody::Identity(b),
+            Kept::Gzip {
+                data,
+                identity_len,
+                from_origin,
+            } => StoredBody::Gzip {
+                data,
+                identity_len: *identity_len,
+                from_origin: *from_origin,
+            },
+            Kept::Encoded(b) => StoredBody::Encoded(b),
+        }
+    }
+}
+
+/// The form a complete body is kept in: the origin's gzip kept (if it decodes), identity
+/// bodies worth it compressed once, other codings as they are. `Err` when the origin's
+/// gzip does not decode.
+pub(crate) fn keep_body(s: &Settings, response: &HeaderMap, bytes: Bytes) -> Result<Kept, Bytes> {
+    let coding = response
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match coding.as_deref() {
+        None | Some("") | Some("identity") => {
+            let worth = bytes.len() as u64 >= s.config.cache.compress_min
+                && crate::compress::compressible(response);
+            match worth
+                .then(|| crate::compress::gzip_if_smaller(&bytes))
+                .flatten()
+            {
+                Some(gz) => Ok(Kept::Gzip {
+                    data: Bytes::from(gz),
+                    identity_len: bytes.len() as u32,
+                    from_origin: false,
+                }),
+                None => Ok(Kept::Identity(bytes)),
+            }
+        }
+        Some("gzip") | Some("x-gzip") => {
+            let mut out = Vec::new();
+            match crate::compress::gunzip_into(&bytes, &mut out, s.config.proxy.max_body as usize) {
+                Ok(_) => Ok(Kept::Gzip {
+                    identity_len: out.len() as u32,
+                    data: bytes,
+                    from_origin: true,
+                }),
+                Err(_) => Err(bytes),
+            }
+        }
+        Some(_) => Ok(Kept::Encoded(bytes)),
+    }
+}
+
+/// An admitted answer made into entries: the one to serve, and what to store (the entry,
+/// or a `Vary` marker under the primary key and the entry under its variant key).
+pub(crate) struct Admitted {
+    pub entry: Arc<Entry>,
+    pub store: Vec<(CacheKey, Arc<Entry>)>,
+}
+
+/// Builds the entries for a complete, storable answer.
+pub(crate) fn build(
+    s: &Settings,
+    rule: Option<&Rule>,
+    fill: &FillRequest,
+    (status, response): (StatusCode, &HeaderMap),
+    body: &Kept,
+    freshness: Freshness,
+    response_time: u64,
+) -> Admitted {
+    let gzip = matches!(body, Kept::Gzip { .. });
+    let other = matches!(body, Kept::Encoded(_));
+    let headers = stored_headers(response, rule, s, gzip, other);
+    let tags = entry_tags(s, rule, fill, response);
+    let url = key::normalized_url(
+        &fill.path,
+        fill.query.as_deref(),
+        &s.config.cache.ignore_params,
+        rule.and_then(|r| r.key_query.as_deref()),
+    );
+    let new = |body, vary| NewEntry {
+        status,
+        headers: &headers,
+        body,
+        url: &url,
+        tags: &tags,
+        freshness,
+        response_time,
+        vary,
+    };
+    let entry = Arc::new(Entry::encode(&new(body.stored(), None)));
+    let vary = vary_names(response, other);
+    if vary.is_empty() {
+        return Admitted {
+            store: vec![(fill.key, entry.clone())],
+            entry,
+        };
+    }
+    // The marker lives as long as its variants can be used (same validators, same grace),
+    // so a stale variant is found and revalidated rather than refetched.
+    let marker = Arc::new(Entry::encode(&new(StoredBody::Identity(b""), Some(&vary))));
+    let variant = fill.key.variant(&vary, &fill.headers);
+    Admitted {
+        store: vec![(fill.key, marker), (variant, entry.clone())],
+        entry,
+    }
+}
+
+/// An entry's tags: the rule's templates, the upstream's tag header, its URL and its user.
+fn entry_tags(
+    s: &Settings,
+    rule: Option<&Rule>,
+    fill: &FillRequest,
+    response: &HeaderMap,
+) -> Vec<u64> {
+    let mut tags = Vec::new();
+    if let Some(r) = rule.filter(|r| !r.tags.is_empty()) {
+        let caps = r.pattern.captures(&fill.path).unwrap_or_default();
+        tags.extend(r.tags.iter().map(|t| key::tag_id(&t.render(&caps))));
+    }
+    if let Some(h) = &s.config.cache.tag_header {
+        for v in response.get_all(h).iter().filter_map(|v| v.to_str().ok()) {
+            tags.extend(v.split_whitespace().map(key::tag_id));
+        }
+    }
+    tags.push(key::url_tag(
+        &s.config.cache.namespace,
+        &fill.path,
+        fill.query.as_deref(),
+        &s.config.cache.ignore_params,
+        rule.and_then(|r| r.key_query.as_deref()),
+    ));
+    if let Some(u) = &fill.user {
+        tags.push(key::user_tag(u));
+    }
+    tags.sort_unstable();
+    tags.dedup();
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hygiene() {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::CONNECTION, "x-private-hop".parse().unwrap());
+        h.insert("x-private-hop", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("surrogate-key", "a b".parse().unwrap());
+        h.insert(SET_COOKIE, "s=1".parse().unwrap());
+        h.insert("content-type", "text/plain".parse().unwrap());
+        h.insert("cdn-cache-control", "max-age=60".parse().unwrap());
+        h.insert("larder-cache-control", "max-age=60".parse().unwrap());
+        let settings = crate::Cache::new(crate::Config::default())
+            .unwrap()
+            .settings();
+        let out = stored_headers(&h, None, &settings, true, false);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out.get(VARY).unwrap(), "Accept-Encoding");
+        let mut rule = Rule::new("r", "/a").unwrap();
+        rule.per_user = true;
+        h.insert(
+            CACHE_CONTROL,
+            "public, max-age=60, s-maxage=600".parse().unwrap(),
+        );
+        let out = stored_headers(&h, Some(&rule), &settings, false, false);
+        assert_eq!(out.get(CACHE_CONTROL).unwrap(), "private, max-age=60");
+    }
+}

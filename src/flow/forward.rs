@@ -1,0 +1,135 @@
+//! Forwarding: a request the cache does not handle goes upstream as it is, and a
+//! successful mutation then invalidates what it changed (the rule's `invalidate_on` and
+//! `invalidates` tags, and the target's URL and any same-origin `Location` / `Content-Location`,
+//! RFC 9111 §4.4).
+
+use bytes::Bytes;
+use http::header::{CONTENT_LOCATION, HOST, LOCATION};
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use tower::{Service, ServiceExt};
+
+use super::respond::pass_on;
+use super::route::Forward;
+use super::Ctx;
+use crate::cache::{Cache, Settings};
+use crate::key::normalize_percent;
+use crate::layer::{BoxError, CacheBody};
+use crate::rules::Rule;
+use crate::status::CacheStatus;
+use crate::store::Invalidation;
+
+/// Tags to drop once a forwarded mutation succeeded.
+struct Invalidations {
+    /// Rule tags, dropped after a 2xx.
+    rule_tags: Vec<String>,
+    /// URL tags of the target (RFC 9111 §4.4), dropped after a 2xx or 3xx.
+    url_tags: Vec<u64>,
+    /// The request's authority, to tell same-origin `Location`s.
+    host: Option<String>,
+}
+
+impl Invalidations {
+    fn of<B>(s: &Settings, req: &Request<B>, rule: Option<&Rule>) -> Invalidations {
+        let path = normalize_percent(req.uri().path());
+        let mut rule_tags = Vec::new();
+        if let Some(r) = rule {
+            let caps = r.pattern.captures(&path).unwrap_or_default();
+            if r.invalidate_on.contains(req.method()) {
+                rule_tags.extend(r.tags.iter().map(|t| t.render(&caps)));
+            }
+            rule_tags.extend(r.invalidates.iter().map(|t| t.render(&caps)));
+        }
+        let target = match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.into_owned(),
+        };
+        let host = req
+            .headers()
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        Invalidations {
+            rule_tags,
+            url_tags: vec![s.url_tag(&target)],
+            host,
+        }
+    }
+
+    /// Applies what the response status allows; returns entries removed.
+    async fn apply(
+        mut self,
+        cache: &Cache,
+        s: &Settings,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> u64 {
+        if !(status.is_success() || status.is_redirection()) {
+            return 0;
+        }
+        for name in [LOCATION, CONTENT_LOCATION] {
+            let Some(uri) = headers
+                .get(&name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<Uri>().ok())
+            else {
+                continue;
+            };
+            let same_origin = match uri.authority() {
+                None => true,
+                Some(a) => self.host.as_deref() == Some(a.as_str()),
+            };
+            if same_origin && uri.path().starts_with('/') {
+                let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+                self.url_tags.push(s.url_tag(target));
+            }
+        }
+        let mut n = cache.apply(&Invalidation::Tags(self.url_tags), false).await;
+        if status.is_success() && !self.rule_tags.is_empty() {
+            n += cache.invalidate_tags(&self.rule_tags).await;
+        }
+        n
+    }
+}
+
+/// Forwards a request the cache does not handle.
+pub(crate) async fn forward<S, B, ResB>(
+    ctx: Ctx<S>,
+    req: Request<B>,
+    fwd: Forward,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Service<Request<CacheBody<B>>, Response = Response<ResB>>,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let Ctx {
+        inner,
+        cache,
+        settings,
+    } = ctx;
+    let rule = settings.rule(fwd.rule);
+    let invalidations = fwd
+        .invalidate
+        .then(|| Invalidations::of(&settings, &req, rule));
+    let sent = std::time::Instant::now();
+    let resp = inner.oneshot(req.map(CacheBody::stream)).await?;
+    settings
+        .counters(fwd.rule)
+        .record_upstream(sent.elapsed().as_micros() as u64);
+    if let Some(inv) = invalidations {
+        inv.apply(&cache, &settings, resp.status(), resp.headers())
+            .await;
+    }
+    let status = CacheStatus::bypass(fwd.reason);
+    settings.counters(fwd.rule).record(&status);
+    let (parts, body) = resp.into_parts();
+    Ok(pass_on(
+        parts,
+        CacheBody::stream(body),
+        false,
+        status,
+        &settings,
+    ))
+}

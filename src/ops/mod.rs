@@ -1,0 +1,131 @@
+//! Operating a cache: counters and reports, Prometheus metrics, the access log, hit-ratio
+//! alerts, warming, hot reload — and [`Tasks`], the one place the background work is
+//! started and stopped.
+
+pub mod access;
+pub(crate) mod alerts;
+pub mod metrics;
+mod reload;
+pub mod report;
+pub mod stats;
+pub mod warm;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use http::HeaderMap;
+use tokio::task::JoinHandle;
+
+use crate::cache::{Cache, Inner};
+use crate::policy::now_ms;
+
+/// The background tasks of one cache. Each holds the cache weakly and ends when it is
+/// gone; [`Tasks::shutdown`] stops them at once.
+#[derive(Debug, Default)]
+pub struct Tasks {
+    handles: Vec<JoinHandle<()>>,
+}
+
+/// Runs `step` every `every` (read afresh each time) while the cache lives.
+fn every<P, S>(
+    handle: &tokio::runtime::Handle,
+    cache: Weak<Inner>,
+    period: P,
+    mut step: S,
+) -> JoinHandle<()>
+where
+    P: Fn(&Cache) -> Duration + Send + 'static,
+    S: FnMut(&Cache) + Send + 'static,
+{
+    handle.spawn(async move {
+        loop {
+            let wait = match cache.upgrade() {
+                Some(inner) => period(&Cache { inner }),
+                None => return,
+            };
+            tokio::time::sleep(wait).await;
+            let Some(inner) = cache.upgrade() else { return };
+            step(&Cache { inner });
+        }
+    })
+}
+
+impl Tasks {
+    /// Starts what every cache runs: dropping expired entries every few seconds, and the
+    /// hit-ratio alerts once per `cache.alert_window`. Without a Tokio runtime, nothing.
+    pub fn start(cache: &Cache) -> Tasks {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return Tasks::default();
+        };
+        let weak = Arc::downgrade(&cache.inner);
+        let sweeper = every(
+            &handle,
+            weak.clone(),
+            |_| Duration::from_secs(5),
+            |c| {
+                c.memory_store().sweep(now_ms());
+            },
+        );
+        let mut previous: HashMap<String, (u64, u64)> = HashMap::new();
+        let alerts = every(
+            &handle,
+            weak,
+            |c| c.settings().config.cache.alert_window,
+            move |c| alerts::check_hit_ratios(c, &mut previous),
+        );
+        Tasks {
+            handles: vec![sweeper, alerts],
+        }
+    }
+
+    /// Adds what the sidecar runs besides: `[warm]` at start-up and on its schedule (read
+    /// afresh each time, so a reload applies), and a reload on SIGHUP.
+    pub fn start_sidecar(&mut self, cache: &Cache) {
+        self.handles
+            .push(tokio::spawn(warm_on_schedule(cache.clone())));
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut hangups) = signal(SignalKind::hangup()) {
+            let cache = cache.clone();
+            self.handles.push(tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    // The outcome (and any error, as file:line:col) is logged by reload_file.
+                    let _ = cache.reload_file();
+                }
+            }));
+        }
+    }
+
+    /// Stops every task.
+    pub fn shutdown(self) {
+        for h in self.handles {
+            h.abort();
+        }
+    }
+}
+
+async fn warm_on_schedule(cache: Cache) {
+    let mut first = true;
+    loop {
+        let warm = cache.settings().config.warm.clone();
+        if (!first || warm.at_start) && !warm.urls.is_empty() {
+            let mut headers = HeaderMap::new();
+            for (n, v) in &warm.headers {
+                headers.append(n.clone(), v.clone());
+            }
+            match cache.warm(&warm.urls, &headers, warm.concurrency).await {
+                Ok(w) if w.failed.is_empty() => tracing::info!(warmed = w.warmed, "warmed"),
+                Ok(w) => {
+                    tracing::warn!(warmed = w.warmed, failed = ?w.failed, "warming: some URLs failed")
+                }
+                Err(e) => tracing::warn!(error = %e, "warming failed"),
+            }
+        }
+        first = false;
+        match warm.every {
+            Some(every) => tokio::time::sleep(every).await,
+            // Look again later in case a reload adds a schedule.
+            None => tokio::time::sleep(Duration::from_secs(30)).await,
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Hot reload: the config file re-read and validated, rules and cache settings swapped in
+//! atomically; what only a restart can change is named.
+
+use crate::cache::Cache;
+use crate::config::{Config, ConfigError};
+
+impl Cache {
+    /// Re-reads the config file, validates it fully and swaps in its rules and cache
+    /// settings. A bad file is refused (the old config stays) with its
+    /// `file:line:col: field: message` error. Returns the settings that changed but only
+    /// take effect after a restart (listeners, upstream, store).
+    pub fn reload_file(&self) -> Result<Vec<String>, ConfigError> {
+        let old = self.settings();
+        let new = match Config::load(&old.config.path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; the running config stays in force");
+                return Err(e);
+            }
+        };
+        let restart = old.config.restart_needed(&new);
+        self.reload(new);
+        if restart.is_empty() {
+            tracing::info!(path = %old.config.path.display(), "config reloaded");
+        } else {
+            tracing::warn!(path = %old.config.path.display(), restart_needed = ?restart, "config reloaded; these changes need a restart");
+        }
+        Ok(restart)
+    }
+}

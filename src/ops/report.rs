@@ -1,0 +1,146 @@
+//! `/admin/stats` as data: counters, store size, tiers, savings and warming.
+
+use serde::Serialize;
+
+use super::stats::CountersSnapshot;
+use crate::cache::Cache;
+use crate::store::TierReport;
+
+/// `/admin/stats` as data.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatsReport {
+    /// Served fresh from the cache.
+    pub hits: u64,
+    /// Went upstream.
+    pub misses: u64,
+    /// Served stale or revalidated.
+    pub stale: u64,
+    /// Not handled by the cache.
+    pub bypass: u64,
+    /// (hits + stale) / (hits + stale + misses).
+    pub hit_ratio: f64,
+    /// Entries in the store.
+    pub entries: u64,
+    /// Bytes in the store.
+    pub bytes: u64,
+    /// The store's bound.
+    pub max_bytes: u64,
+    /// Entries evicted.
+    pub evictions: u64,
+    /// Entries removed by invalidation or purge.
+    pub invalidated: u64,
+    /// Per rule (requests no rule matched under `"(no rule)"`).
+    pub per_rule: std::collections::BTreeMap<String, CountersSnapshot>,
+    /// Hits by tier.
+    pub tiers: std::collections::HashMap<&'static str, u64>,
+    /// How each tier below memory is doing, by its section name (`redis`, `disk`).
+    #[serde(flatten)]
+    pub lower: std::collections::BTreeMap<&'static str, TierReport>,
+    /// What the cache saved the upstream.
+    pub saved: SavedReport,
+    /// Warming: runs, URLs warmed, URLs that failed.
+    pub warm: WarmReport,
+}
+
+/// What the cache saved, in total and per rule.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SavedReport {
+    /// Requests answered without going upstream.
+    pub requests_avoided: u64,
+    /// Body bytes the upstream did not have to send.
+    pub bytes_not_fetched: u64,
+    /// Upstream time saved: per rule, its measured mean miss latency × requests avoided.
+    pub upstream_seconds_saved: f64,
+    /// Per rule `miss_cost` × requests avoided (unit-free).
+    pub cost_saved: f64,
+    /// The same per rule.
+    pub per_rule: std::collections::BTreeMap<String, SavedRule>,
+}
+
+/// What one rule saved.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SavedRule {
+    /// Requests answered without going upstream.
+    pub requests_avoided: u64,
+    /// Body bytes the upstream did not have to send.
+    pub bytes_not_fetched: u64,
+    /// Mean miss latency × requests avoided.
+    pub upstream_seconds_saved: f64,
+    /// `miss_cost` × requests avoided.
+    pub cost_saved: f64,
+}
+
+/// Warming in `/admin/stats`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WarmReport {
+    /// Warming runs (start-up, schedule, `/admin/warm`).
+    pub runs: u64,
+    /// URLs fetched successfully.
+    pub warmed: u64,
+    /// URLs that failed.
+    pub failed: u64,
+}
+
+impl Cache {
+    /// Counters and store size, as `/admin/stats` reports them.
+    pub fn stats(&self) -> StatsReport {
+        let per_rule = self.inner.stats.per_rule();
+        let total = per_rule
+            .iter()
+            .fold(CountersSnapshot::default(), |acc, (_, s)| acc + *s);
+        let store = self.store_stats();
+        let settings = self.settings();
+        let mut saved = SavedReport::default();
+        for (name, s) in &per_rule {
+            let miss_cost = settings
+                .rules
+                .rules()
+                .iter()
+                .find(|r| &r.name == name)
+                .and_then(|r| r.miss_cost);
+            let rule = SavedRule {
+                requests_avoided: s.requests_avoided,
+                bytes_not_fetched: s.bytes_not_fetched,
+                upstream_seconds_saved: round3(s.upstream_mean_seconds * s.requests_avoided as f64),
+                cost_saved: round3(miss_cost.unwrap_or(0.0) * s.requests_avoided as f64),
+            };
+            saved.requests_avoided += rule.requests_avoided;
+            saved.bytes_not_fetched += rule.bytes_not_fetched;
+            saved.upstream_seconds_saved =
+                round3(saved.upstream_seconds_saved + rule.upstream_seconds_saved);
+            saved.cost_saved = round3(saved.cost_saved + rule.cost_saved);
+            saved.per_rule.insert(name.clone(), rule);
+        }
+        let (runs, warmed, failed) = self.inner.stats.warm();
+        StatsReport {
+            hits: total.hits,
+            misses: total.misses,
+            stale: total.stale,
+            bypass: total.bypass,
+            hit_ratio: total.hit_ratio,
+            entries: store.entries,
+            bytes: store.bytes,
+            max_bytes: store.max_bytes,
+            evictions: store.evictions,
+            invalidated: self.inner.stats.invalidated(),
+            per_rule: per_rule.into_iter().collect(),
+            tiers: self.inner.stats.tiers(),
+            lower: self
+                .tiers()
+                .lower()
+                .iter()
+                .map(|t| (t.section(), t.report()))
+                .collect(),
+            saved,
+            warm: WarmReport {
+                runs,
+                warmed,
+                failed,
+            },
+        }
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}

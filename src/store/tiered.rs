@@ -1,0 +1,315 @@
+//! The tiers composed in one place: memory first (synchronous), then each lower tier in
+//! order. A lookup that finds an entry below memory promotes it into memory; a fill writes
+//! every tier whose fill token it holds; an invalidation reaches every tier, and memory is
+//! cleared again after the tiers below, so a copy promoted in between does not survive.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+
+use super::redis::{Event, RedisSettings, RedisTier};
+use super::{FillToken, Invalidation, LowerTier, MemoryStore};
+use crate::config::{Backend, StoreConfig};
+use crate::entry::Entry;
+use crate::key::CacheKey;
+use crate::policy::{classify, now_ms, RequestPolicy, Usable};
+use crate::status::{Stale, Tier};
+
+/// What the tiers hold for a key, seen from one request.
+pub enum Found {
+    /// Fresh: serve it (stored under this key).
+    Fresh(Arc<Entry>, CacheKey),
+    /// Stale but servable now, for this reason (`WhileRevalidate`: refresh it once in the
+    /// background).
+    ServeStale(Arc<Entry>, CacheKey, Stale),
+    /// Present but not usable without going upstream (revalidate it; it may stand in if
+    /// the upstream fails).
+    Stale(Arc<Entry>, CacheKey),
+    /// The URL is cached, but not this variant.
+    VaryMiss,
+    /// Nothing.
+    Miss,
+}
+
+impl Found {
+    /// `entry` (stored under `key`) as a request with `policy` sees it at `now`.
+    pub fn of(entry: Arc<Entry>, key: CacheKey, policy: &RequestPolicy, now: u64) -> Found {
+        match classify(&entry, policy, now) {
+            Usable::Fresh => Found::Fresh(entry, key),
+            Usable::ServeStale(why) => Found::ServeStale(entry, key, why),
+            Usable::Stale => Found::Stale(entry, key),
+        }
+    }
+
+    /// Whether it can be served without going upstream.
+    pub fn servable(&self) -> bool {
+        matches!(self, Found::Fresh(..) | Found::ServeStale(..))
+    }
+}
+
+/// The starting points of one fill in each tier's invalidation history.
+#[derive(Clone, Debug)]
+pub struct FillTokens {
+    memory: FillToken,
+    /// Per lower tier; `None`: the tier did not answer, so the fill does not write there.
+    lower: Vec<Option<u64>>,
+}
+
+/// Every tier of one cache.
+pub struct Tiers {
+    memory: Arc<MemoryStore>,
+    /// Whether the memory tier serves (always without lower tiers; `store.l1` with them).
+    serve_memory: bool,
+    /// A shorter life for memory copies of entries that live below.
+    memory_ttl: Option<Duration>,
+    lower: Vec<Arc<dyn LowerTier>>,
+}
+
+impl std::fmt::Debug for Tiers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tiers")
+            .field("memory", &self.memory)
+            .field(
+                "lower",
+                &self.lower.iter().map(|t| t.tier()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Tiers {
+    /// Memory alone.
+    pub fn memory_only(memory_max: u64) -> Tiers {
+        Tiers {
+            memory: Arc::new(MemoryStore::new(memory_max)),
+            serve_memory: true,
+            memory_ttl: None,
+            lower: Vec::new(),
+        }
+    }
+
+    /// The tiers `[store]` asks for, connected in the background. Redis needs a Tokio
+    /// runtime.
+    pub fn from_config(c: &StoreConfig) -> Result<Tiers, crate::Error> {
+        let mut tiers = Tiers::memory_only(c.memory_max);
+        if let (Backend::Redis, Some(url)) = (c.backend, &c.redis_url) {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err(crate::Error::Runtime(
+                    "the redis backend needs a Tokio runtime".into(),
+                ));
+            }
+            let redis = RedisTier::new(RedisSettings {
+                url: url.clone(),
+                prefix: c.redis_prefix.clone(),
+                pool: c.redis_pool,
+                timeout: c.redis_timeout,
+                connect_timeout: c.redis_connect_timeout,
+                lease: c.redis_lease,
+            })?;
+            let (on_event, on_gap) = (Arc::downgrade(&tiers.memory), Arc::downgrade(&tiers.memory));
+            redis.start(
+                move |event| {
+                    let Some(memory) = on_event.upgrade() else {
+                        return;
+                    };
+                    match event {
+                        Event::Invalidate(what) => {
+                            memory.invalidate(&what);
+                        }
+                        Event::Soften(what) => {
+                            memory.soften(&what, now_ms());
+                        }
+                        Event::Filled(_) => {}
+                    }
+                },
+                move || {
+                    // The subscription was down: invalidations may have been missed.
+                    if let Some(memory) = on_gap.upgrade() {
+                        memory.invalidate(&Invalidation::All);
+                    }
+                },
+            );
+            tiers.serve_memory = c.l1;
+            tiers.memory_ttl = c.l1_ttl;
+            tiers.lower.push(redis);
+        }
+        Ok(tiers)
+    }
+
+    /// The memory tier.
+    pub fn memory(&self) -> &MemoryStore {
+        &self.memory
+    }
+
+    /// The tiers below memory, in lookup order.
+    pub fn lower(&self) -> &[Arc<dyn LowerTier>] {
+        &self.lower
+    }
+
+    /// Every tier's name, memory first.
+    pub fn names(&self) -> Vec<Tier> {
+        std::iter::once(Tier::L1)
+            .chain(self.lower.iter().map(|t| t.tier()))
+            .collect()
+    }
+
+    /// Whether memory answers lookups.
+    pub fn serves_memory(&self) -> bool {
+        self.serve_memory
+    }
+
+    /// Looks `primary` up in memory, following a `Vary` marker to the request's variant.
+    /// Synchronous: this is the hit path.
+    pub fn lookup_memory(
+        &self,
+        primary: CacheKey,
+        headers: &HeaderMap,
+        policy: &RequestPolicy,
+        now: u64,
+    ) -> Found {
+        if !self.serve_memory {
+            return Found::Miss;
+        }
+        let Some(entry) = self.memory.get(&primary, now) else {
+            return Found::Miss;
+        };
+        if !entry.is_vary_marker() {
+            return Found::of(entry, primary, policy, now);
+        }
+        let variant = primary.variant(&entry.vary_names(), headers);
+        match self.memory.get(&variant, now) {
+            Some(e) => Found::of(e, variant, policy, now),
+            None => Found::VaryMiss,
+        }
+    }
+
+    /// Looks `primary` up in the tiers below memory, in order, promoting what it finds
+    /// into memory. `None` when no lower tier has the URL.
+    pub async fn lookup_lower(
+        &self,
+        primary: CacheKey,
+        headers: &HeaderMap,
+        policy: &RequestPolicy,
+    ) -> Option<(Found, Tier)> {
+        for tier in &self.lower {
+            // Taken before reading: an invalidation arriving meanwhile keeps the copy out
+            // of memory.
+            let token = self.memory.begin_fill();
+            let Some(entry) = tier.get(&primary).await else {
+                continue;
+            };
+            let (entry, key) = if entry.is_vary_marker() {
+                let variant = primary.variant(&entry.vary_names(), headers);
+                self.promote(primary, entry, token);
+                match tier.get(&variant).await {
+                    Some(e) => (e, variant),
+                    None => return Some((Found::VaryMiss, tier.tier())),
+                }
+            } else {
+                (entry, primary)
+            };
+            self.promote(key, entry.clone(), token);
+            return Some((Found::of(entry, key, policy, now_ms()), tier.tier()));
+        }
+        None
+    }
+
+    /// Memory, then the tiers below.
+    pub async fn lookup(
+        &self,
+        primary: CacheKey,
+        headers: &HeaderMap,
+        policy: &RequestPolicy,
+    ) -> (Found, Tier) {
+        let found = self.lookup_memory(primary, headers, policy, now_ms());
+        if found.servable() {
+            return (found, Tier::L1);
+        }
+        match self.lookup_lower(primary, headers, policy).await {
+            Some(below) => below,
+            None => (found, Tier::L1),
+        }
+    }
+
+    /// Copies an entry found below into memory (with the memory ttl, if shorter).
+    fn promote(&self, key: CacheKey, entry: Arc<Entry>, token: FillToken) -> bool {
+        if !self.serve_memory {
+            return false;
+        }
+        let until = self.memory_ttl.map(|t| now_ms() + t.as_millis() as u64);
+        self.memory.insert_until(key, entry, token, until)
+    }
+
+    /// Remembers every tier's invalidation epoch before a fill goes upstream.
+    pub async fn begin_fill(&self) -> FillTokens {
+        let memory = self.memory.begin_fill();
+        let mut lower = Vec::with_capacity(self.lower.len());
+        for tier in &self.lower {
+            lower.push(tier.begin_fill().await);
+        }
+        FillTokens { memory, lower }
+    }
+
+    /// Stores entries (a `Vary` marker and its variant, or one entry) in every tier the
+    /// fill may write; returns whether any tier stored them all.
+    pub async fn store(&self, entries: &[(CacheKey, Arc<Entry>)], tokens: &FillTokens) -> bool {
+        let mut in_memory = self.serve_memory;
+        for (key, entry) in entries {
+            in_memory &= self.promote(*key, entry.clone(), tokens.memory);
+        }
+        let mut stored = in_memory;
+        for (tier, epoch) in self.lower.iter().zip(&tokens.lower) {
+            let Some(epoch) = epoch else { continue };
+            let mut all = true;
+            for (key, entry) in entries {
+                all &= tier.put(key, entry, *epoch).await;
+            }
+            stored |= all;
+        }
+        stored
+    }
+
+    /// Drops one key from memory.
+    pub fn remove(&self, key: &CacheKey) {
+        self.memory.remove(key);
+    }
+
+    /// Keeps the decoded body of a gzip entry in memory (see
+    /// [`MemoryStore::keep_decoded`]).
+    pub fn keep_decoded(&self, key: &CacheKey, entry: &Arc<Entry>) {
+        self.memory.keep_decoded(key, entry);
+    }
+
+    /// Invalidates what `what` names in every tier (with `soft`, marks it stale). Returns
+    /// the largest count any tier reported.
+    pub async fn invalidate(&self, what: &Invalidation, soft: bool) -> u64 {
+        if matches!(what, Invalidation::Tags(t) if t.is_empty()) {
+            return 0;
+        }
+        let in_memory = || {
+            if soft {
+                self.memory.soften(what, now_ms())
+            } else {
+                self.memory.invalidate(what)
+            }
+        };
+        let mut n = in_memory();
+        for tier in &self.lower {
+            if let Some(below) = tier.invalidate(what, soft).await {
+                n = n.max(below);
+            }
+        }
+        if !self.lower.is_empty() {
+            // A request may have copied an entry from below into memory between the two
+            // steps; this instance does not hear its own events, so look again.
+            in_memory();
+        }
+        n
+    }
+
+    /// The first tier that offers a fleet-wide fill lease.
+    pub fn fleet(&self) -> Option<&Arc<dyn LowerTier>> {
+        self.lower.iter().find(|t| t.fleet().is_some())
+    }
+}
