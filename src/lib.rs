@@ -30,7 +30,7 @@
 //! ```
 //!
 //! The crate, by folder, in the order a request meets it: [`layer`] (the Tower middleware)
-//! → [`flow`](crate::layer) (route, lookup, fill, admit, store, respond) → [`policy`]
+//! → `flow` (route, lookup, fill, admit, store, respond) → [`policy`]
 //! (RFC 9111 decisions), [`key`], [`rules`], [`semantics`] (RFC 9110 helpers) → [`store`]
 //! (memory and the tiers below it) → [`entry`] (the stored record). [`config`] reads the
 //! TOML, [`ops`] counts and reports, [`sidecar`] is the `larder serve` binary's server.

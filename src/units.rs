@@ -9,6 +9,21 @@
 
 use std::time::Duration;
 
+/// The number at the start of `s` and what follows it; `what` names the unit kind in
+/// errors.
+fn leading_number<'a>(s: &'a str, text: &str, what: &str) -> Result<(u128, &'a str), String> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return Err(format!(
+            "invalid {what} {text:?}; expected a number followed by a unit"
+        ));
+    }
+    let n = s[..digits]
+        .parse()
+        .map_err(|_| format!("number too large in {what} {text:?}"))?;
+    Ok((n, &s[digits..]))
+}
+
 /// Parses a duration such as `"500ms"`, `"30s"`, `"5m"`, `"72h"`, `"7d"` or `"1h30m"`.
 ///
 /// Units: `ms`, `s`, `m`, `h`, `d`. A bare `"0"` is zero.
@@ -29,16 +44,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(format!(
-                "invalid duration {text:?}; expected a number followed by ms, s, m, h or d"
-            ));
-        }
-        let n: u128 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("number too large in duration {text:?}"))?;
-        rest = &rest[digits..];
+        let (n, after) = leading_number(rest, text, "duration")?;
+        rest = after;
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
@@ -79,16 +86,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// ```
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let s = text.trim();
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 {
-        return Err(format!(
-            "invalid size {text:?}; expected a number with an optional unit (B, KiB, MiB, GiB)"
-        ));
-    }
-    let n: u64 = s[..digits]
-        .parse()
-        .map_err(|_| format!("number too large in size {text:?}"))?;
-    let mult: u64 = match s[digits..].trim() {
+    let (n, unit) = leading_number(s, text, "size")?;
+    let n = u64::try_from(n).map_err(|_| format!("number too large in size {text:?}"))?;
+    let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" | "K" => 1 << 10,
         "MiB" | "M" => 1 << 20,

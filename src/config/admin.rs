@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use super::table::Table;
+use super::table::{Key, Reload::Restart, Table};
 use super::{ConfigError, Setting};
 
 /// The `[admin]` section.
@@ -14,7 +14,7 @@ pub struct AdminConfig {
     pub token_env: String,
 }
 
-pub(super) const RESTART: &[&str] = &["listen", "token_env"];
+const KEYS: &[Key] = &[("listen", Restart), ("token_env", Restart)];
 
 impl AdminConfig {
     pub(super) fn read(mut t: Table<'_>) -> Result<(AdminConfig, Vec<Setting>), ConfigError> {
@@ -30,6 +30,6 @@ impl AdminConfig {
                 })?
                 .unwrap_or_default(),
         };
-        Ok((admin, t.finish(RESTART)?))
+        Ok((admin, t.finish(KEYS)?))
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-use super::table::Table;
+use super::table::{Key, Reload::*, Table};
 use super::{ConfigError, Setting};
 
 /// The `[cache]` section.
@@ -57,31 +57,29 @@ pub struct CacheConfig {
     pub refresh_ahead_share: f64,
 }
 
-/// Keys that only take effect after a restart.
-pub(super) const RESTART: &[&str] = &["key_host"];
-
-const KEYS: &[&str] = &[
-    "name",
-    "namespace",
-    "default_ttl",
-    "compress_min",
-    "tag_header",
-    "respect_origin",
-    "ignore_params",
-    "statuses",
-    "key_body_max",
-    "coalesce_wait",
-    "key_host",
-    "heuristic",
-    "heuristic_max",
-    "targeted_header",
-    "cdn_cache_control",
-    "surrogate_control",
-    "honor_client_no_cache",
-    "alert_window",
-    "alert_min_requests",
-    "refresh_ahead_hits",
-    "refresh_ahead_share",
+/// The keys of `[cache]`: all change on reload but `key_host` (how keys are made).
+const KEYS: &[Key] = &[
+    ("name", Live),
+    ("namespace", Live),
+    ("default_ttl", Live),
+    ("compress_min", Live),
+    ("tag_header", Live),
+    ("respect_origin", Live),
+    ("ignore_params", Live),
+    ("statuses", Live),
+    ("key_body_max", Live),
+    ("coalesce_wait", Live),
+    ("key_host", Restart),
+    ("heuristic", Live),
+    ("heuristic_max", Live),
+    ("targeted_header", Live),
+    ("cdn_cache_control", Live),
+    ("surrogate_control", Live),
+    ("honor_client_no_cache", Live),
+    ("alert_window", Live),
+    ("alert_min_requests", Live),
+    ("refresh_ahead_hits", Live),
+    ("refresh_ahead_share", Live),
 ];
 
 fn token(name: &str) -> Result<String, String> {

@@ -1,6 +1,6 @@
 //! `[log]`: the access log.
 
-use super::table::Table;
+use super::table::{Reload::Live, Table};
 use super::{ConfigError, Setting};
 
 /// The `[log]` section.
@@ -15,6 +15,6 @@ impl LogConfig {
         let log = LogConfig {
             access: t.bool("access", true)?,
         };
-        Ok((log, t.finish(&["access"])?))
+        Ok((log, t.finish(&[("access", Live)])?))
     }
 }

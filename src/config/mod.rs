@@ -44,14 +44,14 @@ pub use log::LogConfig;
 pub use proxy::{HostHeader, ProxyConfig};
 pub use source::ConfigError;
 pub use store::{mask_password, Backend, StoreConfig};
-pub use table::{expand_env, Setting};
+pub use table::{expand_env, Reload, Setting};
 pub use users::{UserSource, UsersConfig};
 pub use warm::WarmConfig;
 
 use crate::rules::{Rule, Template, TtlMode};
 use crate::units::format_duration;
 use source::Source;
-use table::Table;
+use table::{Key, Reload::Live, Table};
 
 /// A validated config.
 #[derive(Clone, Debug)]
@@ -85,17 +85,36 @@ impl Default for Config {
     }
 }
 
-const SECTIONS: &[&str] = &[
-    "proxy", "admin", "store", "cache", "users", "warm", "log", "rule",
+const SECTIONS: &[Key] = &[
+    ("proxy", Live),
+    ("admin", Live),
+    ("store", Live),
+    ("cache", Live),
+    ("users", Live),
+    ("warm", Live),
+    ("log", Live),
+    ("rule", Live),
 ];
 
-/// Settings a reload cannot change in a running process, by section.
-const RESTART_ONLY: &[(&str, &[&str])] = &[
-    ("proxy", proxy::RESTART),
-    ("admin", admin::RESTART),
-    ("cache", cache::RESTART),
-    ("users", users::RESTART),
-];
+/// Reads one section into its type, with the settings it read.
+type SectionReader<'a, T> = fn(Table<'a>) -> Result<(T, Vec<Setting>), ConfigError>;
+
+/// Reads the section `name` (an absent one gives its defaults) with `read`, adding what it
+/// read to `settings`.
+fn section<'a, T>(
+    top: &mut Table<'a>,
+    src: &'a Source<'a>,
+    name: &str,
+    read: SectionReader<'a, T>,
+    settings: &mut Vec<Setting>,
+) -> Result<T, ConfigError> {
+    let table = top
+        .table(name)?
+        .unwrap_or_else(|| Table::new(src, name, None, 0));
+    let (value, read) = read(table)?;
+    settings.extend(read);
+    Ok(value)
+}
 
 impl Config {
     /// Reads and validates the config file at `path`.
@@ -118,30 +137,14 @@ impl Config {
             src.error(offset, src.field_at(offset), message)
         })?;
         let mut top = Table::new(&src, "", Some(doc.get_ref()), 0);
-        fn section<'a>(
-            top: &mut Table<'a>,
-            src: &'a Source<'a>,
-            name: &str,
-        ) -> Result<Table<'a>, ConfigError> {
-            Ok(top
-                .table(name)?
-                .unwrap_or_else(|| Table::new(src, name, None, 0)))
-        }
         let mut settings = Vec::new();
-        let (proxy, s) = ProxyConfig::read(section(&mut top, &src, "proxy")?)?;
-        settings.extend(s);
-        let (admin, s) = AdminConfig::read(section(&mut top, &src, "admin")?)?;
-        settings.extend(s);
-        let (store, s) = StoreConfig::read(section(&mut top, &src, "store")?)?;
-        settings.extend(s);
-        let (cache, s) = CacheConfig::read(section(&mut top, &src, "cache")?)?;
-        settings.extend(s);
-        let (users, s) = UsersConfig::read(section(&mut top, &src, "users")?)?;
-        settings.extend(s);
-        let (warm, s) = WarmConfig::read(section(&mut top, &src, "warm")?)?;
-        settings.extend(s);
-        let (log, s) = LogConfig::read(section(&mut top, &src, "log")?)?;
-        settings.extend(s);
+        let proxy = section(&mut top, &src, "proxy", ProxyConfig::read, &mut settings)?;
+        let admin = section(&mut top, &src, "admin", AdminConfig::read, &mut settings)?;
+        let store = section(&mut top, &src, "store", StoreConfig::read, &mut settings)?;
+        let cache = section(&mut top, &src, "cache", CacheConfig::read, &mut settings)?;
+        let users = section(&mut top, &src, "users", UsersConfig::read, &mut settings)?;
+        let warm = section(&mut top, &src, "warm", WarmConfig::read, &mut settings)?;
+        let log = section(&mut top, &src, "log", LogConfig::read, &mut settings)?;
         let mut rules: Vec<Rule> = Vec::new();
         for (i, t) in top.tables("rule")?.into_iter().enumerate() {
             let r = rule::read(t, i, &rules)?;
@@ -165,11 +168,10 @@ impl Config {
     /// The names of settings whose change a reload from `self` to `new` cannot apply.
     pub fn restart_needed(&self, new: &Config) -> Vec<String> {
         let restart_only = |key: &str| {
-            let (section, name) = key.split_once('.').unwrap_or((key, ""));
-            section == "store"
-                || RESTART_ONLY
-                    .iter()
-                    .any(|(s, keys)| *s == section && keys.contains(&name))
+            self.settings
+                .iter()
+                .chain(new.settings.iter())
+                .any(|s| s.key == key && s.reload == Reload::Restart)
         };
         let value = |c: &Config, key: &str| {
             c.settings
@@ -293,42 +295,20 @@ mod tests {
             err("[proxy]\nlisten = \"nope\"\n"),
             "t.toml:2:10: proxy.listen: \"nope\" is not a listen address; expected IP:PORT such as \"127.0.0.1:8080\""
         );
-        let e = err("[cache]\ndefault_tll = \"5m\"\n");
-        assert!(
-            e.starts_with("t.toml:2:1: cache.default_tll: unknown field `default_tll`"),
-            "{e}"
-        );
-        let e = err(
-            "[[rule]]\npath = \"/a\"\n[[rule]]\npath = \"/jobs/{id}\"\ntags = [\"job:{job}\"]\n",
-        );
-        assert!(
-            e.starts_with("t.toml:5:9: rule[1].tags[0]: template"),
-            "{e}"
-        );
-        let e = err("[[rule]]\npath = \"/a\"\nmethods = [\"GETT\"]\n");
-        assert!(
-            e.starts_with("t.toml:3:12: rule[0].methods[0]: unknown method"),
-            "{e}"
-        );
-        let e = err("[[rule]]\npath = \"/a\"\nmethods = [\"POST\"]\n");
-        assert!(e.contains("key_body"), "{e}");
-        let e = err("[[rule]]\nttl = \"1s\"\n");
-        assert!(
-            e.starts_with("t.toml:1:1: rule[0]: missing field `path`"),
-            "{e}"
-        );
-        let e = err("[cache]\ndefault_ttl = \"5 minutes\"\n");
-        assert!(e.starts_with("t.toml:2:15: cache.default_ttl:"), "{e}");
-        let e = err("[proxy]\nmax_body = 12\n");
-        assert!(
-            e.starts_with("t.toml:2:12: proxy.max_body: invalid type"),
-            "{e}"
-        );
-        let e = err("[nope]\n");
-        assert!(
-            e.starts_with("t.toml:1:2: nope: unknown field `nope`"),
-            "{e}"
-        );
+        let cases = [
+            ("[cache]\ndefault_tll = \"5m\"\n", "t.toml:2:1: cache.default_tll: unknown field `default_tll`"),
+            ("[[rule]]\npath = \"/a\"\n[[rule]]\npath = \"/jobs/{id}\"\ntags = [\"job:{job}\"]\n", "t.toml:5:9: rule[1].tags[0]: template"),
+            ("[[rule]]\npath = \"/a\"\nmethods = [\"GETT\"]\n", "t.toml:3:12: rule[0].methods[0]: unknown method"),
+            ("[[rule]]\npath = \"/a\"\nmethods = [\"POST\"]\n", "t.toml:3:12: rule[0].methods[0]: POST responses are cached only with key_body"),
+            ("[[rule]]\nttl = \"1s\"\n", "t.toml:1:1: rule[0]: missing field `path`"),
+            ("[cache]\ndefault_ttl = \"5 minutes\"\n", "t.toml:2:15: cache.default_ttl:"),
+            ("[proxy]\nmax_body = 12\n", "t.toml:2:12: proxy.max_body: invalid type"),
+            ("[nope]\n", "t.toml:1:2: nope: unknown field `nope`"),
+        ];
+        for (text, want) in cases {
+            let e = err(text);
+            assert!(e.starts_with(want), "{text:?}: {e}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::{HeaderValue, Uri};
 
-use super::table::Table;
+use super::table::{Key, Reload::*, Table};
 use super::ConfigError;
 use crate::semantics::hygiene::Cidr;
 
@@ -55,37 +55,23 @@ pub enum HostHeader {
     Fixed(HeaderValue),
 }
 
-/// Keys that only take effect after a restart.
-pub(super) const RESTART: &[&str] = &[
-    "listen",
-    "upstream",
-    "upstream_timeout",
-    "connect_timeout",
-    "host",
-    "shutdown_grace",
-    "workers",
-    "max_header",
-    "max_headers",
-    "header_read_timeout",
-    "idle_timeout",
-    "max_connections",
-];
-
-const KEYS: &[&str] = &[
-    "listen",
-    "upstream",
-    "upstream_timeout",
-    "connect_timeout",
-    "max_body",
-    "host",
-    "shutdown_grace",
-    "workers",
-    "max_header",
-    "max_headers",
-    "header_read_timeout",
-    "idle_timeout",
-    "max_connections",
-    "trusted_proxies",
+/// The keys of `[proxy]`: the listener and the upstream client are built once, so only
+/// `max_body` and `trusted_proxies` change on reload.
+const KEYS: &[Key] = &[
+    ("listen", Restart),
+    ("upstream", Restart),
+    ("upstream_timeout", Restart),
+    ("connect_timeout", Restart),
+    ("max_body", Live),
+    ("host", Restart),
+    ("shutdown_grace", Restart),
+    ("workers", Restart),
+    ("max_header", Restart),
+    ("max_headers", Restart),
+    ("header_read_timeout", Restart),
+    ("idle_timeout", Restart),
+    ("max_connections", Restart),
+    ("trusted_proxies", Live),
 ];
 
 /// Parses an upstream URL: absolute `http://host[:port]`, no path or query.
@@ -130,18 +116,7 @@ impl ProxyConfig {
     pub(super) fn read(
         mut t: Table<'_>,
     ) -> Result<(ProxyConfig, Vec<super::Setting>), ConfigError> {
-        let trusted_proxies = match t.strings("trusted_proxies")? {
-            None => Vec::new(),
-            Some(list) => list
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    c.value
-                        .parse()
-                        .map_err(|m: String| t.error(c.at, &format!("trusted_proxies[{i}]"), m))
-                })
-                .collect::<Result<_, _>>()?,
-        };
+        let trusted_proxies = t.parsed_list("trusted_proxies", str::parse)?;
         let proxy = ProxyConfig {
             listen: t.addr("listen", "127.0.0.1:8080")?,
             upstream: t.parsed("upstream", None, upstream_url)?,

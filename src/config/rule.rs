@@ -2,33 +2,33 @@
 
 use http::{HeaderValue, Method};
 
-use super::table::{Table, Text};
+use super::table::{Key, Reload::Live, Table, Text};
 use super::ConfigError;
 use crate::rules::{MethodSet, Pattern, Rule, Template, TtlMode};
 use crate::units::parse_duration;
 
-const KEYS: &[&str] = &[
-    "name",
-    "path",
-    "methods",
-    "ttl",
-    "ttl_mode",
-    "cache_control",
-    "per_user",
-    "tags",
-    "invalidate_on",
-    "invalidates",
-    "cache",
-    "key_body",
-    "allow_set_cookie",
-    "shared",
-    "key_query",
-    "version",
-    "stale_while_revalidate",
-    "stale_if_error",
-    "miss_cost",
-    "alert_hit_ratio",
-    "prefetch",
+const KEYS: &[Key] = &[
+    ("name", Live),
+    ("path", Live),
+    ("methods", Live),
+    ("ttl", Live),
+    ("ttl_mode", Live),
+    ("cache_control", Live),
+    ("per_user", Live),
+    ("tags", Live),
+    ("invalidate_on", Live),
+    ("invalidates", Live),
+    ("cache", Live),
+    ("key_body", Live),
+    ("allow_set_cookie", Live),
+    ("shared", Live),
+    ("key_query", Live),
+    ("version", Live),
+    ("stale_while_revalidate", Live),
+    ("stale_if_error", Live),
+    ("miss_cost", Live),
+    ("alert_hit_ratio", Live),
+    ("prefetch", Live),
 ];
 
 fn methods(t: &Table<'_>, key: &str, list: &[Text]) -> Result<Vec<Method>, ConfigError> {
@@ -58,53 +58,58 @@ fn templates(
         .collect()
 }
 
+/// The rule's name: given (unique, no whitespace) or `ruleN`.
+fn rule_name(t: &mut Table<'_>, i: usize, earlier: &[Rule]) -> Result<String, ConfigError> {
+    match t.text("name")? {
+        Some(n) if n.value.is_empty() || n.value.contains(char::is_whitespace) => {
+            Err(t.error(n.at, "name", "must be non-empty without whitespace"))
+        }
+        Some(n) if earlier.iter().any(|e| e.name == n.value) => Err(t.error(
+            n.at,
+            "name",
+            format!("a rule named {:?} already exists", n.value),
+        )),
+        Some(n) => Ok(n.value),
+        None => Ok(format!("rule{}", i + 1)),
+    }
+}
+
+/// The methods a rule applies to (GET and HEAD by default); a caching rule may only
+/// cache GET and HEAD, and POST when keyed by the body.
+fn cached_methods(
+    t: &mut Table<'_>,
+    cache: bool,
+    key_body: bool,
+) -> Result<Vec<Method>, ConfigError> {
+    let Some(texts) = t.strings("methods")? else {
+        return Ok(vec![Method::GET, Method::HEAD]);
+    };
+    let list = methods(t, "methods", &texts)?;
+    for (j, m) in list.iter().enumerate().filter(|_| cache) {
+        let ok = *m == Method::GET || *m == Method::HEAD || (*m == Method::POST && key_body);
+        if !ok {
+            let msg = if *m == Method::POST {
+                "POST responses are cached only with key_body = true (the body must be part of the key)".to_string()
+            } else {
+                format!("{m} responses cannot be cached; use cache = false for a rule that only forwards or invalidates")
+            };
+            return Err(t.error(texts[j].at, &format!("methods[{j}]"), msg));
+        }
+    }
+    Ok(list)
+}
+
 /// Reads rule number `i`; `earlier` are the rules before it (names must be unique).
 pub(super) fn read(mut t: Table<'_>, i: usize, earlier: &[Rule]) -> Result<Rule, ConfigError> {
     let path = t
         .text("path")?
-        .ok_or_else(|| t.error_at(t.at, t.path.clone(), "missing field `path`"))?;
+        .ok_or_else(|| t.error(t.at, "", "missing field `path`"))?;
     let pattern = Pattern::parse(&path.value).map_err(|m| t.error(path.at, "path", m))?;
     let names = pattern.capture_names();
-    let name = match t.text("name")? {
-        Some(n) if n.value.is_empty() || n.value.contains(char::is_whitespace) => {
-            return Err(t.error(n.at, "name", "must be non-empty without whitespace"))
-        }
-        Some(n) => {
-            if earlier.iter().any(|e| e.name == n.value) {
-                return Err(t.error(
-                    n.at,
-                    "name",
-                    format!("a rule named {:?} already exists", n.value),
-                ));
-            }
-            n.value
-        }
-        None => format!("rule{}", i + 1),
-    };
+    let name = rule_name(&mut t, i, earlier)?;
     let cache = t.bool("cache", true)?;
     let key_body = t.bool("key_body", false)?;
-    let method_texts = t.strings("methods")?;
-    let method_list = match &method_texts {
-        Some(list) => methods(&t, "methods", list)?,
-        None => vec![Method::GET, Method::HEAD],
-    };
-    if cache {
-        for (j, m) in method_list.iter().enumerate() {
-            let at = method_texts
-                .as_ref()
-                .and_then(|l| l.get(j))
-                .map_or(t.at, |s| s.at);
-            let ok = *m == Method::GET || *m == Method::HEAD || (*m == Method::POST && key_body);
-            if !ok {
-                let msg = if *m == Method::POST {
-                    "POST responses are cached only with key_body = true (the body must be part of the key)".to_string()
-                } else {
-                    format!("{m} responses cannot be cached; use cache = false for a rule that only forwards or invalidates")
-                };
-                return Err(t.error(at, &format!("methods[{j}]"), msg));
-            }
-        }
-    }
+    let method_list = cached_methods(&mut t, cache, key_body)?;
     let ttl = match t.text("ttl")? {
         None => None,
         Some(s) => {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::table::Table;
+use super::table::{Key, Reload::Restart, Table};
 use super::{ConfigError, Setting};
 
 /// Which store holds the entries.
@@ -39,17 +39,18 @@ pub struct StoreConfig {
     pub l1_ttl: Option<Duration>,
 }
 
-const KEYS: &[&str] = &[
-    "backend",
-    "memory_max",
-    "redis_url",
-    "redis_prefix",
-    "redis_pool",
-    "redis_timeout",
-    "redis_connect_timeout",
-    "redis_lease",
-    "l1",
-    "l1_ttl",
+/// The keys of `[store]`: the tiers are built once, so none changes on reload.
+const KEYS: &[Key] = &[
+    ("backend", Restart),
+    ("memory_max", Restart),
+    ("redis_url", Restart),
+    ("redis_prefix", Restart),
+    ("redis_pool", Restart),
+    ("redis_timeout", Restart),
+    ("redis_connect_timeout", Restart),
+    ("redis_lease", Restart),
+    ("l1", Restart),
+    ("l1_ttl", Restart),
 ];
 
 fn backend(text: &str) -> Result<Backend, String> {

@@ -15,6 +15,18 @@ use toml::Spanned;
 use super::source::{ConfigError, Source};
 use crate::units::{format_size, parse_duration, parse_size};
 
+/// Whether a running process applies a change of a key on reload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reload {
+    /// Applied by a reload.
+    Live,
+    /// Only after a restart (listeners, the upstream client, the stores).
+    Restart,
+}
+
+/// A key a table accepts, and whether a reload can change it.
+pub type Key = (&'static str, Reload);
+
 /// One setting as read: its dotted name and its value as `larder check` prints it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Setting {
@@ -22,6 +34,8 @@ pub struct Setting {
     pub key: String,
     /// The value as printed (secrets masked).
     pub shown: String,
+    /// Whether a reload can change it.
+    pub reload: Reload,
 }
 
 /// A table being read.
@@ -72,28 +86,18 @@ impl<'a> Table<'a> {
         }
     }
 
-    /// The dotted name of `key` in this table.
+    /// The dotted name of `key` in this table (the table's own name for `""`).
     pub fn field(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
+        match (self.path.is_empty(), key.is_empty()) {
+            (true, _) => key.to_string(),
+            (false, true) => self.path.clone(),
+            (false, false) => format!("{}.{key}", self.path),
         }
     }
 
     /// An error at byte `at` about `key`.
     pub fn error(&self, at: usize, key: &str, message: impl Into<String>) -> ConfigError {
         self.src.error(at, self.field(key), message)
-    }
-
-    /// An error at byte `at` about a field named in full.
-    pub fn error_at(
-        &self,
-        at: usize,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> ConfigError {
-        self.src.error(at, field, message)
     }
 
     /// The raw value of `key`, marked as read.
@@ -112,6 +116,7 @@ impl<'a> Table<'a> {
         self.settings.push(Setting {
             key,
             shown: shown.into(),
+            reload: Reload::Live,
         });
     }
 
@@ -344,47 +349,65 @@ impl<'a> Table<'a> {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))))
     }
 
-    /// A list of strings, each with where it is; `None` when absent.
-    pub fn strings(&mut self, key: &str) -> Result<Option<Vec<Text>>, ConfigError> {
+    /// The items of an array value; `None` when absent.
+    fn array(&mut self, key: &str) -> Result<Option<&'a [Spanned<DeValue<'a>>]>, ConfigError> {
         let Some(v) = self.raw(key) else {
             return Ok(None);
         };
-        let DeValue::Array(items) = v.get_ref() else {
-            return Err(self.wrong_type(key, v, "a sequence"));
+        match v.get_ref() {
+            DeValue::Array(items) => Ok(Some(items.as_ref())),
+            _ => Err(self.wrong_type(key, v, "a sequence")),
+        }
+    }
+
+    /// A list of strings, each with where it is; `None` when absent.
+    pub fn strings(&mut self, key: &str) -> Result<Option<Vec<Text>>, ConfigError> {
+        let Some(items) = self.array(key)? else {
+            return Ok(None);
         };
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            match item.get_ref() {
-                DeValue::String(s) => {
-                    let at = item.span().start;
-                    let value =
-                        expand_env(s).map_err(|m| self.error(at, &format!("{key}[{i}]"), m))?;
-                    out.push(Text { value, at });
-                }
-                _ => return Err(self.wrong_type(&format!("{key}[{i}]"), item, "a string")),
-            }
+            let field = format!("{key}[{i}]");
+            out.push(Text {
+                value: self.value_text(&field, item)?,
+                at: item.span().start,
+            });
         }
         let shown: Vec<&str> = out.iter().map(|t| t.value.as_str()).collect();
         self.show(key, format!("[{}]", shown.join(", ")));
         Ok(Some(out))
     }
 
+    /// A list of strings each parsed by `parse`; empty when absent.
+    pub fn parsed_list<T>(
+        &mut self,
+        key: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Vec<T>, ConfigError> {
+        let texts = self.strings(key)?.unwrap_or_default();
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| parse(&t.value).map_err(|m| self.error(t.at, &format!("{key}[{i}]"), m)))
+            .collect()
+    }
+
     /// A list of integers, each with where it is; `None` when absent.
     pub fn ints(&mut self, key: &str) -> Result<Option<Vec<(i64, usize)>>, ConfigError> {
-        let Some(v) = self.raw(key) else {
+        let Some(items) = self.array(key)? else {
             return Ok(None);
         };
-        let DeValue::Array(items) = v.get_ref() else {
-            return Err(self.wrong_type(key, v, "a sequence"));
-        };
-        let mut out = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            out.push((
-                self.int_value(&format!("{key}[{i}]"), item)?,
-                item.span().start,
-            ));
-        }
-        Ok(Some(out))
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                Ok((
+                    self.int_value(&format!("{key}[{i}]"), item)?,
+                    item.span().start,
+                ))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     /// A sub-table (`[store.disk]`, an inline table); `None` when absent.
@@ -435,10 +458,11 @@ impl<'a> Table<'a> {
             .map(|(i, (k, _))| (*k, i))
     }
 
-    /// Ends reading: a key nobody read is an error naming the keys this table has.
-    pub fn finish(self, known: &[&str]) -> Result<Vec<Setting>, ConfigError> {
+    /// Ends reading: a key nobody read is an error naming the keys this table has; each
+    /// setting learns whether a reload can change it.
+    pub fn finish(self, known: &[Key]) -> Result<Vec<Setting>, ConfigError> {
         if let Some((k, _)) = self.unknown() {
-            let expected: Vec<String> = known.iter().map(|n| format!("`{n}`")).collect();
+            let expected: Vec<String> = known.iter().map(|(n, _)| format!("`{n}`")).collect();
             return Err(self.src.error(
                 k.span().start,
                 self.field(k.get_ref()),
@@ -449,7 +473,14 @@ impl<'a> Table<'a> {
                 ),
             ));
         }
-        Ok(self.settings)
+        let mut settings = self.settings;
+        for s in &mut settings {
+            let name = s.key.rsplit('.').next().unwrap_or("");
+            if let Some((_, reload)) = known.iter().find(|(n, _)| *n == name) {
+                s.reload = *reload;
+            }
+        }
+        Ok(settings)
     }
 
     /// The keys present in this table, in order (for sections that take free-form keys).

@@ -4,7 +4,7 @@ use std::fmt;
 
 use http::HeaderName;
 
-use super::table::Table;
+use super::table::{Key, Reload::*, Table};
 use super::{ConfigError, Setting};
 
 /// Where a request's user comes from.
@@ -52,29 +52,19 @@ pub struct UsersConfig {
     pub secret_env: String,
 }
 
-pub(super) const RESTART: &[&str] = &["secret_env"];
+const KEYS: &[Key] = &[("sources", Live), ("secret_env", Restart)];
 
 impl UsersConfig {
     pub(super) fn read(mut t: Table<'_>) -> Result<(UsersConfig, Vec<Setting>), ConfigError> {
-        let sources = match t.strings("sources")? {
-            None => {
-                t.show("sources", "[header:Authorization]");
-                vec![UserSource::Header(http::header::AUTHORIZATION)]
-            }
-            Some(list) => list
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    s.value
-                        .parse()
-                        .map_err(|m: String| t.error(s.at, &format!("sources[{i}]"), m))
-                })
-                .collect::<Result<_, _>>()?,
-        };
+        let mut sources: Vec<UserSource> = t.parsed_list("sources", str::parse)?;
+        if sources.is_empty() {
+            t.show("sources", "[header:Authorization]");
+            sources.push(UserSource::Header(http::header::AUTHORIZATION));
+        }
         let users = UsersConfig {
             sources,
             secret_env: t.string("secret_env", "LARDER_USER_SECRET")?,
         };
-        Ok((users, t.finish(&["sources", "secret_env"])?))
+        Ok((users, t.finish(KEYS)?))
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-use super::table::Table;
+use super::table::{Key, Reload::Live, Table};
 use super::{ConfigError, Setting};
 
 /// The `[warm]` section.
@@ -22,7 +22,13 @@ pub struct WarmConfig {
     pub concurrency: usize,
 }
 
-const KEYS: &[&str] = &["urls", "headers", "every", "at_start", "concurrency"];
+const KEYS: &[Key] = &[
+    ("urls", Live),
+    ("headers", Live),
+    ("every", Live),
+    ("at_start", Live),
+    ("concurrency", Live),
+];
 
 impl WarmConfig {
     pub(super) fn read(mut t: Table<'_>) -> Result<(WarmConfig, Vec<Setting>), ConfigError> {
@@ -45,13 +51,12 @@ impl WarmConfig {
         let mut headers = Vec::new();
         if let Some(mut h) = t.table("headers")? {
             for (name, value, _) in h.keys() {
-                let field = format!("warm.headers.{name}");
                 let text = h.value_text(&name, value)?;
                 let at = value.span().start;
                 let n = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| h.error_at(at, &field, "not a valid header name"))?;
+                    .map_err(|_| h.error(at, &name, "not a valid header name"))?;
                 let v = HeaderValue::from_str(&text)
-                    .map_err(|_| h.error_at(at, &field, "not a valid header value"))?;
+                    .map_err(|_| h.error(at, &name, "not a valid header value"))?;
                 headers.push((n, v));
             }
             // Header values may be credentials: shown by name only.

@@ -13,94 +13,72 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
-use http_body::Body;
 use tower::{Service, ServiceExt};
 
 use super::admit::{self, FillRequest};
+use super::keyed::keyed_by_body;
+use super::miss::{Fetched, Miss, Phase, StaleEntry};
 use super::respond::{error_response, pass_on, respond, stamp, Answering};
 use super::revalidate;
-use super::route::{body_hash, primary_key, Plan};
+use super::route::Plan;
 use super::Ctx;
-use crate::cache::{Cache, Settings};
-use crate::coalesce::{LeaderGuard, Role};
-use crate::entry::Entry;
-use crate::key::{normalize_percent, BodyKeyError, CacheKey};
-use crate::layer::{buffer, buffer_within, BoxError, Buffered, CacheBody};
-use crate::policy::{now_ms, stale_if_error_allows, upstream_failed, Freshness, RequestPolicy};
+use crate::key::normalize_percent;
+use crate::layer::{buffer, Buffered, CacheBody, Inner, PassBody};
+use crate::policy::{now_ms, stale_if_error_allows, upstream_failed, Freshness};
 use crate::status::{CacheStatus, Fwd, NoCacheReason, Stale, Tier};
-use crate::store::{FillTokens, Found, Lease, LowerTier};
+use crate::store::{FillTokens, Found};
 
 type Answer<B, E> = Result<Response<CacheBody<B>>, E>;
 
-/// A stale entry that may be revalidated, or stand in if the upstream fails.
-type StaleEntry = (Arc<Entry>, CacheKey);
-
-/// Where a miss is in its flow.
-pub(crate) enum Phase<ResB> {
-    /// The key is known; look below memory (unless that was done already).
-    Lookup(Found),
-    /// What the tiers hold is known: serve it, or go upstream.
-    Decide(Found, Tier),
-    /// Going upstream: first join a fill of the same key (in process, then fleet-wide).
-    Join(Option<StaleEntry>, Fwd),
-    /// The request goes upstream.
-    Fetch(Option<StaleEntry>, Fwd, FillTokens),
-    /// The upstream answered: refresh a revalidated entry, let a stale one stand in for a
-    /// failure, or admit the answer.
-    Admit(Fetched<ResB>),
-    /// The answer is admitted and complete: write the tiers.
-    Store(admit::Admitted, Fwd, FillTokens),
-    /// Answered.
-    Respond(Response<CacheBody<ResB>>),
-}
-
-/// What the upstream answered, and what the fill knew when it asked.
-pub(crate) struct Fetched<ResB> {
-    response: http::response::Parts,
-    body: ResB,
-    stale: Option<StaleEntry>,
-    fwd: Fwd,
-    conditional: bool,
-    tokens: FillTokens,
-    request_time: u64,
-    response_time: u64,
-}
-
-/// One miss being worked on: the request and what it holds.
-struct Miss<S, B> {
-    ctx: Ctx<S>,
-    parts: Parts,
-    body: Option<CacheBody<B>>,
-    plan: Plan,
-    key: CacheKey,
-    /// The request-side facts admission needs (set before going upstream).
-    fill: Option<FillRequest>,
-    /// Held until the fill is done: waiters in this process wake when it drops.
-    _leader: Option<LeaderGuard>,
-    /// Held until the fill is done: the fleet-wide lease.
-    _lease: Option<LeaseGuard>,
-}
-
-/// Serves a miss, or an entry that needs going upstream: look below memory, fetch
-/// (revalidating a stale entry when it can), admit, store, answer. In the background
-/// (`plan.background`) it refreshes an entry served stale and answers nobody.
+/// Serves a request memory could not answer: from a tier below if it has the entry fresh
+/// (a small future), else through the whole miss path ([`drive`], boxed only then).
 pub(crate) async fn run<S, B, ResB>(
     ctx: Ctx<S>,
     req: Request<B>,
+    mut plan: Plan,
+    found: Found,
+) -> Answer<ResB, S::Error>
+where
+    S: Inner<B, ResB>,
+    B: PassBody,
+    ResB: PassBody,
+{
+    if let (Some(key), false) = (plan.primary, ctx.cache.tiers().lower().is_empty()) {
+        if !found.servable() && !plan.background {
+            let below = ctx
+                .cache
+                .tiers()
+                .lookup_lower(key, req.headers(), &plan.policy)
+                .await;
+            if let Some((Found::Fresh(entry, key), tier)) = &below {
+                let now = now_ms();
+                let status = CacheStatus::hit(entry.ttl_ms(now) / 1000).tier(*tier);
+                let answering = Answering::of(&ctx, &plan);
+                return Ok(answering.entry((entry, key), status, now));
+            }
+            let (found, tier) = below.unwrap_or((found, Tier::L1));
+            plan.looked_below = Some(tier);
+            return Box::pin(drive(ctx, req.into_parts(), plan, found)).await;
+        }
+    }
+    Box::pin(drive(ctx, req.into_parts(), plan, found)).await
+}
+
+/// The miss path, phase by phase. In the background (`plan.background`) it refreshes an
+/// entry served stale and answers nobody.
+async fn drive<S, B, ResB>(
+    ctx: Ctx<S>,
+    (parts, body): (Parts, B),
     plan: Plan,
     found: Found,
 ) -> Answer<ResB, S::Error>
 where
-    S: Service<Request<CacheBody<B>>, Response = Response<ResB>> + Clone,
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-    ResB: Body<Data = Bytes>,
-    ResB::Error: Into<BoxError>,
+    S: Inner<B, ResB>,
+    B: PassBody,
+    ResB: PassBody,
 {
-    let (parts, body) = req.into_parts();
     // key_body rules: the key needs the body.
     let (key, body, found) = match plan.primary {
         Some(k) => (k, CacheBody::stream(body), found),
@@ -133,162 +111,12 @@ where
     }
 }
 
-/// A memory miss with tiers below: answer from them if they have it fresh, else [`run`].
-/// (The whole miss path is a large future; it is only built and boxed when the tiers below
-/// miss too, so a hit below memory stays small.)
-pub(crate) async fn below_then_run<S, B, ResB>(
-    ctx: Ctx<S>,
-    req: Request<B>,
-    mut plan: Plan,
-    found: Found,
-) -> Answer<ResB, S::Error>
-where
-    S: Service<Request<CacheBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-    ResB: Body<Data = Bytes> + Send + 'static,
-    ResB::Error: Into<BoxError>,
-{
-    let Some(key) = plan.primary else {
-        return Box::pin(run(ctx, req, plan, found)).await;
-    };
-    let below = ctx
-        .cache
-        .tiers()
-        .lookup_lower(key, req.headers(), &plan.policy)
-        .await;
-    let found = match below {
-        Some((Found::Fresh(entry, key), tier)) => {
-            let now = now_ms();
-            let answering = Answering {
-                cache: &ctx.cache,
-                settings: &ctx.settings,
-                rule: plan.rule,
-                info: &plan.info,
-                background: plan.background,
-                started: plan.started,
-            };
-            let status = CacheStatus::hit(entry.ttl_ms(now) / 1000).tier(tier);
-            return Ok(answering.entry((&entry, &key), status, now));
-        }
-        Some((found, tier)) => {
-            plan.looked_below = Some(tier);
-            found
-        }
-        None => {
-            plan.looked_below = Some(Tier::L1);
-            found
-        }
-    };
-    Box::pin(run(ctx, req, plan, found)).await
-}
-
-/// A `key_body` request answered before it could be keyed.
-enum Unkeyed<B> {
-    /// Forward it as it is, counted as a bypass.
-    Bypass(NoCacheReason, CacheBody<B>),
-    /// Answer this.
-    Refuse(StatusCode, &'static str),
-}
-
-impl<B> Unkeyed<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    async fn resolve<S, ResB>(self, ctx: Ctx<S>, parts: Parts) -> Answer<ResB, S::Error>
-    where
-        S: Service<Request<CacheBody<B>>, Response = Response<ResB>>,
-    {
-        match self {
-            Unkeyed::Refuse(status, message) => Ok(error_response(status, message)),
-            Unkeyed::Bypass(reason, body) => {
-                let status = CacheStatus::bypass(reason);
-                // A key_body request is never a background refresh: count it.
-                ctx.settings.counters(None).record(&status);
-                let resp = ctx.inner.oneshot(Request::from_parts(parts, body)).await?;
-                let (rparts, rbody) = resp.into_parts();
-                Ok(pass_on(
-                    rparts,
-                    CacheBody::stream(rbody),
-                    false,
-                    status,
-                    &ctx.settings,
-                ))
-            }
-        }
-    }
-}
-
-/// Reads a `key_body` request's body (bounded in size and time), keys it and looks the key
-/// up in memory.
-async fn keyed_by_body<B>(
-    cache: &Cache,
-    s: &Settings,
-    parts: &Parts,
-    body: B,
-    plan: &Plan,
-) -> Result<(CacheKey, CacheBody<B>, Found), Unkeyed<B>>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    let limit = s.config.cache.key_body_max as usize;
-    let bytes = match buffer_within(body, limit, s.config.proxy.upstream_timeout).await {
-        Buffered::Complete(bytes) => bytes,
-        Buffered::TooLarge(rest) => return Err(Unkeyed::Bypass(NoCacheReason::BodyTooLarge, rest)),
-        Buffered::Failed(_) => {
-            return Err(Unkeyed::Refuse(
-                StatusCode::BAD_REQUEST,
-                "the request body could not be read\n",
-            ))
-        }
-        Buffered::TimedOut => {
-            return Err(Unkeyed::Refuse(
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive in time\n",
-            ))
-        }
-    };
-    let hash = match body_hash(&parts.headers, &bytes) {
-        Ok(h) => h,
-        Err(BodyKeyError::TooDeep) => {
-            return Err(Unkeyed::Bypass(
-                NoCacheReason::BodyTooDeep,
-                CacheBody::full(bytes),
-            ))
-        }
-    };
-    let path = normalize_percent(parts.uri.path());
-    let key = primary_key(
-        s,
-        s.rule(plan.rule),
-        (&parts.method, &parts.uri, &parts.headers),
-        &path,
-        plan.user,
-        Some(hash),
-    );
-    let found = cache
-        .tiers()
-        .lookup_memory(key, &parts.headers, &plan.policy, now_ms());
-    Ok((key, CacheBody::full(bytes), found))
-}
-
 impl<S, B> Miss<S, B>
 where
     S: Service<Request<CacheBody<B>>>,
 {
-    fn answering(&self) -> Answering<'_> {
-        Answering {
-            cache: &self.ctx.cache,
-            settings: &self.ctx.settings,
-            rule: self.plan.rule,
-            info: &self.plan.info,
-            background: self.plan.background,
-            started: self.plan.started,
-        }
+    pub(super) fn answering(&self) -> Answering<'_> {
+        Answering::of(&self.ctx, &self.plan)
     }
 
     /// Lookup: below memory, unless memory's answer is servable or that was done.
@@ -346,98 +174,13 @@ where
         }
         Phase::Join(stale, fwd)
     }
-
-    /// Join: one fetch per key in this process (the others wait for it, then read what it
-    /// stored), then one per key in the fleet (others wait for its entry in the shared
-    /// tier, then fetch themselves if none came).
-    async fn join<ResB>(&mut self, stale: Option<StaleEntry>, fwd: Fwd) -> Phase<ResB> {
-        let cache = self.ctx.cache.clone();
-        let wait = self.ctx.settings.config.cache.coalesce_wait;
-        match cache.inner.coalescer.join(self.key) {
-            Role::Leader(guard) => self._leader = Some(guard),
-            // Someone is fetching it already: a background refresh has nothing to add.
-            Role::Follower(_) if self.plan.background => {
-                return Phase::Respond(Response::new(CacheBody::empty()))
-            }
-            Role::Follower(follower) => {
-                if follower.wait(wait).await {
-                    // The leader's answer is newer than this request, whatever it asked.
-                    let (found, tier) = cache
-                        .tiers()
-                        .lookup(self.key, &self.parts.headers, &RequestPolicy::default())
-                        .await;
-                    if let Found::Fresh(entry, key) = found {
-                        return Phase::Respond(self.collapsed(&entry, &key, tier));
-                    }
-                }
-            }
-        }
-        if let Some(tier) = cache.tiers().fleet() {
-            if let Some(hit) = self.fleet_lease(tier, wait).await {
-                return Phase::Respond(hit);
-            }
-        }
-        let tokens = cache.tiers().begin_fill().await;
-        Phase::Fetch(stale, fwd, tokens)
-    }
-
-    /// A hit on another request's fill.
-    fn collapsed<ResB>(
-        &self,
-        entry: &Arc<Entry>,
-        key: &CacheKey,
-        tier: Tier,
-    ) -> Response<CacheBody<ResB>> {
-        let now = now_ms();
-        let status = CacheStatus::hit(entry.ttl_ms(now) / 1000)
-            .collapsed(true)
-            .tier(tier);
-        self.answering().entry((entry, key), status, now)
-    }
-
-    /// Takes the fleet-wide lease, or waits for the instance holding it and answers from
-    /// its entry.
-    async fn fleet_lease<ResB>(
-        &mut self,
-        tier: &Arc<dyn LowerTier>,
-        wait: std::time::Duration,
-    ) -> Option<Response<CacheBody<ResB>>> {
-        let fleet = tier.fleet()?;
-        let waiter = fleet.fill_waiter(&self.key);
-        match fleet.lease(&self.key).await {
-            Lease::Acquired(token) => {
-                self._lease = Some(LeaseGuard {
-                    tier: tier.clone(),
-                    key: self.key,
-                    token,
-                });
-                None
-            }
-            Lease::Busy => {
-                fleet.wait_fill(&self.key, waiter, wait).await;
-                let tiers = self.ctx.cache.tiers();
-                let below = tiers
-                    .lookup_lower(self.key, &self.parts.headers, &RequestPolicy::default())
-                    .await;
-                match below {
-                    Some((Found::Fresh(entry, key), tier)) => {
-                        Some(self.collapsed(&entry, &key, tier))
-                    }
-                    _ => None,
-                }
-            }
-            Lease::Unavailable => None,
-        }
-    }
 }
 
 impl<S, B, ResB> Miss<S, B>
 where
-    S: Service<Request<CacheBody<B>>, Response = Response<ResB>> + Clone,
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-    ResB: Body<Data = Bytes>,
-    ResB::Error: Into<BoxError>,
+    S: Inner<B, ResB> + Service<Request<CacheBody<B>>, Response = Response<ResB>>,
+    B: PassBody,
+    ResB: PassBody,
 {
     /// Fetch: the whole representation goes upstream, conditional on the stale entry's
     /// validators when it has some. HEAD is fetched as GET, so it fills the GET entry.
@@ -685,26 +428,5 @@ where
             s,
             now_ms(),
         ))
-    }
-}
-
-/// A fleet-wide fill lease; released (and waiters told) when the fill is done, however it
-/// ends.
-struct LeaseGuard {
-    tier: Arc<dyn LowerTier>,
-    key: CacheKey,
-    token: String,
-}
-
-impl Drop for LeaseGuard {
-    fn drop(&mut self) {
-        let (tier, key, token) = (self.tier.clone(), self.key, std::mem::take(&mut self.token));
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Some(fleet) = tier.fleet() {
-                    fleet.release(&key, &token).await;
-                }
-            });
-        }
     }
 }

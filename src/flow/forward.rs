@@ -16,7 +16,7 @@ use crate::cache::{Cache, Settings};
 use crate::key::normalize_percent;
 use crate::layer::{BoxError, CacheBody};
 use crate::rules::Rule;
-use crate::status::CacheStatus;
+use crate::status::{CacheStatus, NoCacheReason};
 use crate::store::Invalidation;
 
 /// Tags to drop once a forwarded mutation succeeded.
@@ -131,5 +131,27 @@ where
         false,
         status,
         &settings,
+    ))
+}
+
+/// Forwards a request as it is, counted as a bypass for `reason`.
+pub(crate) async fn pass_through<S, B, ResB>(
+    ctx: Ctx<S>,
+    req: Request<CacheBody<B>>,
+    rule: Option<usize>,
+    reason: NoCacheReason,
+) -> Result<Response<CacheBody<ResB>>, S::Error>
+where
+    S: Service<Request<CacheBody<B>>, Response = Response<ResB>>,
+{
+    let status = CacheStatus::bypass(reason);
+    ctx.settings.counters(rule).record(&status);
+    let (parts, body) = ctx.inner.oneshot(req).await?.into_parts();
+    Ok(pass_on(
+        parts,
+        CacheBody::stream(body),
+        false,
+        status,
+        &ctx.settings,
     ))
 }

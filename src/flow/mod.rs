@@ -13,11 +13,14 @@
 //!             (304 refresh, stale-if-error, storable?) ─► Store (every tier) ─► Respond
 //! ```
 //!
-//! Each step is a function of the request's state; [`fill::Phase`] names where a miss is.
+//! Each step is a function of the request's state; [`miss::Phase`] names where a miss is.
 
 mod admit;
 pub(crate) mod fill;
 mod forward;
+mod join;
+mod keyed;
+mod miss;
 pub(crate) mod respond;
 mod revalidate;
 mod route;

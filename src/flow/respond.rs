@@ -65,7 +65,24 @@ pub(crate) struct Answering<'a> {
     pub started: Instant,
 }
 
-impl Answering<'_> {
+impl<'a> Answering<'a> {
+    /// Answering for the request `plan` describes.
+    pub fn new(cache: &'a Cache, settings: &'a Settings, plan: &'a super::Plan) -> Answering<'a> {
+        Answering {
+            cache,
+            settings,
+            rule: plan.rule,
+            info: &plan.info,
+            background: plan.background,
+            started: plan.started,
+        }
+    }
+
+    /// Answering for the request of a flow.
+    pub fn of<S>(ctx: &'a super::Ctx<S>, plan: &'a super::Plan) -> Answering<'a> {
+        Answering::new(&ctx.cache, &ctx.settings, plan)
+    }
+
     /// Answers from an entry with `status` (a hit, a stale entry, a collapsed request, a
     /// fill) and counts it.
     pub fn entry<B>(

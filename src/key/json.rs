@@ -207,31 +207,30 @@ impl Parser<'_> {
         loop {
             // A value starts here.
             let value = match self.peek().ok_or(Fail::NotJson)? {
-                b'[' => {
+                open @ (b'[' | b'{') => {
                     self.at += 1;
                     if stack.len() >= MAX_DEPTH {
                         return Err(Fail::TooDeep);
                     }
-                    if self.peek() == Some(b']') {
+                    let close = if open == b'[' { b']' } else { b'}' };
+                    if self.peek() == Some(close) {
                         self.at += 1;
-                        push(nodes, Node::Array(Vec::new()))
+                        push(
+                            nodes,
+                            if open == b'[' {
+                                Node::Array(Vec::new())
+                            } else {
+                                Node::Object(Vec::new())
+                            },
+                        )
                     } else {
-                        stack.push(Open::Array(Vec::new()));
-                        continue;
-                    }
-                }
-                b'{' => {
-                    self.at += 1;
-                    if stack.len() >= MAX_DEPTH {
-                        return Err(Fail::TooDeep);
-                    }
-                    if self.peek() == Some(b'}') {
-                        self.at += 1;
-                        push(nodes, Node::Object(Vec::new()))
-                    } else {
-                        let key = self.string()?;
-                        self.expect(b':')?;
-                        stack.push(Open::Object(Vec::new(), Some(key)));
+                        stack.push(if open == b'[' {
+                            Open::Array(Vec::new())
+                        } else {
+                            let key = self.string()?;
+                            self.expect(b':')?;
+                            Open::Object(Vec::new(), Some(key))
+                        });
                         continue;
                     }
                 }

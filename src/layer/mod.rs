@@ -39,7 +39,10 @@ mod builder;
 mod future;
 mod service;
 
-use tower::Layer;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tower::{Layer, Service};
 
 pub use body::{buffer, buffer_within, BoxError, Buffered, CacheBody};
 pub use builder::Builder;
@@ -49,6 +52,39 @@ pub use service::CacheService;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::ops::Tasks;
+
+/// A body the layer takes in or hands on: bytes, an error it can box, sendable.
+pub trait PassBody: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
+
+impl<T> PassBody for T
+where
+    T: Body<Data = Bytes> + Send + 'static,
+    T::Error: Into<BoxError>,
+{
+}
+
+/// What the layer wraps: a cloneable service that answers requests carrying a
+/// [`CacheBody`] with responses whose body the layer can hand on (an axum `Router`, the
+/// sidecar's upstream client).
+pub trait Inner<B, ResB>:
+    Service<
+        Request<CacheBody<B>>,
+        Response = Response<ResB>,
+        Future: Send + 'static,
+        Error: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B, ResB> Inner<B, ResB> for S
+where
+    S: Service<Request<CacheBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+}
 
 /// The address of the client that sent a request. The sidecar puts it in each request's
 /// extensions; the layer trusts forwarding fields only from peers listed in

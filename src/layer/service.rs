@@ -4,12 +4,10 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body::Body;
 use tower::Service;
 
-use super::{BoxError, CacheBody, ClientAddr, ResponseFuture};
+use super::{CacheBody, ClientAddr, Inner, PassBody, ResponseFuture};
 use crate::cache::{Cache, Settings};
 use crate::flow::{self, fill, Answering, Ctx, Plan, Route};
 use crate::ops::access::Access;
@@ -39,13 +37,9 @@ impl<S> CacheService<S> {
 
 impl<S, B, ResB> Service<Request<B>> for CacheService<S>
 where
-    S: Service<Request<CacheBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-    ResB: Body<Data = Bytes> + Send + 'static,
-    ResB::Error: Into<BoxError>,
+    S: Inner<B, ResB> + Service<Request<CacheBody<B>>, Response = Response<ResB>>,
+    B: PassBody,
+    ResB: PassBody,
 {
     type Response = Response<CacheBody<ResB>>;
     type Error = S::Error;
@@ -65,13 +59,9 @@ impl<S> CacheService<S> {
     /// Serves one request; `call` without needing `&mut self` (servers share one service).
     pub fn handle<B, ResB>(&self, mut req: Request<B>) -> ResponseFuture<ResB, S::Error>
     where
-        S: Service<Request<CacheBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-        ResB: Body<Data = Bytes> + Send + 'static,
-        ResB::Error: Into<BoxError>,
+        S: Inner<B, ResB>,
+        B: PassBody,
+        ResB: PassBody,
     {
         let settings = self.cache.inner.settings.load_full();
         let trusted = trusted_peer(&settings, &req);
@@ -105,13 +95,9 @@ impl<S> CacheService<S> {
         upgrade: bool,
     ) -> ResponseFuture<ResB, S::Error>
     where
-        S: Service<Request<CacheBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-        ResB: Body<Data = Bytes> + Send + 'static,
-        ResB::Error: Into<BoxError>,
+        S: Inner<B, ResB>,
+        B: PassBody,
+        ResB: PassBody,
     {
         let plan = match flow::route(&settings, &req, upgrade) {
             Route::Forward(fwd) => {
@@ -128,14 +114,7 @@ impl<S> CacheService<S> {
             }
             None => Found::Miss,
         };
-        let answering = Answering {
-            cache: &self.cache,
-            settings: &settings,
-            rule: plan.rule,
-            info: &plan.info,
-            background: false,
-            started: plan.started,
-        };
+        let answering = Answering::new(&self.cache, &settings, &plan);
         let c = &settings.config.cache;
         match found {
             Found::Fresh(entry, key) => {
@@ -157,9 +136,6 @@ impl<S> CacheService<S> {
                 }
                 ResponseFuture::ready(resp)
             }
-            found if plan.primary.is_some() && !self.cache.tiers().lower().is_empty() => {
-                ResponseFuture::boxed(fill::below_then_run(self.ctx(settings), req, plan, found))
-            }
             found => ResponseFuture::boxed(fill::run(self.ctx(settings), req, plan, found)),
         }
     }
@@ -173,13 +149,9 @@ impl<S> CacheService<S> {
         mut plan: Plan,
         found: Found,
     ) where
-        S: Service<Request<CacheBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-        ResB: Body<Data = Bytes> + Send + 'static,
-        ResB::Error: Into<BoxError>,
+        S: Inner<B, ResB>,
+        B: PassBody,
+        ResB: PassBody,
     {
         let busy = plan
             .primary

@@ -167,42 +167,42 @@ pub fn render(cache: &Cache) -> String {
     for (tier, n) in tiers {
         let _ = writeln!(out, "larder_hits_total{{tier=\"{tier}\"}} {n}");
     }
-    let gauges = [
+    let series = [
         (
             "larder_store_entries",
+            "gauge",
             "Entries in the memory store.",
             stats.entries,
         ),
         (
             "larder_store_bytes",
+            "gauge",
             "Bytes held by the memory store.",
             stats.bytes,
         ),
         (
             "larder_store_max_bytes",
+            "gauge",
             "The memory store's bound.",
             stats.max_bytes,
         ),
-    ];
-    for (name, help, v) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-    }
-    let counters = [
         (
             "larder_store_evictions_total",
+            "counter",
             "Entries evicted to stay within the bound.",
             stats.evictions,
         ),
         (
             "larder_invalidated_total",
+            "counter",
             "Entries removed by invalidation or purge.",
             stats.invalidated,
         ),
     ];
-    for (name, help, v) in counters {
+    for (name, kind, help, v) in series {
         let _ = writeln!(
             out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
         );
     }
     for (tier, r) in &stats.lower {

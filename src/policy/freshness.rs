@@ -484,41 +484,35 @@ mod tests {
             HeaderName::from_static("larder-cache-control"),
             HeaderName::from_static("cdn-cache-control"),
         ];
-        let resp = hm(&[
+        let decide_with = |pairs: &[(&str, &str)]| {
+            let resp = hm(pairs);
+            decide(&StoreInput {
+                targeted: &targeted,
+                ..input(&req, &resp, None)
+            })
+            .map(|f| f.lifetime_ms)
+        };
+        let no_store_but_cdn = [
             ("cache-control", "no-store"),
             ("cdn-cache-control", "max-age=30"),
             ("expires", "0"),
-        ]);
-        let i = StoreInput {
-            targeted: &targeted,
-            ..input(&req, &resp, None)
-        };
-        assert_eq!(decide(&i).unwrap().lifetime_ms, 30_000);
-        let resp = hm(&[
+        ];
+        assert_eq!(decide_with(&no_store_but_cdn), Ok(30_000));
+        let most_specific = [
             ("cdn-cache-control", "max-age=30"),
             ("larder-cache-control", "max-age=5"),
-        ]);
-        let i = StoreInput {
-            targeted: &targeted,
-            ..input(&req, &resp, None)
-        };
-        assert_eq!(decide(&i).unwrap().lifetime_ms, 5_000);
+        ];
+        assert_eq!(decide_with(&most_specific), Ok(5_000));
         // An invalid targeted field is ignored as a whole.
-        let resp = hm(&[
+        let invalid = [
             ("cache-control", "max-age=7"),
             ("cdn-cache-control", "max-age=30, Bad Key"),
-        ]);
-        let i = StoreInput {
-            targeted: &targeted,
-            ..input(&req, &resp, None)
-        };
-        assert_eq!(decide(&i).unwrap().lifetime_ms, 7_000);
-        let resp = hm(&[("cdn-cache-control", "no-store")]);
-        let i = StoreInput {
-            targeted: &targeted,
-            ..input(&req, &resp, None)
-        };
-        assert_eq!(decide(&i), Err(NoCacheReason::NoStore));
+        ];
+        assert_eq!(decide_with(&invalid), Ok(7_000));
+        assert_eq!(
+            decide_with(&[("cdn-cache-control", "no-store")]),
+            Err(NoCacheReason::NoStore)
+        );
     }
 
     #[test]

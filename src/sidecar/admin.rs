@@ -85,6 +85,30 @@ fn dashboard() -> Response<Full<Bytes>> {
     resp
 }
 
+/// A JSON request body, or a `400` saying what was `expected`.
+fn parse<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    expected: &str,
+) -> Result<T, Box<Response<Full<Bytes>>>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("expected {expected}: {e}"),
+        ))
+    })
+}
+
+/// URLs as the admin API takes them: paths starting with `/`.
+fn paths_only(urls: &[String]) -> Result<(), Box<Response<Full<Bytes>>>> {
+    match urls.iter().find(|u| !u.starts_with('/')) {
+        Some(bad) => Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("urls must be paths starting with '/': {bad:?}"),
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response<Full<Bytes>> {
     json_response(status, json!({ "error": message.into() }))
 }
@@ -251,14 +275,12 @@ impl Admin {
     }
 
     async fn invalidate(&self, body: &[u8]) -> Response<Full<Bytes>> {
-        let req: InvalidateRequest = match serde_json::from_slice(body) {
+        let req: InvalidateRequest = match parse(
+            body,
+            "{\"tags\":[..]}, {\"urls\":[..]}, {\"prefix\":\"..\"} or {\"user\":\"..\"}",
+        ) {
             Ok(r) => r,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("expected {{\"tags\":[..]}}, {{\"urls\":[..]}}, {{\"prefix\":\"..\"}} or {{\"user\":\"..\"}}: {e}"),
-                )
-            }
+            Err(resp) => return *resp,
         };
         if req.tags.is_empty() && req.urls.is_empty() && req.prefix.is_none() && req.user.is_none()
         {
@@ -267,11 +289,8 @@ impl Admin {
                 "nothing to invalidate: give tags, urls, prefix or user",
             );
         }
-        if let Some(bad) = req.urls.iter().find(|u| !u.starts_with('/')) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("urls must be paths starting with '/': {bad:?}"),
-            );
+        if let Err(resp) = paths_only(&req.urls) {
+            return *resp;
         }
         let mut targets = vec![Target::Tags(req.tags), Target::Urls(req.urls)];
         targets.extend(req.prefix.map(Target::Prefix));
@@ -292,20 +311,12 @@ impl Admin {
             headers: std::collections::BTreeMap<String, String>,
             concurrency: Option<usize>,
         }
-        let req: WarmRequest = match serde_json::from_slice(body) {
+        let req: WarmRequest = match parse(body, "{\"urls\":[..], \"headers\":{..}}") {
             Ok(r) => r,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("expected {{\"urls\":[..], \"headers\":{{..}}}}: {e}"),
-                )
-            }
+            Err(resp) => return *resp,
         };
-        if let Some(bad) = req.urls.iter().find(|u| !u.starts_with('/')) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("urls must be paths starting with '/': {bad:?}"),
-            );
+        if let Err(resp) = paths_only(&req.urls) {
+            return *resp;
         }
         let mut headers = http::HeaderMap::new();
         for (k, v) in &req.headers {

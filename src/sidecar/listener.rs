@@ -347,33 +347,7 @@ pub async fn serve<F, S, B>(
                 registry.live.lock().insert(id, state.clone());
                 let service = Tracked { inner: make_service(addr), state: state.clone() };
                 let io = ActivityIo { inner: stream, state: state.clone(), registry: registry.clone() };
-                let (builder, registry, mut closing) = (builder.clone(), registry.clone(), closing.subscribe());
-                connections.spawn(async move {
-                    let conn = builder.serve_connection(TokioIo::new(io), service);
-                    let mut conn = std::pin::pin!(conn);
-                    let mut shutting = false;
-                    loop {
-                        tokio::select! {
-                            done = conn.as_mut() => {
-                                if let Err(e) = done {
-                                    tracing::debug!(error = %e, "connection ended with an error");
-                                }
-                                break;
-                            }
-                            _ = state.close.notified(), if !shutting => {
-                                // Idle, evicted, or the server is stopping: finish what is
-                                // in flight, take nothing new.
-                                shutting = true;
-                                conn.as_mut().graceful_shutdown();
-                            }
-                            _ = closing.changed(), if !shutting => {
-                                shutting = true;
-                                conn.as_mut().graceful_shutdown();
-                            }
-                        }
-                    }
-                    registry.live.lock().remove(&id);
-                });
+                connections.spawn(serve_one(builder.clone(), registry.clone(), (id, state), io, service, closing.subscribe()));
             }
             _ = sweep.tick() => {
                 registry.sweep(&limits);
@@ -391,6 +365,50 @@ pub async fn serve<F, S, B>(
     {
         tracing::warn!(grace = ?limits.shutdown_grace, "in-flight requests did not finish in time");
     }
+}
+
+/// Serves one connection until it ends; closes it gracefully (what is in flight finishes)
+/// when it is idle, evicted, or the server stops.
+async fn serve_one<S, B>(
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    registry: Arc<Registry>,
+    (id, state): (u64, Arc<ConnState>),
+    io: ActivityIo,
+    service: Tracked<S>,
+    mut closing: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = hyper::Response<B>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    let mut shutting = false;
+    loop {
+        tokio::select! {
+            done = conn.as_mut() => {
+                if let Err(e) = done {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = state.close.notified(), if !shutting => {
+                shutting = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = closing.changed(), if !shutting => {
+                shutting = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    registry.live.lock().remove(&id);
 }
 
 /// The per-connection service: counts each request in flight until its body is done.

@@ -38,6 +38,11 @@ use http::StatusCode;
 
 use crate::policy::Freshness;
 
+mod headers;
+
+use headers::write_head;
+pub use headers::HeaderIter;
+
 const MAGIC: u8 = b'L';
 const VERSION: u8 = 1;
 const FIXED: usize = 64;
@@ -175,23 +180,6 @@ fn expiry(
         lifetime.min(60_000)
     };
     (response_time + lifetime + stale_ms + grace).saturating_sub(initial_age)
-}
-
-/// Writes `headers` as a header block; with `weaken_etag`, a strong `ETag` is written weak.
-/// Returns whether it weakened one.
-fn write_head(out: &mut BytesMut, headers: &HeaderMap, weaken_etag: bool) -> bool {
-    let mut weakened = false;
-    for (name, value) in headers {
-        out.put_slice(name.as_str().as_bytes());
-        out.put_u8(b':');
-        if weaken_etag && name == ETAG && value.as_bytes().first() == Some(&b'"') {
-            out.put_slice(b"W/");
-            weakened = true;
-        }
-        out.put_slice(value.as_bytes());
-        out.put_u8(b'\n');
-    }
-    weakened
 }
 
 impl Entry {
@@ -617,37 +605,6 @@ impl Entry {
     /// Whether a decoded copy is kept.
     pub fn has_decoded(&self) -> bool {
         self.decoded.get().is_some()
-    }
-}
-
-/// Iterates a header block.
-pub struct HeaderIter<'a> {
-    buf: &'a Bytes,
-    pos: usize,
-    end: usize,
-}
-
-impl Iterator for HeaderIter<'_> {
-    type Item = (HeaderName, HeaderValue);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        while self.pos < self.end {
-            let line = &self.buf[self.pos..self.end];
-            let nl = memchr::memchr(b'\n', line).unwrap_or(line.len());
-            let start = self.pos;
-            self.pos += nl + 1;
-            let Some(colon) = memchr::memchr(b':', &line[..nl]) else {
-                continue;
-            };
-            let Ok(name) = HeaderName::from_bytes(&line[..colon]) else {
-                continue;
-            };
-            let value = self.buf.slice(start + colon + 1..start + nl);
-            if let Ok(value) = HeaderValue::from_maybe_shared(value) {
-                return Some((name, value));
-            }
-        }
-        None
     }
 }
 

@@ -1,0 +1,104 @@
+//! The Join phase: one fetch per key in this process (the others wait for it, then read
+//! what it stored), then one per key in the fleet, through the lease of a shared tier.
+
+use std::sync::Arc;
+
+use http::{Request, Response};
+use tower::Service;
+
+use super::miss::{LeaseGuard, Miss, Phase, StaleEntry};
+use crate::coalesce::Role;
+use crate::entry::Entry;
+use crate::key::CacheKey;
+use crate::layer::CacheBody;
+use crate::policy::{now_ms, RequestPolicy};
+use crate::status::{CacheStatus, Fwd, Tier};
+use crate::store::{Found, Lease, LowerTier};
+
+impl<S, B> Miss<S, B>
+where
+    S: Service<Request<CacheBody<B>>>,
+{
+    /// Join: one fetch per key in this process (the others wait for it, then read what it
+    /// stored), then one per key in the fleet (others wait for its entry in the shared
+    /// tier, then fetch themselves if none came).
+    pub(super) async fn join<ResB>(&mut self, stale: Option<StaleEntry>, fwd: Fwd) -> Phase<ResB> {
+        let cache = self.ctx.cache.clone();
+        let wait = self.ctx.settings.config.cache.coalesce_wait;
+        match cache.inner.coalescer.join(self.key) {
+            Role::Leader(guard) => self._leader = Some(guard),
+            // Someone is fetching it already: a background refresh has nothing to add.
+            Role::Follower(_) if self.plan.background => {
+                return Phase::Respond(Response::new(CacheBody::empty()))
+            }
+            Role::Follower(follower) => {
+                if follower.wait(wait).await {
+                    // The leader's answer is newer than this request, whatever it asked.
+                    let (found, tier) = cache
+                        .tiers()
+                        .lookup(self.key, &self.parts.headers, &RequestPolicy::default())
+                        .await;
+                    if let Found::Fresh(entry, key) = found {
+                        return Phase::Respond(self.collapsed(&entry, &key, tier));
+                    }
+                }
+            }
+        }
+        if let Some(tier) = cache.tiers().fleet() {
+            if let Some(hit) = self.fleet_lease(tier, wait).await {
+                return Phase::Respond(hit);
+            }
+        }
+        let tokens = cache.tiers().begin_fill().await;
+        Phase::Fetch(stale, fwd, tokens)
+    }
+
+    /// A hit on another request's fill.
+    fn collapsed<ResB>(
+        &self,
+        entry: &Arc<Entry>,
+        key: &CacheKey,
+        tier: Tier,
+    ) -> Response<CacheBody<ResB>> {
+        let now = now_ms();
+        let status = CacheStatus::hit(entry.ttl_ms(now) / 1000)
+            .collapsed(true)
+            .tier(tier);
+        self.answering().entry((entry, key), status, now)
+    }
+
+    /// Takes the fleet-wide lease, or waits for the instance holding it and answers from
+    /// its entry.
+    async fn fleet_lease<ResB>(
+        &mut self,
+        tier: &Arc<dyn LowerTier>,
+        wait: std::time::Duration,
+    ) -> Option<Response<CacheBody<ResB>>> {
+        let fleet = tier.fleet()?;
+        let waiter = fleet.fill_waiter(&self.key);
+        match fleet.lease(&self.key).await {
+            Lease::Acquired(token) => {
+                self._lease = Some(LeaseGuard {
+                    tier: tier.clone(),
+                    key: self.key,
+                    token,
+                });
+                None
+            }
+            Lease::Busy => {
+                fleet.wait_fill(&self.key, waiter, wait).await;
+                let tiers = self.ctx.cache.tiers();
+                let below = tiers
+                    .lookup_lower(self.key, &self.parts.headers, &RequestPolicy::default())
+                    .await;
+                match below {
+                    Some((Found::Fresh(entry, key), tier)) => {
+                        Some(self.collapsed(&entry, &key, tier))
+                    }
+                    _ => None,
+                }
+            }
+            Lease::Unavailable => None,
+        }
+    }
+}

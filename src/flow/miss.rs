@@ -1,0 +1,88 @@
+//! A miss's state: the phase it is in ([`Phase`], pingora-cache's `CachePhase` is the
+//! model) and what it holds while it runs ([`Miss`]): the request, the fill's facts, and the
+//! guards that keep other requests waiting for it.
+
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::Response;
+
+use super::admit::{self, FillRequest};
+use super::route::Plan;
+use super::Ctx;
+use crate::coalesce::LeaderGuard;
+use crate::entry::Entry;
+use crate::key::CacheKey;
+use crate::layer::CacheBody;
+use crate::status::{Fwd, Tier};
+use crate::store::{FillTokens, Found, LowerTier};
+
+/// A stale entry that may be revalidated, or stand in if the upstream fails.
+pub(super) type StaleEntry = (Arc<Entry>, CacheKey);
+
+/// Where a miss is in its flow.
+pub(crate) enum Phase<ResB> {
+    /// The key is known; look below memory (unless that was done already).
+    Lookup(Found),
+    /// What the tiers hold is known: serve it, or go upstream.
+    Decide(Found, Tier),
+    /// Going upstream: first join a fill of the same key (in process, then fleet-wide).
+    Join(Option<StaleEntry>, Fwd),
+    /// The request goes upstream.
+    Fetch(Option<StaleEntry>, Fwd, FillTokens),
+    /// The upstream answered: refresh a revalidated entry, let a stale one stand in for a
+    /// failure, or admit the answer.
+    Admit(Fetched<ResB>),
+    /// The answer is admitted and complete: write the tiers.
+    Store(admit::Admitted, Fwd, FillTokens),
+    /// Answered.
+    Respond(Response<CacheBody<ResB>>),
+}
+
+/// What the upstream answered, and what the fill knew when it asked.
+pub(crate) struct Fetched<ResB> {
+    pub(super) response: http::response::Parts,
+    pub(super) body: ResB,
+    pub(super) stale: Option<StaleEntry>,
+    pub(super) fwd: Fwd,
+    pub(super) conditional: bool,
+    pub(super) tokens: FillTokens,
+    pub(super) request_time: u64,
+    pub(super) response_time: u64,
+}
+
+/// One miss being worked on: the request and what it holds.
+pub(super) struct Miss<S, B> {
+    pub(super) ctx: Ctx<S>,
+    pub(super) parts: Parts,
+    pub(super) body: Option<CacheBody<B>>,
+    pub(super) plan: Plan,
+    pub(super) key: CacheKey,
+    /// The request-side facts admission needs (set before going upstream).
+    pub(super) fill: Option<FillRequest>,
+    /// Held until the fill is done: waiters in this process wake when it drops.
+    pub(super) _leader: Option<LeaderGuard>,
+    /// Held until the fill is done: the fleet-wide lease.
+    pub(super) _lease: Option<LeaseGuard>,
+}
+
+/// A fleet-wide fill lease; released (and waiters told) when the fill is done, however it
+/// ends.
+pub(super) struct LeaseGuard {
+    pub(super) tier: Arc<dyn LowerTier>,
+    pub(super) key: CacheKey,
+    pub(super) token: String,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        let (tier, key, token) = (self.tier.clone(), self.key, std::mem::take(&mut self.token));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Some(fleet) = tier.fleet() {
+                    fleet.release(&key, &token).await;
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Invalidation on Redis: logged under a new epoch (one script), applied to the entries it
+//! names, told to every instance, and queued while Redis is away to be replayed after.
+
+use bytes::Bytes;
+use fred::interfaces::{
+    ClientLike, KeysInterface, LuaInterface, PubsubInterface, SortedSetsInterface,
+};
+use fred::types::{Expiration, SetOptions};
+use futures_util::StreamExt;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::events::Event;
+use super::scripts::INVALIDATE_SCRIPT;
+use super::{RedisTier, Unavailable, LOG_KEEP};
+use crate::entry::Entry;
+use crate::policy::now_ms;
+use crate::store::Invalidation;
+
+impl RedisTier {
+    /// Invalidates (or with `soft`, marks stale) what `what` names, for every instance.
+    /// Returns how many entries it touched in Redis, or `None` when Redis was unavailable
+    /// (the invalidation is then queued and replayed when Redis is back).
+    pub async fn invalidate(&self, what: &Invalidation, soft: bool) -> Option<u64> {
+        match self.apply(what, soft).await {
+            Ok(n) => {
+                let event = if soft {
+                    Event::Soften(what.clone())
+                } else {
+                    Event::Invalidate(what.clone())
+                };
+                self.publish(&event).await;
+                Some(n)
+            }
+            Err(Unavailable) => {
+                let mut pending = self.pending.lock();
+                if pending.len() < 10_000 {
+                    pending.push((what.clone(), soft));
+                } else {
+                    self.pending_overflow.store(true, Relaxed);
+                }
+                None
+            }
+        }
+    }
+
+    async fn apply(&self, what: &Invalidation, soft: bool) -> Result<u64, Unavailable> {
+        let client = self.pool.next();
+        let mut members = what.log_members();
+        members.push(LOG_KEEP.to_string());
+        let keys = vec![self.epoch_key(), self.log_key()];
+        let _: u64 = self
+            .call(
+                "log",
+                client
+                    .with_options(&self.options)
+                    .eval(INVALIDATE_SCRIPT, keys, members),
+            )
+            .await?;
+        let entry_keys: Vec<String> = match what {
+            Invalidation::Tags(tags) => {
+                let mut out = Vec::new();
+                for &t in tags {
+                    let tkey = self.tag_key(t);
+                    let collect = async {
+                        let pipe = client.pipeline();
+                        let _: () = pipe
+                            .zrange(tkey.as_str(), 0, -1, None, false, None, false)
+                            .await?;
+                        let _: () = pipe.del(tkey.as_str()).await?;
+                        let (members, _): (Vec<String>, i64) = pipe.all().await?;
+                        Ok::<_, fred::error::Error>(members)
+                    };
+                    let members = self.call("tag_members", collect).await?;
+                    out.extend(
+                        members
+                            .iter()
+                            .map(|m| format!("{}:e:{m}", self.settings.prefix)),
+                    );
+                }
+                out
+            }
+            Invalidation::Prefix(_) | Invalidation::All => {
+                let pattern = format!("{}:e:*", self.settings.prefix);
+                let keys = self.call("scan", self.scan(&pattern)).await?;
+                match what {
+                    Invalidation::Prefix(p) => {
+                        let mut out = Vec::new();
+                        for k in keys {
+                            if let Some(e) = self.get_raw(&k).await? {
+                                if e.url().starts_with(p.as_str()) {
+                                    out.push(k);
+                                }
+                            }
+                        }
+                        out
+                    }
+                    _ => {
+                        let tags = self
+                            .call("scan", self.scan(&format!("{}:t:*", self.settings.prefix)))
+                            .await?;
+                        self.delete(&tags).await?;
+                        keys
+                    }
+                }
+            }
+        };
+        if soft {
+            let mut n = 0;
+            let now = now_ms();
+            for k in &entry_keys {
+                let Some(e) = self.get_raw(k).await? else {
+                    continue;
+                };
+                if !e.is_fresh(now) || e.is_vary_marker() {
+                    continue;
+                }
+                let stale = e.expired_copy(now);
+                let with = client.with_options(&self.options);
+                let set = with.set::<(), _, _>(
+                    k.as_str(),
+                    stale.bytes().clone(),
+                    Some(Expiration::KEEPTTL),
+                    Some(SetOptions::XX),
+                    false,
+                );
+                self.call("soften", set).await?;
+                n += 1;
+            }
+            return Ok(n);
+        }
+        self.delete(&entry_keys).await
+    }
+
+    async fn get_raw(&self, full_key: &str) -> Result<Option<Entry>, Unavailable> {
+        let client = self.pool.next().with_options(&self.options);
+        let bytes: Option<Bytes> = self.call("get", client.get(full_key)).await?;
+        Ok(bytes.and_then(|b| Entry::decode(b).ok()))
+    }
+
+    /// Deletes keys one command each (they live in different slots), pipelined.
+    async fn delete(&self, keys: &[String]) -> Result<u64, Unavailable> {
+        let client = self.pool.next();
+        let mut n = 0;
+        for chunk in keys.chunks(256) {
+            let run = async {
+                let pipe = client.pipeline();
+                for k in chunk {
+                    let _: () = pipe.del(k.as_str()).await?;
+                }
+                let counts: Vec<i64> = pipe.all().await?;
+                Ok::<_, fred::error::Error>(counts.iter().sum::<i64>())
+            };
+            n += self.call("delete", run).await? as u64;
+        }
+        Ok(n)
+    }
+
+    /// All keys matching `pattern`, on every primary of a cluster.
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, fred::error::Error> {
+        let client = self.pool.next();
+        let mut out = Vec::new();
+        if client.is_clustered() {
+            let mut stream =
+                std::pin::pin!(client.scan_cluster_buffered(pattern, Some(1000), None));
+            while let Some(k) = stream.next().await {
+                out.extend(k?.as_str().map(str::to_string));
+            }
+        } else {
+            let mut stream = std::pin::pin!(client.scan_buffered(pattern, Some(1000), None));
+            while let Some(k) = stream.next().await {
+                out.extend(k?.as_str().map(str::to_string));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn publish(&self, event: &Event) {
+        let client = self.pool.next().with_options(&self.options);
+        let _ = self
+            .call(
+                "publish",
+                client.publish::<i64, _, _>(self.channel(), event.encode(&self.instance)),
+            )
+            .await;
+    }
+
+    /// Replays invalidations that could not reach Redis while it was away.
+    pub(super) async fn replay(&self) {
+        if self.pending_overflow.swap(false, Relaxed) {
+            tracing::warn!("too many invalidations were missed while redis was away: purging it");
+            self.pending.lock().clear();
+            let _ = self.invalidate(&Invalidation::All, false).await;
+            return;
+        }
+        let pending: Vec<(Invalidation, bool)> = std::mem::take(&mut *self.pending.lock());
+        for (what, soft) in pending {
+            let _ = self.invalidate(&what, soft).await;
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Redis as a [`LowerTier`] and a [`FleetLease`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::RedisTier;
+use crate::entry::Entry;
+use crate::key::CacheKey;
+use crate::store::{BoxFuture, FleetLease, Invalidation, Lease, LowerTier, TierReport};
+
+impl LowerTier for RedisTier {
+    fn tier(&self) -> crate::status::Tier {
+        crate::status::Tier::L2
+    }
+
+    fn section(&self) -> &'static str {
+        "redis"
+    }
+
+    fn get<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Option<Arc<Entry>>> {
+        Box::pin(RedisTier::get(self, key))
+    }
+
+    fn begin_fill(&self) -> BoxFuture<'_, Option<u64>> {
+        Box::pin(RedisTier::begin_fill(self))
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        entry: &'a Arc<Entry>,
+        epoch: u64,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(RedisTier::put(self, key, entry, epoch))
+    }
+
+    fn invalidate<'a>(&'a self, what: &'a Invalidation, soft: bool) -> BoxFuture<'a, Option<u64>> {
+        Box::pin(RedisTier::invalidate(self, what, soft))
+    }
+
+    fn report(&self) -> TierReport {
+        TierReport {
+            status: if self.is_up() { "up" } else { "down" },
+            breaker: self.breaker_state().as_str(),
+            breaker_opened: self.breaker_opened(),
+            errors: self.errors(),
+        }
+    }
+
+    fn wait_ready(&self, limit: Duration) -> BoxFuture<'_, bool> {
+        Box::pin(self.wait_connected(limit))
+    }
+
+    fn fleet(&self) -> Option<&dyn FleetLease> {
+        Some(self)
+    }
+}
+
+impl FleetLease for RedisTier {
+    fn lease<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Lease> {
+        Box::pin(RedisTier::lease(self, key))
+    }
+
+    fn release<'a>(&'a self, key: &'a CacheKey, token: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(RedisTier::release(self, key, token))
+    }
+
+    fn fill_waiter(&self, key: &CacheKey) -> watch::Receiver<()> {
+        RedisTier::fill_waiter(self, key)
+    }
+
+    fn wait_fill<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        waiter: watch::Receiver<()>,
+        limit: Duration,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(RedisTier::wait_fill(self, key, waiter, limit))
+    }
+}
