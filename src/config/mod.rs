@@ -29,6 +29,7 @@ mod rule;
 mod source;
 mod store;
 pub(crate) mod table;
+mod upstream;
 mod users;
 mod warm;
 
@@ -45,13 +46,14 @@ pub use proxy::{HostHeader, ProxyConfig};
 pub use source::ConfigError;
 pub use store::{mask_password, Backend, StoreConfig};
 pub use table::{expand_env, Reload, Setting};
+pub use upstream::UpstreamConfig;
 pub use users::{UserSource, UsersConfig};
 pub use warm::WarmConfig;
 
 use crate::rules::{Rule, Template, TtlMode};
 use crate::units::format_duration;
 use source::Source;
-use table::{Key, Reload::Live, Table};
+use table::{Key, Reload::Live, Reload::Restart, Table};
 
 /// A validated config.
 #[derive(Clone, Debug)]
@@ -68,6 +70,9 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `[users]`.
     pub users: UsersConfig,
+    /// The upstreams: `default` (`[proxy].upstream`, when set) first, then each
+    /// `[[upstream]]`.
+    pub upstreams: Vec<UpstreamConfig>,
     /// `[[rule]]`s in file order.
     pub rules: Vec<Rule>,
     /// `[warm]`.
@@ -93,6 +98,7 @@ const SECTIONS: &[Key] = &[
     ("users", Live),
     ("warm", Live),
     ("log", Live),
+    ("upstream", Restart),
     ("rule", Live),
 ];
 
@@ -145,9 +151,16 @@ impl Config {
         let users = section(&mut top, &src, "users", UsersConfig::read, &mut settings)?;
         let warm = section(&mut top, &src, "warm", WarmConfig::read, &mut settings)?;
         let log = section(&mut top, &src, "log", LogConfig::read, &mut settings)?;
+        let mut upstreams: Vec<UpstreamConfig> =
+            UpstreamConfig::default_of(&proxy).into_iter().collect();
+        for t in top.tables("upstream")? {
+            let (u, read) = UpstreamConfig::read(t, &proxy, &upstreams)?;
+            settings.extend(read);
+            upstreams.push(u);
+        }
         let mut rules: Vec<Rule> = Vec::new();
         for (i, t) in top.tables("rule")?.into_iter().enumerate() {
-            let r = rule::read(t, i, &rules)?;
+            let r = rule::read(t, i, &rules, &upstreams)?;
             rules.push(r);
         }
         top.finish(SECTIONS)?;
@@ -158,6 +171,7 @@ impl Config {
             store,
             cache,
             users,
+            upstreams,
             rules,
             warm,
             log,
@@ -217,13 +231,13 @@ impl Config {
         out.push('\n');
         let _ = writeln!(out, "rules ({}, first match wins):", self.rules.len());
         for r in &self.rules {
-            let _ = writeln!(out, "{}", describe_rule(r));
+            let _ = writeln!(out, "{}", describe_rule(r, &self.upstreams));
         }
         out
     }
 }
 
-fn describe_rule(r: &Rule) -> String {
+fn describe_rule(r: &Rule, upstreams: &[UpstreamConfig]) -> String {
     let methods: Vec<&str> = r.methods.iter().map(Method::as_str).collect();
     let mut line = format!(
         "  {:>3}. {:<20} {:<8} {}",
@@ -267,6 +281,19 @@ fn describe_rule(r: &Rule) -> String {
     if !r.invalidate_on.is_empty() {
         let m: Vec<&str> = r.invalidate_on.iter().map(Method::as_str).collect();
         let _ = write!(line, " invalidate_on=[{}]", m.join(","));
+    }
+    let upstream = r.upstream.as_deref().unwrap_or("default");
+    match upstreams.iter().find(|u| u.name == upstream) {
+        Some(u) => {
+            let _ = write!(
+                line,
+                " upstream={upstream} ({})",
+                mask_password(&u.url.to_string())
+            );
+        }
+        None => {
+            let _ = write!(line, " upstream=(none)");
+        }
     }
     line
 }

@@ -14,8 +14,10 @@ use crate::semantics::hygiene::Cidr;
 pub struct ProxyConfig {
     /// Where the sidecar listens.
     pub listen: SocketAddr,
-    /// The upstream origin (`http://host:port`); required by `larder serve`.
+    /// The default upstream (`http://` or `https://`); required by `larder serve`.
     pub upstream: Option<Uri>,
+    /// PEM certificates trusted for the default upstream besides the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Time allowed for the upstream's response head; exceeded → 504.
     pub upstream_timeout: Duration,
     /// Time allowed to connect to the upstream; exceeded → 502.
@@ -60,6 +62,7 @@ pub enum HostHeader {
 const KEYS: &[Key] = &[
     ("listen", Restart),
     ("upstream", Restart),
+    ("ca_file", Restart),
     ("upstream_timeout", Restart),
     ("connect_timeout", Restart),
     ("max_body", Live),
@@ -74,35 +77,7 @@ const KEYS: &[Key] = &[
     ("trusted_proxies", Live),
 ];
 
-/// Parses an upstream URL: absolute `http://host[:port]`, no path or query.
-pub(super) fn upstream_url(text: &str) -> Result<Uri, String> {
-    let uri: Uri = text
-        .parse()
-        .map_err(|e| format!("{text:?} is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err(
-            "https upstreams are not supported; point larder at the upstream's plain-HTTP address"
-                .into(),
-        ),
-        _ => {
-            return Err(format!(
-                "{text:?} must be an absolute http:// URL such as \"http://127.0.0.1:9000\""
-            ))
-        }
-    }
-    if uri.authority().is_none() {
-        return Err("the upstream URL needs a host".into());
-    }
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err(
-            "the upstream URL must not have a path or query; requests keep their own path".into(),
-        );
-    }
-    Ok(uri)
-}
-
-fn host_header(text: &str) -> Result<HostHeader, String> {
+pub(super) fn host_header(text: &str) -> Result<HostHeader, String> {
     match text {
         "upstream" => Ok(HostHeader::Upstream),
         "preserve" => Ok(HostHeader::Preserve),
@@ -119,7 +94,8 @@ impl ProxyConfig {
         let trusted_proxies = t.parsed_list("trusted_proxies", str::parse)?;
         let proxy = ProxyConfig {
             listen: t.addr("listen", "127.0.0.1:8080")?,
-            upstream: t.parsed("upstream", None, upstream_url)?,
+            upstream: t.parsed("upstream", None, super::upstream::upstream_url)?,
+            ca_file: t.parsed("ca_file", None, super::upstream::existing_file)?,
             upstream_timeout: t.positive_duration("upstream_timeout", "30s")?,
             connect_timeout: t.positive_duration("connect_timeout", "5s")?,
             max_body: t.size("max_body", 8 << 20, 0..=u64::MAX)?,

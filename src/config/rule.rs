@@ -3,7 +3,7 @@
 use http::{HeaderValue, Method};
 
 use super::table::{Key, Reload::Live, Table, Text};
-use super::ConfigError;
+use super::{ConfigError, UpstreamConfig};
 use crate::rules::{MethodSet, Pattern, Rule, Template, TtlMode};
 use crate::units::parse_duration;
 
@@ -29,6 +29,7 @@ const KEYS: &[Key] = &[
     ("miss_cost", Live),
     ("alert_hit_ratio", Live),
     ("prefetch", Live),
+    ("upstream", Live),
 ];
 
 fn methods(t: &Table<'_>, key: &str, list: &[Text]) -> Result<Vec<Method>, ConfigError> {
@@ -100,7 +101,12 @@ fn cached_methods(
 }
 
 /// Reads rule number `i`; `earlier` are the rules before it (names must be unique).
-pub(super) fn read(mut t: Table<'_>, i: usize, earlier: &[Rule]) -> Result<Rule, ConfigError> {
+pub(super) fn read(
+    mut t: Table<'_>,
+    i: usize,
+    earlier: &[Rule],
+    upstreams: &[UpstreamConfig],
+) -> Result<Rule, ConfigError> {
     let path = t
         .text("path")?
         .ok_or_else(|| t.error(t.at, "", "missing field `path`"))?;
@@ -192,6 +198,23 @@ pub(super) fn read(mut t: Table<'_>, i: usize, earlier: &[Rule]) -> Result<Rule,
     rule.tags = templates(&t, "tags", &tags, &names)?;
     let invalidates = t.strings("invalidates")?.unwrap_or_default();
     rule.invalidates = templates(&t, "invalidates", &invalidates, &names)?;
+    rule.upstream = match t.text("upstream")? {
+        None => None,
+        Some(u) if upstreams.iter().any(|x| x.name == u.value) => Some(u.value.as_str().into()),
+        Some(u) => {
+            let known: Vec<&str> = upstreams.iter().map(|x| x.name.as_str()).collect();
+            let known = if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            };
+            return Err(t.error(
+                u.at,
+                "upstream",
+                format!("unknown upstream {:?}; the upstreams are: {known}", u.value),
+            ));
+        }
+    };
     rule.index = i;
     t.finish(KEYS)?;
     Ok(rule)

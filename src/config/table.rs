@@ -110,12 +110,18 @@ impl<'a> Table<'a> {
         Some(self.entries[i].1)
     }
 
-    /// Records what `larder check` prints for `key`.
+    /// Records what `larder check` prints for `key` (a URL's password masked).
     pub fn show(&mut self, key: &str, shown: impl Into<String>) {
         let key = self.field(key);
+        let shown: String = shown.into();
+        let shown = if shown.contains("://") && shown.contains('@') {
+            super::mask_password(&shown)
+        } else {
+            shown
+        };
         self.settings.push(Setting {
             key,
-            shown: shown.into(),
+            shown,
             reload: Reload::Live,
         });
     }

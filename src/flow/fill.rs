@@ -22,7 +22,7 @@ use super::keyed::keyed_by_body;
 use super::miss::{Fetched, Miss, Phase, StaleEntry};
 use super::respond::{error_response, pass_on, respond, stamp, Answering};
 use super::revalidate;
-use super::route::Plan;
+use super::route::{route_to, Plan};
 use super::Ctx;
 use crate::key::normalize_percent;
 use crate::layer::{buffer, Buffered, CacheBody, Inner, PassBody};
@@ -84,7 +84,7 @@ where
         Some(k) => (k, CacheBody::stream(body), found),
         None => match keyed_by_body(&ctx.cache, &ctx.settings, &parts, body, &plan).await {
             Ok(keyed) => keyed,
-            Err(answer) => return answer.resolve(ctx, parts).await,
+            Err(answer) => return answer.resolve(ctx, parts, plan.rule).await,
         },
     };
     let mut miss = Miss {
@@ -207,6 +207,10 @@ where
             &parts.method,
             self.plan.info.gzip,
             stale.as_ref().map(|(e, _)| &**e),
+        );
+        route_to(
+            &mut parts.extensions,
+            self.ctx.settings.rule(self.plan.rule),
         );
         let body = self.body.take().unwrap_or_else(CacheBody::empty);
         let request_time = now_ms();

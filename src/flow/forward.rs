@@ -10,7 +10,7 @@ use http_body::Body;
 use tower::{Service, ServiceExt};
 
 use super::respond::pass_on;
-use super::route::Forward;
+use super::route::{route_to, Forward};
 use super::Ctx;
 use crate::cache::{Cache, Settings};
 use crate::key::normalize_percent;
@@ -113,8 +113,10 @@ where
     let invalidations = fwd
         .invalidate
         .then(|| Invalidations::of(&settings, &req, rule));
+    let mut req = req.map(CacheBody::stream);
+    route_to(req.extensions_mut(), rule);
     let sent = std::time::Instant::now();
-    let resp = inner.oneshot(req.map(CacheBody::stream)).await?;
+    let resp = inner.oneshot(req).await?;
     settings
         .counters(fwd.rule)
         .record_upstream(sent.elapsed().as_micros() as u64);
@@ -137,7 +139,7 @@ where
 /// Forwards a request as it is, counted as a bypass for `reason`.
 pub(crate) async fn pass_through<S, B, ResB>(
     ctx: Ctx<S>,
-    req: Request<CacheBody<B>>,
+    mut req: Request<CacheBody<B>>,
     rule: Option<usize>,
     reason: NoCacheReason,
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
@@ -146,6 +148,7 @@ where
 {
     let status = CacheStatus::bypass(reason);
     ctx.settings.counters(rule).record(&status);
+    route_to(req.extensions_mut(), ctx.settings.rule(rule));
     let (parts, body) = ctx.inner.oneshot(req).await?.into_parts();
     Ok(pass_on(
         parts,

@@ -35,6 +35,7 @@ where
         self,
         ctx: Ctx<S>,
         parts: Parts,
+        rule: Option<usize>,
     ) -> Result<Response<CacheBody<ResB>>, S::Error>
     where
         S: Service<Request<CacheBody<B>>, Response = Response<ResB>>,
@@ -43,7 +44,7 @@ where
             Unkeyed::Refuse(status, message) => Ok(error_response(status, message)),
             // A key_body request is never a background refresh: it is counted.
             Unkeyed::Bypass(reason, body) => {
-                pass_through(ctx, Request::from_parts(parts, body), None, reason).await
+                pass_through(ctx, Request::from_parts(parts, body), rule, reason).await
             }
         }
     }

@@ -167,6 +167,13 @@ pub(crate) fn primary_key(
     }
 }
 
+/// Names the upstream of `rule` in a request about to go to the inner service.
+pub(crate) fn route_to(extensions: &mut http::Extensions, rule: Option<&Rule>) {
+    if let Some(name) = rule.and_then(|r| r.upstream.clone()) {
+        extensions.insert(crate::layer::RouteTo(name));
+    }
+}
+
 /// The body hash of a `key_body` request.
 pub(crate) fn body_hash(headers: &HeaderMap, body: &[u8]) -> Result<BodyHash, BodyKeyError> {
     BodyHash::of(

@@ -92,6 +92,12 @@ where
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub std::net::SocketAddr);
 
+/// The upstream a request goes to, by name (`rule.upstream`): put in the request's
+/// extensions by the layer before it calls the inner service, read by the sidecar's
+/// upstream client. Absent: the default upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteTo(pub std::sync::Arc<str>);
+
 /// Mounts a [`Cache`] in front of a service.
 #[derive(Clone, Debug)]
 pub struct CacheLayer {

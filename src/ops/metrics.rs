@@ -14,6 +14,19 @@ use std::fmt::Write;
 use super::stats::{HistogramSnapshot, BUCKETS_US};
 use crate::cache::Cache;
 
+fn render_upstream_errors(cache: &Cache, out: &mut String) {
+    let _ = writeln!(out, "# HELP larder_upstream_errors_total Trips upstream that failed, by upstream and kind (connect, timeout, tls, status_5xx, body); larder's own 502/504 answers included.");
+    let _ = writeln!(out, "# TYPE larder_upstream_errors_total counter");
+    for (upstream, kind, n) in cache.counters().upstream_errors.snapshot() {
+        let _ = writeln!(
+            out,
+            "larder_upstream_errors_total{{upstream=\"{}\",kind=\"{}\"}} {n}",
+            label(&upstream),
+            kind.as_str()
+        );
+    }
+}
+
 /// Writes one Prometheus histogram series (buckets from [`BUCKETS_US`], in seconds).
 fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) {
     for (le, n) in BUCKETS_US.iter().zip(&h.cumulative) {
@@ -124,6 +137,7 @@ pub fn render(cache: &Cache) -> String {
     let mut out = String::with_capacity(8192);
     render_histograms(cache, &mut out);
     render_savings(cache, &stats, &mut out);
+    render_upstream_errors(cache, &mut out);
     let _ = writeln!(
         out,
         "# HELP larder_requests_total Requests by rule and outcome."

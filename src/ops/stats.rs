@@ -264,9 +264,66 @@ pub struct Stats {
     tier_hits: [AtomicU64; Tier::SLOTS],
     hit_latency: [Histogram; Tier::SLOTS],
     invalidated: AtomicU64,
+    /// Upstream failures, shared with the upstream clients.
+    pub(crate) upstream_errors: UpstreamErrors,
     warm_runs: AtomicU64,
     warmed: AtomicU64,
     warm_failed: AtomicU64,
+}
+
+/// How a trip upstream failed (the `kind` label of `larder_upstream_errors_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UpstreamError {
+    /// It could not be reached (refused, reset, no route).
+    Connect,
+    /// It did not answer in time.
+    Timeout,
+    /// The TLS handshake failed (an untrusted or mismatched certificate, say).
+    Tls,
+    /// It answered 5xx.
+    Status5xx,
+    /// Its body failed mid-way.
+    Body,
+}
+
+impl UpstreamError {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamError::Connect => "connect",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Tls => "tls",
+            UpstreamError::Status5xx => "status_5xx",
+            UpstreamError::Body => "body",
+        }
+    }
+}
+
+/// Upstream failures by upstream name and kind; labels stay bounded (configured names,
+/// five kinds).
+#[derive(Clone, Default, Debug)]
+pub struct UpstreamErrors(Arc<Mutex<std::collections::BTreeMap<(String, UpstreamError), u64>>>);
+
+impl UpstreamErrors {
+    /// Counts one failure.
+    pub fn record(&self, upstream: &str, kind: UpstreamError) {
+        let mut map = self.0.lock();
+        match map.get_mut(&(upstream.to_string(), kind)) {
+            Some(n) => *n += 1,
+            None => {
+                map.insert((upstream.to_string(), kind), 1);
+            }
+        }
+    }
+
+    /// Every count so far.
+    pub fn snapshot(&self) -> Vec<(String, UpstreamError, u64)> {
+        self.0
+            .lock()
+            .iter()
+            .map(|((u, k), n)| (u.clone(), *k, *n))
+            .collect()
+    }
 }
 
 /// The name under which requests that matched no rule are counted.

@@ -67,6 +67,8 @@ pub struct Rule {
     pub alert_hit_ratio: Option<f64>,
     /// Related paths fetched in the background after a miss on this rule.
     pub prefetch: Vec<Template>,
+    /// The upstream its requests go to (`None`: the default, `[proxy].upstream`).
+    pub upstream: Option<std::sync::Arc<str>>,
 }
 
 impl Rule {
@@ -98,6 +100,7 @@ impl Rule {
             miss_cost: None,
             alert_hit_ratio: None,
             prefetch: Vec::new(),
+            upstream: None,
             tags: Vec::new(),
             invalidates: Vec::new(),
         })

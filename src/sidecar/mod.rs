@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 
 pub use admin::Admin;
 pub use listener::{default_max_connections, Limits};
-pub use upstream::{Upstream, UpstreamBody};
+pub use upstream::{Counted, UpstreamBody, Upstreams};
 
 use crate::cache::{Cache, Warm};
 use crate::config::{Config, HostHeader};
@@ -96,8 +96,8 @@ pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
     if config.cache.key_host.is_none() {
         config.cache.key_host = Some(config.proxy.host == HostHeader::Preserve);
     }
-    let upstream = Upstream::new(&config.proxy)?;
     let cache = Cache::new(config.clone())?;
+    let upstreams = Upstreams::new(&config.upstreams, cache.counters().upstream_errors.clone())?;
     for tier in cache.tiers().lower() {
         // Serve at once if a tier is away (from memory or the upstream), but give it a
         // moment. (Its URL is not logged: it may hold a password.)
@@ -115,7 +115,7 @@ pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
     let admin_addr = local_addr(&admin_listener, config.admin.listen, "admin.listen")?;
     let (stop, stopped) = watch::channel(false);
 
-    let service = Arc::new(CacheService::new(upstream, cache.clone()));
+    let service = Arc::new(CacheService::new(upstreams, cache.clone()));
     // Warming and prefetch go through the cache like any client, on the same upstream
     // client and pool.
     cache.set_warmer(Arc::new(Through(service.clone())));
@@ -156,7 +156,18 @@ pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
             })
         },
     ));
-    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, upstream = ?config.proxy.upstream.as_ref().map(|u| u.to_string()), "larder listening");
+    let names: Vec<String> = config
+        .upstreams
+        .iter()
+        .map(|u| {
+            format!(
+                "{}={}",
+                u.name,
+                crate::config::mask_password(&u.url.to_string())
+            )
+        })
+        .collect();
+    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, upstreams = %names.join(","), "larder listening");
     Ok(Running {
         proxy_addr,
         admin_addr,
@@ -168,7 +179,7 @@ pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
 }
 
 /// Sends warming and prefetch requests through the cache layer and the upstream client.
-struct Through(Arc<CacheService<Upstream>>);
+struct Through(Arc<CacheService<Upstreams>>);
 
 impl Warm for Through {
     fn get(
