@@ -29,7 +29,16 @@ fn recipe(name: &str, upstream: SocketAddr, speedup: u64) -> String {
     let text = text
         .replace("127.0.0.1:8080", "127.0.0.1:0")
         .replace("127.0.0.1:9091", "127.0.0.1:0")
-        .replace("http://127.0.0.1:9000", &format!("http://{upstream}"));
+        .replace("http://127.0.0.1:9000", &format!("http://{upstream}"))
+        // The APIs the recipes front are HTTPS in real life; here the test origin plays both.
+        .replace(
+            "${VIDEO_API_URL:-https://video-api.example.com}",
+            &format!("http://{upstream}"),
+        )
+        .replace(
+            "${LLM_API_URL:-https://llm.example.com}",
+            &format!("http://{upstream}"),
+        );
     let re = regex::Regex::new(r#"(?m)^(ttl|every|alert_window) = "([0-9a-z]+)""#).unwrap();
     re.replace_all(&text, |c: &regex::Captures| {
         let d = larder::units::parse_duration(&c[2]).unwrap();

@@ -31,6 +31,7 @@ pub struct Seen {
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
+    pub version: http::Version,
 }
 
 /// A response body of these bytes.
@@ -77,6 +78,7 @@ pub struct Origin {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     total: Arc<AtomicU64>,
+    handshakes: Arc<AtomicU64>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -99,12 +101,38 @@ impl Origin {
         F: Fn(Seen) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<OriginBody>> + Send + 'static,
     {
+        Origin::serve_with(listener, None, handler)
+    }
+
+    /// Starts an HTTPS origin (HTTP/2 when the client asks for it through ALPN).
+    pub async fn start_tls<F, Fut>(config: rustls::ServerConfig, handler: F) -> Origin
+    where
+        F: Fn(Seen) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<OriginBody>> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind origin");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Origin::serve_with(listener, Some(acceptor), handler)
+    }
+
+    fn serve_with<F, Fut>(
+        listener: tokio::net::TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        handler: F,
+    ) -> Origin
+    where
+        F: Fn(Seen) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<OriginBody>> + Send + 'static,
+    {
         let addr = listener.local_addr().expect("origin addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let total = Arc::new(AtomicU64::new(0));
+        let handshakes = Arc::new(AtomicU64::new(0));
         let handler = Arc::new(handler);
         let (stop, mut stopped) = oneshot::channel::<()>();
-        let (seen2, total2) = (seen.clone(), total.clone());
+        let (seen2, total2, handshakes2) = (seen.clone(), total.clone(), handshakes.clone());
         tokio::spawn(async move {
             // Connections live in this set: stopping the origin drops them all, so a
             // stopped origin really is gone, keep-alive connections included.
@@ -114,19 +142,30 @@ impl Origin {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
                         let (handler, seen, total) = (handler.clone(), seen2.clone(), total2.clone());
+                        let (tls, handshakes) = (tls.clone(), handshakes2.clone());
                         connections.spawn(async move {
                             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                                 let (handler, seen, total) = (handler.clone(), seen.clone(), total.clone());
                                 async move {
                                     let (parts, body) = req.into_parts();
                                     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                                    let s = Seen { method: parts.method, uri: parts.uri, headers: parts.headers, body };
+                                    let s = Seen { method: parts.method, uri: parts.uri, headers: parts.headers, body, version: parts.version };
                                     total.fetch_add(1, Ordering::SeqCst);
                                     seen.lock().unwrap().push(s.clone());
                                     Ok::<_, Infallible>(handler(s).await)
                                 }
                             });
-                            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                            let builder = auto::Builder::new(TokioExecutor::new());
+                            match tls {
+                                None => {
+                                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                                }
+                                Some(acceptor) => {
+                                    let Ok(stream) = acceptor.accept(stream).await else { return };
+                                    handshakes.fetch_add(1, Ordering::SeqCst);
+                                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                                }
+                            }
                         });
                     }
                     _ = &mut stopped => return,
@@ -137,8 +176,14 @@ impl Origin {
             addr,
             seen,
             total,
+            handshakes,
             stop: Some(stop),
         }
+    }
+
+    /// TLS handshakes completed (an HTTPS origin).
+    pub fn handshakes(&self) -> u64 {
+        self.handshakes.load(Ordering::SeqCst)
     }
 
     /// Requests answered so far.
@@ -710,4 +755,72 @@ impl Drop for NaiveOrigin {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A certificate authority made at test time, and server certificates it signs.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    /// The CA certificate as a PEM file (for `ca_file`), removed on drop.
+    pub pem_path: PathBuf,
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "larder test CA");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let issuer = rcgen::CertifiedIssuer::self_signed(params, key).expect("CA");
+        let pem_path = write_config(&issuer.pem()).with_extension("pem");
+        std::fs::write(&pem_path, issuer.pem()).expect("write CA");
+        TestCa { issuer, pem_path }
+    }
+
+    /// A server config with a certificate for `names`, offering `alpn`.
+    pub fn server_config(&self, names: &[&str], alpn: &[&[u8]]) -> rustls::ServerConfig {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        server_config(cert.der().clone(), key, alpn)
+    }
+}
+
+impl Drop for TestCa {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.pem_path);
+    }
+}
+
+/// A server config with a self-signed certificate no CA vouches for.
+pub fn self_signed_config(names: &[&str]) -> rustls::ServerConfig {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("params");
+    let cert = params.self_signed(&key).expect("self-signed");
+    server_config(cert.der().clone(), key, &[b"http/1.1"])
+}
+
+fn server_config(
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: rcgen::KeyPair,
+    alpn: &[&[u8]],
+) -> rustls::ServerConfig {
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server config");
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config
 }

@@ -311,17 +311,18 @@ fn forwarding_fields(parts: &mut http::request::Parts) {
 
 /// Why a request failed, by kind, with the 502 body saying so.
 fn failure(e: &hyper_util::client::legacy::Error) -> (UpstreamError, &'static str) {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        let tls = s.downcast_ref::<rustls::Error>().or_else(|| {
-            s.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(t) = tls {
+    let mut at: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = at {
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
             return (UpstreamError::Tls, tls::reason(t));
         }
-        source = s.source();
+        // An io::Error's own `source` skips the error it wraps: descend into it.
+        at = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
     }
     (UpstreamError::Connect, "upstream unreachable\n")
 }
