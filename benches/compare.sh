@@ -4,6 +4,8 @@
 #
 #   benches/compare.sh                      # 3 rounds x 10 s per run
 #   ROUNDS=5 DURATION=15 benches/compare.sh
+#   LARDER_B=/path/to/previous/larder CONTESTANTS="larder larder_b nginx" FILES=1k.json \
+#     ENCODINGS=gzip benches/compare.sh     # this build against a previous one, same run
 #
 # Installs nginx, varnish and wrk from Debian packages when missing; builds larder in
 # release mode; runs `wrk -t1 -c64 --latency` against each contestant in alternating
@@ -46,6 +48,11 @@ NGX_PORT=$((BASE_PORT + 2))
 VARNISH_PORT=$((BASE_PORT + 3))
 LARDER_PORT=$((BASE_PORT + 4))
 LARDER_ADMIN=$((BASE_PORT + 5))
+LARDER_B_PORT=$((BASE_PORT + 6))
+LARDER_B_ADMIN=$((BASE_PORT + 7))
+LARDER_B=${LARDER_B:-}
+FILES=${FILES:-1k.json 16k.json}
+ENCODINGS=${ENCODINGS:-identity gzip}
 
 # The files: JSON-like text, with pre-compressed .gz copies so no contestant (nor the
 # origin) compresses per request.
@@ -147,6 +154,9 @@ path = "/{file}"
 ttl = "1h"
 EOF
 
+sed -e "s/127.0.0.1:$LARDER_PORT/127.0.0.1:$LARDER_B_PORT/" -e "s/127.0.0.1:$LARDER_ADMIN/127.0.0.1:$LARDER_B_ADMIN/" \
+  "$OUT/larder.toml" > "$OUT/larder_b.toml"
+
 for n in origin ceiling proxycache; do
   "$NGINX" -c "$OUT/$n.conf" -p "$OUT/tmp" -e "$OUT/tmp/$n.error.log" &
   started+=($!)
@@ -159,6 +169,11 @@ done
 started+=($!); PID_varnish=$!
 RUST_LOG=warn "$LARDER" serve --config "$OUT/larder.toml" 2>"$OUT/tmp/larder.log" &
 started+=($!); PID_larder=$!
+PID_larder_b=0
+if [ -n "$LARDER_B" ]; then
+  RUST_LOG=warn "$LARDER_B" serve --config "$OUT/larder_b.toml" 2>"$OUT/tmp/larder_b.log" &
+  started+=($!); PID_larder_b=$!
+fi
 
 wait_port() {
   for _ in $(seq 200); do
@@ -167,15 +182,16 @@ wait_port() {
   done
   echo "nothing answers on port $1" >&2; exit 1
 }
-for p in $ORIGIN_PORT $CEIL_PORT $NGX_PORT $VARNISH_PORT $LARDER_PORT; do wait_port "$p"; done
-
-declare -A PORT=([ceiling]=$CEIL_PORT [nginx]=$NGX_PORT [varnish]=$VARNISH_PORT [larder]=$LARDER_PORT)
-declare -A MAINPID=([ceiling]=$PID_ceiling [nginx]=$PID_proxycache [varnish]=$PID_varnish [larder]=$PID_larder)
-CONTESTANTS=(larder nginx varnish ceiling)
+declare -A PORT=([ceiling]=$CEIL_PORT [nginx]=$NGX_PORT [varnish]=$VARNISH_PORT [larder]=$LARDER_PORT [larder_b]=$LARDER_B_PORT)
+declare -A MAINPID=([ceiling]=$PID_ceiling [nginx]=$PID_proxycache [varnish]=$PID_varnish [larder]=$PID_larder [larder_b]=$PID_larder_b)
+read -r -a CONTESTANTS <<< "${CONTESTANTS:-larder nginx varnish ceiling}"
+[ -n "$LARDER_B" ] && [[ ! " ${CONTESTANTS[*]} " =~ " larder_b " ]] && CONTESTANTS+=(larder_b)
+for p in $ORIGIN_PORT; do wait_port "$p"; done
+for c in "${CONTESTANTS[@]}"; do wait_port "${PORT[$c]}"; done
 
 # Warm every cache for every variant.
 for c in "${CONTESTANTS[@]}"; do
-  for f in 1k.json 16k.json; do
+  for f in $FILES; do
     for _ in 1 2 3; do
       curl -s -o /dev/null "http://127.0.0.1:${PORT[$c]}/$f"
       curl -s -o /dev/null -H 'Accept-Encoding: gzip' "http://127.0.0.1:${PORT[$c]}/$f"
@@ -207,8 +223,8 @@ run() { # contestant, file, encoding label, round
 }
 
 echo "machine: $(nproc) cores, $(uname -r); wrk -t1 -c$CONNS -d${DURATION}s; $WORKERS server worker(s); $ROUNDS rounds" >&2
-for f in 1k.json 16k.json; do
-  for enc in identity gzip; do
+for f in $FILES; do
+  for enc in $ENCODINGS; do
     for round in $(seq "$ROUNDS"); do
       for c in "${CONTESTANTS[@]}"; do run "$c" "$f" "$enc" "$round"; done
     done
@@ -221,7 +237,7 @@ rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 data = {}
 for f, enc, rnd, c, rps, p50, p99, cpu, errs in rows:
     data.setdefault((f, enc), {}).setdefault(c, []).append((int(rnd), float(rps), float(p50), float(p99), float(cpu)))
-order = ["larder", "nginx", "varnish", "ceiling"]
+order = ["larder", "larder_b", "nginx", "varnish", "ceiling"]
 print("| body | client | contestant | req/s median (min–max) | p50 µs | p99 µs | CPU µs/req | vs ceiling |")
 print("|---|---|---|---|---|---|---|---|")
 ratios = []
@@ -231,7 +247,8 @@ for (f, enc), by in data.items():
         if c not in by: continue
         runs = by[c]
         rps = [r[1] for r in runs]
-        vs = statistics.median([r[1] / ceil[r[0]] for r in runs if ceil.get(r[0])])
+        vs_all = [r[1] / ceil[r[0]] for r in runs if ceil.get(r[0])]
+        vs = statistics.median(vs_all) if vs_all else float("nan")
         print(f"| {f.split('.')[0]} | {enc} | {c} | {statistics.median(rps):,.0f} ({min(rps):,.0f}–{max(rps):,.0f}) | "
               f"{statistics.median(r[2] for r in runs):.0f} | {statistics.median(r[3] for r in runs):.0f} | "
               f"{statistics.median(r[4] for r in runs):.1f} | {vs:.2f} |")
@@ -241,10 +258,14 @@ for (f, enc), by in data.items():
             per_round.setdefault(r[0], {})[c] = r[1]
     lv = [v["larder"] / v["varnish"] for v in per_round.values() if "larder" in v and "varnish" in v]
     ln = [v["larder"] / v["nginx"] for v in per_round.values() if "larder" in v and "nginx" in v]
-    ratios.append((f, enc, lv, ln))
+    for r in by.get("larder_b", []):
+        per_round.setdefault(r[0], {})["larder_b"] = r[1]
+    lb = [v["larder"] / v["larder_b"] for v in per_round.values() if "larder" in v and "larder_b" in v]
+    ratios.append((f, enc, lv, ln, lb))
 print()
-print("| body | client | larder/varnish per round | larder/nginx per round |")
-print("|---|---|---|---|")
-for f, enc, lv, ln in ratios:
-    print(f"| {f.split('.')[0]} | {enc} | {', '.join(f'{x:.2f}' for x in lv)} | {', '.join(f'{x:.2f}' for x in ln)} |")
+print("| body | client | larder/varnish per round | larder/nginx per round | larder/larder_b per round |")
+print("|---|---|---|---|---|")
+for f, enc, lv, ln, lb in ratios:
+    fmt = lambda xs: ', '.join(f'{x:.2f}' for x in xs) or '-'
+    print(f"| {f.split('.')[0]} | {enc} | {fmt(lv)} | {fmt(ln)} | {fmt(lb)} |")
 PY

@@ -2,6 +2,8 @@
 //! `call`; a hit is answered there. Everything else is one boxed future ([`crate::flow`]).
 
 use std::sync::Arc;
+
+use arc_swap::Guard;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
@@ -63,7 +65,8 @@ impl<S> CacheService<S> {
         B: PassBody,
         ResB: PassBody,
     {
-        let settings = self.cache.inner.settings.load_full();
+        // A guard, not a clone of the Arc: the hit path takes no reference count.
+        let settings = self.cache.inner.settings.load();
         let trusted = trusted_peer(&settings, &req);
         let upgrade = match admit(&mut req, trusted) {
             Ok(admitted) => admitted.upgrade,
@@ -90,7 +93,7 @@ impl<S> CacheService<S> {
 
     fn serve<B, ResB>(
         &self,
-        settings: Arc<Settings>,
+        settings: Guard<Arc<Settings>>,
         req: Request<B>,
         upgrade: bool,
     ) -> ResponseFuture<ResB, S::Error>
@@ -101,6 +104,7 @@ impl<S> CacheService<S> {
     {
         let plan = match flow::route(&settings, &req, upgrade) {
             Route::Forward(fwd) => {
+                let settings = Guard::into_inner(settings);
                 return ResponseFuture::boxed(flow::forward(self.ctx(settings), req, fwd));
             }
             Route::Cache(plan) => plan,
@@ -124,6 +128,7 @@ impl<S> CacheService<S> {
                     && entry.claim_refresh()
                 {
                     // A hot entry close to expiry: refresh it once, so it never misses.
+                    let settings = Guard::into_inner(settings);
                     self.refresh_in_background(settings, req, plan, Found::Stale(entry, key));
                 }
                 ResponseFuture::ready(resp)
@@ -132,11 +137,15 @@ impl<S> CacheService<S> {
                 let status = CacheStatus::stale(why, entry.ttl_ms(now) / 1000);
                 let resp = answering.entry((&entry, &key), status, now);
                 if why == Stale::WhileRevalidate {
+                    let settings = Guard::into_inner(settings);
                     self.refresh_in_background(settings, req, plan, Found::Stale(entry, key));
                 }
                 ResponseFuture::ready(resp)
             }
-            found => ResponseFuture::boxed(fill::run(self.ctx(settings), req, plan, found)),
+            found => {
+                let settings = Guard::into_inner(settings);
+                ResponseFuture::boxed(fill::run(self.ctx(settings), req, plan, found))
+            }
         }
     }
 

@@ -1,9 +1,9 @@
 //! Accepting client connections with limits, so that silent or slow clients cannot take
 //! the server away from everyone else.
 //!
-//! - **Header-read timeout**: a connection must send its first request head within
-//!   `proxy.header_read_timeout` (counted from accept); HTTP/1.1 heads after that are timed
-//!   by hyper from the end of the previous response.
+//! - **Header-read timeout**: a request head must arrive whole within
+//!   `proxy.header_read_timeout`, counted from its first byte (or from accept, for a
+//!   connection that sends nothing), so neither silence nor a trickle holds a connection.
 //! - **Idle timeout**: a connection with no request in flight and no bytes moving for
 //!   `proxy.idle_timeout` is closed.
 //! - **Connection cap**: at `proxy.max_connections` the connection idle the longest (no
@@ -99,19 +99,31 @@ struct ConnState {
     in_flight: AtomicU32,
     /// Whether a request has been received on it.
     served: AtomicBool,
+    /// When the first byte of a request head not yet dispatched arrived (0: none pending).
+    head_since: AtomicU64,
+    /// HTTP/2: frames move between requests, so heads are not timed (streams are).
+    h2: AtomicBool,
     close: Notify,
 }
 
 /// The open connections of one listener.
 struct Registry {
     started: Instant,
+    /// Milliseconds since `started`, as of the last sweep (a clock that costs the I/O path
+    /// no system call).
+    clock: AtomicU64,
     live: Mutex<HashMap<u64, Arc<ConnState>>>,
     next: AtomicU64,
 }
 
 impl Registry {
     fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.clock.load(Relaxed)
+    }
+
+    fn tick(&self) {
+        self.clock
+            .store(self.started.elapsed().as_millis() as u64, Relaxed);
     }
 
     /// Closes the connection idle the longest (nothing in flight); false if none is idle.
@@ -132,8 +144,15 @@ impl Registry {
 
     /// Closes connections that waited too long for a first request, or sat idle too long.
     fn sweep(&self, limits: &Limits) {
+        self.tick();
         let now = self.now_ms();
+        let head_limit = limits.header_read_timeout.as_millis() as u64;
         for c in self.live.lock().values() {
+            let head_since = c.head_since.load(Relaxed);
+            if head_since != 0 && now.saturating_sub(head_since) >= head_limit {
+                c.close.notify_one();
+                continue;
+            }
             if c.in_flight.load(Relaxed) > 0 {
                 continue;
             }
@@ -163,6 +182,19 @@ impl ActivityIo {
     fn touch(state: &ConnState, registry: &Registry) {
         state.last_active.store(registry.now_ms(), Relaxed);
     }
+
+    /// Bytes arrived: with nothing in flight they start a request head.
+    fn received(state: &ConnState, registry: &Registry) {
+        let now = registry.now_ms();
+        state.last_active.store(now, Relaxed);
+        if state.in_flight.load(Relaxed) == 0
+            && state.head_since.load(Relaxed) == 0
+            && !state.h2.load(Relaxed)
+        {
+            // (0 means none pending: a head starting at the very first tick counts from 1.)
+            state.head_since.store(now.max(1), Relaxed);
+        }
+    }
 }
 
 impl AsyncRead for ActivityIo {
@@ -175,7 +207,7 @@ impl AsyncRead for ActivityIo {
         let before = buf.filled().len();
         let r = this.inner.poll_read(cx, buf);
         if buf.filled().len() > before {
-            ActivityIo::touch(this.state, this.registry);
+            ActivityIo::received(this.state, this.registry);
         }
         r
     }
@@ -225,9 +257,13 @@ impl AsyncWrite for ActivityIo {
 struct InFlight(Arc<ConnState>);
 
 impl InFlight {
-    fn new(state: &Arc<ConnState>) -> InFlight {
+    fn new(state: &Arc<ConnState>, h2: bool) -> InFlight {
         state.in_flight.fetch_add(1, Relaxed);
-        state.served.store(true, Relaxed);
+        state.head_since.store(0, Relaxed);
+        if !state.served.load(Relaxed) {
+            state.served.store(true, Relaxed);
+            state.h2.store(h2, Relaxed);
+        }
         InFlight(state.clone())
     }
 }
@@ -288,10 +324,10 @@ pub async fn serve<F, S, B>(
     B::Error: Into<BoxError>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Heads are timed by the sweeper (a hyper timer would arm a Sleep per request).
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header.max(8192))
         .max_headers(limits.max_headers);
     builder
@@ -303,6 +339,7 @@ pub async fn serve<F, S, B>(
     let builder = Arc::new(builder);
     let registry = Arc::new(Registry {
         started: Instant::now(),
+        clock: AtomicU64::new(0),
         live: Mutex::new(HashMap::new()),
         next: AtomicU64::new(0),
     });
@@ -337,10 +374,13 @@ pub async fn serve<F, S, B>(
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
+                registry.tick();
                 let state = Arc::new(ConnState {
                     last_active: AtomicU64::new(registry.now_ms()),
                     in_flight: AtomicU32::new(0),
                     served: AtomicBool::new(false),
+                    head_since: AtomicU64::new(0),
+                    h2: AtomicBool::new(false),
                     close: Notify::new(),
                 });
                 let id = registry.next.fetch_add(1, Relaxed);
@@ -367,8 +407,8 @@ pub async fn serve<F, S, B>(
     }
 }
 
-/// Serves one connection until it ends; closes it gracefully (what is in flight finishes)
-/// when it is idle, evicted, or the server stops.
+/// Serves one connection until it ends; drops it when it is idle, evicted or its head is
+/// late, and closes it gracefully (what is in flight finishes) when the server stops.
 async fn serve_one<S, B>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     registry: Arc<Registry>,
@@ -398,10 +438,10 @@ async fn serve_one<S, B>(
                 }
                 break;
             }
-            _ = state.close.notified(), if !shutting => {
-                shutting = true;
-                conn.as_mut().graceful_shutdown();
-            }
+            // Idle, evicted, or a head that did not arrive in time: nothing is in flight,
+            // so the connection is dropped at once (a graceful close would wait for the
+            // head).
+            _ = state.close.notified() => break,
             _ = closing.changed(), if !shutting => {
                 shutting = true;
                 conn.as_mut().graceful_shutdown();
@@ -431,9 +471,13 @@ where
     type Future = TrackedFuture<S::Future>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let guard = Some(InFlight::new(
+            &self.state,
+            req.version() == http::Version::HTTP_2,
+        ));
         TrackedFuture {
             inner: self.inner.call(req),
-            guard: Some(InFlight::new(&self.state)),
+            guard,
         }
     }
 }
