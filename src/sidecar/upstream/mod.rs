@@ -158,12 +158,17 @@ impl Upstream {
         } else {
             tls::client_config(None).map_err(fail)?
         };
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        // A `Host` other than its own cannot travel as HTTP/2's `:authority` on a
+        // connection to it: such upstreams are spoken to in HTTP/1.1.
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+            .enable_http1();
+        let connector = if c.host == HostHeader::Upstream {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.wrap_connector(http)
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(c.max_idle)
@@ -209,15 +214,22 @@ impl Upstream {
             .ok()
     }
 
-    /// The `Host` the upstream sees.
+    /// The `Host` the upstream sees. Its own authority is left to the client: HTTP/1.1
+    /// gets it as `Host` from the URI, HTTP/2 as `:authority` (an HTTP/2 server may refuse
+    /// a `host` field beside it as a duplicate).
     fn set_host(&self, headers: &mut http::HeaderMap, client_host: Option<HeaderValue>) {
         let value = match &self.host {
-            HostHeader::Upstream => HeaderValue::from_str(self.authority.as_str()).ok(),
+            HostHeader::Upstream => None,
             HostHeader::Preserve => client_host,
             HostHeader::Fixed(v) => Some(v.clone()),
         };
-        if let Some(v) = value {
-            headers.insert(HOST, v);
+        match value {
+            Some(v) => {
+                headers.insert(HOST, v);
+            }
+            None => {
+                headers.remove(HOST);
+            }
         }
     }
 }
