@@ -74,6 +74,7 @@ fn main() -> ExitCode {
                 }
             };
             runtime.block_on(async move {
+                let stop = shutdown_signal();
                 let running = match larder::sidecar::start(config).await {
                     Ok(r) => r,
                     Err(e) => {
@@ -81,25 +82,30 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
-                running.run_until(shutdown_signal()).await;
+                running.run_until(stop).await;
                 ExitCode::SUCCESS
             })
         }
     }
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT, listened for from the moment this is called: registered before the
+/// listeners open, so a signal that arrives as soon as larder is up is not lost (or fatal).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers, only a kill stops the process.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            // Without signal handlers, only a kill stops the process.
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

@@ -533,10 +533,15 @@ async fn bodies_over_max_body_stream_whole_and_are_not_stored() {
         let b = get(&larder.url(path)).await;
         assert_eq!(a.body, big, "{path} arrives whole");
         assert_eq!(b.body, big);
-        assert_eq!(
-            a.header("cache-status"),
-            "larder; fwd=miss; detail=too-large"
-        );
+        if path == "/videos/known" {
+            // Known too large from its Content-Length: passed on from the start.
+            assert_eq!(
+                a.header("cache-status"),
+                "larder; fwd=miss; detail=too-large"
+            );
+        }
+        // A chunked body may have begun streaming into a fill before it grew past the
+        // bound; either way it is not stored.
         assert_eq!(b.x_cache(), "MISS");
         assert_eq!(origin.calls(path), 2);
     }

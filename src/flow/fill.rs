@@ -23,6 +23,7 @@ use super::miss::{Fetched, Miss, Phase, StaleEntry};
 use super::respond::{error_response, pass_on, respond, stamp, Answering};
 use super::revalidate;
 use super::route::{route_to, Plan};
+use super::stream::{self, drain_ready, Drained};
 use super::Ctx;
 use crate::key::normalize_percent;
 use crate::layer::{buffer, Buffered, CacheBody, Inner, PassBody};
@@ -117,6 +118,18 @@ where
 {
     pub(super) fn answering(&self) -> Answering<'_> {
         Answering::of(&self.ctx, &self.plan)
+    }
+
+    /// Whether this request can take a fill's bytes as they come: a plain GET (no HEAD,
+    /// no preconditions, no range, which are answered from the whole entry) that someone
+    /// waits for.
+    pub(super) fn streamable(&self) -> bool {
+        let info = &self.plan.info;
+        !self.plan.background
+            && !info.head
+            && info.range.is_none()
+            && info.conditions.is_empty()
+            && info.conditions.if_range.is_none()
     }
 
     /// Lookup: below memory, unless memory's answer is servable or that was done.
@@ -309,7 +322,36 @@ where
                 &s,
             ));
         }
-        let bytes = match buffer(f.body, limit).await {
+        let body = if self.streamable() {
+            // What is ready now decides: complete answers take the buffered path below.
+            let mut body = Box::pin(f.body);
+            match drain_ready(&mut body, limit) {
+                Drained::Complete(b) => Buffered::Complete(b),
+                Drained::TooLarge(prefix) => Buffered::TooLarge(CacheBody::prefixed(prefix, body)),
+                Drained::Failed => Buffered::TimedOut,
+                Drained::Pending(prefix) => {
+                    let status = CacheStatus::forwarded(f.fwd).stored(true);
+                    self.answering().record(&status);
+                    let later = stream::Later {
+                        cache: self.ctx.cache.clone(),
+                        settings: s.clone(),
+                        rule: self.plan.rule,
+                        fill: self.fill.take().expect("fill is set before going upstream"),
+                        response: (f.response.status, f.response.headers),
+                        freshness,
+                        tokens: f.tokens,
+                        response_time: f.response_time,
+                        limit,
+                        leader: self._leader.take(),
+                        _lease: self._lease.take(),
+                    };
+                    return Phase::Respond(stream::start(later, status, prefix, body));
+                }
+            }
+        } else {
+            buffer(f.body, limit).await
+        };
+        let bytes = match body {
             Buffered::Complete(b) => b,
             Buffered::TooLarge(rest) => {
                 let status = self.uncached(f.fwd, NoCacheReason::TooLarge);

@@ -7,7 +7,9 @@ use http::{Request, Response};
 use tower::Service;
 
 use super::miss::{LeaseGuard, Miss, Phase, StaleEntry};
-use crate::coalesce::Role;
+use super::respond::stamp;
+use crate::coalesce::stream::FillStream;
+use crate::coalesce::{Role, Waited};
 use crate::entry::Entry;
 use crate::key::CacheKey;
 use crate::layer::CacheBody;
@@ -32,15 +34,20 @@ where
                 return Phase::Respond(Response::new(CacheBody::empty()))
             }
             Role::Follower(follower) => {
-                if follower.wait(wait).await {
-                    // The leader's answer is newer than this request, whatever it asked.
-                    let (found, tier) = cache
-                        .tiers()
-                        .lookup(self.key, &self.parts.headers, &RequestPolicy::default())
-                        .await;
-                    if let Found::Fresh(entry, key) = found {
-                        return Phase::Respond(self.collapsed(&entry, &key, tier));
+                let join = self.streamable().then_some(self.plan.info.gzip);
+                match follower.wait(wait, join).await {
+                    Waited::Streaming(fill) => return Phase::Respond(self.follow(&fill)),
+                    Waited::Done => {
+                        // The leader's answer is newer than this request, whatever it asked.
+                        let (found, tier) = cache
+                            .tiers()
+                            .lookup(self.key, &self.parts.headers, &RequestPolicy::default())
+                            .await;
+                        if let Found::Fresh(entry, key) = found {
+                            return Phase::Respond(self.collapsed(&entry, &key, tier));
+                        }
                     }
+                    Waited::TimedOut => {}
                 }
             }
         }
@@ -51,6 +58,18 @@ where
         }
         let tokens = cache.tiers().begin_fill().await;
         Phase::Fetch(stale, fwd, tokens)
+    }
+
+    /// Joins another request's fill as it streams: the bytes so far at once, then the rest
+    /// as they arrive (a hit, collapsed: this request caused no trip upstream).
+    fn follow<ResB>(&self, fill: &Arc<FillStream>) -> Response<CacheBody<ResB>> {
+        let status = CacheStatus::hit(0).collapsed(true).tier(Tier::L1);
+        self.answering().record(&status);
+        let mut resp = Response::new(CacheBody::fill(fill.reader()));
+        *resp.status_mut() = fill.status();
+        *resp.headers_mut() = fill.headers().clone();
+        stamp(resp.headers_mut(), &status, &self.ctx.settings);
+        resp
     }
 
     /// A hit on another request's fill.

@@ -24,6 +24,7 @@ mod miss;
 pub(crate) mod respond;
 mod revalidate;
 mod route;
+mod stream;
 
 use std::sync::Arc;
 

@@ -19,6 +19,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
 
+use crate::coalesce::stream::FillReader;
+
 /// A boxed error, as tower-http uses for wrapped bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -37,6 +39,7 @@ pin_project! {
         Full { data: Option<Bytes> },
         Stream { #[pin] inner: B },
         Prefixed { prefix: VecDeque<Bytes>, #[pin] inner: Pin<Box<B>> },
+        Fill { #[pin] reader: FillReader },
     }
 }
 
@@ -54,6 +57,20 @@ impl<B> CacheBody<B> {
     pub fn empty() -> Self {
         CacheBody {
             kind: Kind::Full { data: None },
+        }
+    }
+
+    /// A fill in progress, followed as it arrives.
+    pub fn fill(reader: FillReader) -> Self {
+        CacheBody {
+            kind: Kind::Fill { reader },
+        }
+    }
+
+    /// `prefix` (read already), then the rest of `inner`.
+    pub fn prefixed(prefix: VecDeque<Bytes>, inner: Pin<Box<B>>) -> Self {
+        CacheBody {
+            kind: Kind::Prefixed { prefix, inner },
         }
     }
 
@@ -84,6 +101,7 @@ where
                 Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
                 None => inner.poll_frame(cx).map_err(Into::into),
             },
+            Proj::Fill { reader } => reader.poll_frame(cx).map_err(Into::into),
         }
     }
 
@@ -92,6 +110,7 @@ where
             Kind::Full { data } => data.is_none(),
             Kind::Stream { inner } => inner.is_end_stream(),
             Kind::Prefixed { prefix, inner } => prefix.is_empty() && inner.is_end_stream(),
+            Kind::Fill { reader } => reader.is_end_stream(),
         }
     }
 
@@ -101,6 +120,7 @@ where
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             Kind::Stream { inner } => inner.size_hint(),
+            Kind::Fill { reader } => reader.size_hint(),
             Kind::Prefixed { prefix, inner } => {
                 let p: u64 = prefix.iter().map(|b| b.len() as u64).sum();
                 let h = inner.size_hint();

@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::sync::oneshot;
 
-pub type OriginBody = BoxBody<Bytes, Infallible>;
+pub type OriginBody = BoxBody<Bytes, Cut>;
 
 /// A request as the origin saw it.
 #[derive(Clone, Debug)]
@@ -36,12 +36,12 @@ pub struct Seen {
 
 /// A response body of these bytes.
 pub fn full(b: impl Into<Bytes>) -> OriginBody {
-    Full::new(b.into()).boxed()
+    Full::new(b.into()).map_err(|e| match e {}).boxed()
 }
 
 /// A chunked body (no Content-Length) of these chunks.
 pub fn chunked(chunks: Vec<Bytes>) -> OriginBody {
-    Chunks(chunks.into()).boxed()
+    Chunks(chunks.into()).map_err(|e| match e {}).boxed()
 }
 
 /// A body of unknown length, one frame per chunk.
@@ -823,4 +823,54 @@ fn server_config(
         .expect("server config");
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     config
+}
+
+/// A response body fed through a channel: `Ok` chunks are sent as they come, an `Err`
+/// fails the body (the origin cuts it).
+pub fn channel_body() -> (tokio::sync::mpsc::Sender<Result<Bytes, String>>, OriginBody) {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    (tx, ChannelBody(rx).boxed())
+}
+
+struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, String>>);
+
+#[derive(Debug)]
+pub struct Cut(String);
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Cut {}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Cut;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Cut>>> {
+        // An error makes the origin's server abort the response mid-body, as a crashed or
+        // cut upstream does.
+        self.0
+            .poll_recv(cx)
+            .map(|item| item.map(|r| r.map(Frame::data).map_err(Cut)))
+    }
+}
+
+/// The resident and peak resident memory of a process, in KiB.
+pub fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }

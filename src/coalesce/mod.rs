@@ -1,5 +1,6 @@
 //! Single flight per key: concurrent misses on one key make one upstream request; the
-//! others wait (bounded) for it and then read what it stored.
+//! others wait (bounded) for it and then read what it stored — or, while it streams, join
+//! it ([`stream`]) and follow it live.
 //!
 //! Waiters share a key, and the key includes the user for `per_user` rules, so a waiter
 //! only ever reads an entry its own request could have stored. When the leader's answer
@@ -14,9 +15,11 @@
 //! let Role::Leader(guard) = c.join(key) else { panic!() };
 //! let Role::Follower(wait) = c.join(key) else { panic!() };
 //! drop(guard); // the leader finished
-//! assert!(wait.wait(std::time::Duration::from_secs(1)).await);
+//! assert!(matches!(wait.wait(std::time::Duration::from_secs(1), None).await, larder::coalesce::Waited::Done));
 //! # });
 //! ```
+
+pub mod stream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,11 +29,15 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::key::CacheKey;
+use stream::FillStream;
+
+/// What followers of a fill can see: nothing yet, or the fill streaming.
+type Shared = Arc<Mutex<HashMap<CacheKey, watch::Sender<Option<Arc<FillStream>>>>>>;
 
 /// The in-flight fetches, by key.
 #[derive(Default, Debug)]
 pub struct Coalescer {
-    inflight: Arc<Mutex<HashMap<CacheKey, watch::Sender<()>>>>,
+    inflight: Shared,
 }
 
 /// What a request does about a miss.
@@ -41,10 +48,19 @@ pub enum Role {
     Follower(Follower),
 }
 
-/// Held by the request that fetches.
+/// Held by the request that fetches (and, while it streams, by the fill).
 pub struct LeaderGuard {
     key: CacheKey,
-    inflight: Arc<Mutex<HashMap<CacheKey, watch::Sender<()>>>>,
+    inflight: Shared,
+}
+
+impl LeaderGuard {
+    /// Lets followers join the fill as it streams.
+    pub fn publish(&self, stream: Arc<FillStream>) {
+        if let Some(tx) = self.inflight.lock().get(&self.key) {
+            tx.send_replace(Some(stream));
+        }
+    }
 }
 
 impl Drop for LeaderGuard {
@@ -55,15 +71,39 @@ impl Drop for LeaderGuard {
 }
 
 /// Held by a request waiting for a leader.
-pub struct Follower(watch::Receiver<()>);
+pub struct Follower(watch::Receiver<Option<Arc<FillStream>>>);
+
+/// What a follower's wait came to.
+pub enum Waited {
+    /// The leader finished: read what it stored.
+    Done,
+    /// The leader's fill is streaming: follow it.
+    Streaming(Arc<FillStream>),
+    /// The leader took longer than the wait allows.
+    TimedOut,
+}
 
 impl Follower {
-    /// Waits until the leader is done or `limit` passes; true if the leader finished.
-    pub async fn wait(mut self, limit: Duration) -> bool {
-        // `changed` fails once the sender is dropped, i.e. when the leader finished.
-        tokio::time::timeout(limit, async { while self.0.changed().await.is_ok() {} })
-            .await
-            .is_ok()
+    /// Waits until the leader is done or `limit` passes — or, for a follower that can
+    /// join (`join`: whether it accepts gzip), until the leader's fill streams in a coding it
+    /// can take, still whole.
+    pub async fn wait(mut self, limit: Duration, join: Option<bool>) -> Waited {
+        let outcome = tokio::time::timeout(limit, async {
+            loop {
+                if let Some(gzip) = join {
+                    let stream = self.0.borrow_and_update().clone();
+                    if let Some(s) = stream.filter(|s| s.joinable() && s.servable_to(gzip)) {
+                        return Waited::Streaming(s);
+                    }
+                }
+                // `changed` fails once the sender is dropped: the leader finished.
+                if self.0.changed().await.is_err() {
+                    return Waited::Done;
+                }
+            }
+        })
+        .await;
+        outcome.unwrap_or(Waited::TimedOut)
     }
 }
 
@@ -74,7 +114,7 @@ impl Coalescer {
         if let Some(tx) = map.get(&key) {
             return Role::Follower(Follower(tx.subscribe()));
         }
-        let (tx, _rx) = watch::channel(());
+        let (tx, _rx) = watch::channel(None);
         map.insert(key, tx);
         Role::Leader(LeaderGuard {
             key,
