@@ -6,8 +6,9 @@
 //!
 //! Endpoints: `GET /health`, `GET /jobs/{id}` (per-user: answers with the caller's
 //! `Authorization`), `POST /jobs/{id}/approve`, `GET /videos/{id}` (1.5 KiB of JSON),
-//! `GET /items/{id}` (exactly 1 KiB of JSON), `POST /v1/summarize`, `GET /calls` (how
-//! many requests it answered).
+//! `GET /items/{id}` (exactly 1 KiB of JSON), `POST /v1/summarize`, `GET /v1/stream/{id}`
+//! (eight server-sent events 250 ms apart, as an LLM streams a completion), `GET /calls`
+//! (how many requests it answered).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -18,7 +19,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -39,10 +41,43 @@ fn json(status: StatusCode, body: String, cache_control: &str) -> Response<Full<
         .expect("static headers are valid")
 }
 
+type AnyBody = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Eight server-sent events, 250 ms apart: the first at once.
+fn event_stream(id: &str) -> Response<AnyBody> {
+    let id = id.to_string();
+    let events = futures_util::stream::unfold(0u32, move |i| {
+        let id = id.clone();
+        async move {
+            if i == 8 {
+                return None;
+            }
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            let event = format!("data: {{\"stream\":\"{id}\",\"token\":{i}}}\n\n");
+            Some((Ok(hyper::body::Frame::data(Bytes::from(event))), i + 1))
+        }
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "max-age=3600")
+        .body(StreamBody::new(events).boxed_unsync())
+        .expect("static headers are valid")
+}
+
 async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<AnyBody>, Infallible> {
+    if let Some(id) = req.uri().path().strip_prefix("/v1/stream/") {
+        state.calls.fetch_add(1, Ordering::Relaxed);
+        return Ok(event_stream(id));
+    }
+    Ok(answer(state, req).await.map(BodyExt::boxed_unsync))
+}
+
+async fn answer(state: Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let n = state.calls.fetch_add(1, Ordering::Relaxed) + 1;
     let path = req.uri().path().to_string();
     let method = req.method().clone();
@@ -128,7 +163,7 @@ async fn handle(
             "max-age=60",
         ),
     };
-    Ok(resp)
+    resp
 }
 
 #[tokio::main]
