@@ -75,6 +75,7 @@ fn main() -> ExitCode {
             };
             runtime.block_on(async move {
                 let stop = shutdown_signal();
+                let _file_size = file_size_signal();
                 let running = match larder::sidecar::start(config).await {
                     Ok(r) => r,
                     Err(e) => {
@@ -87,6 +88,14 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// SIGXFSZ (a write past `ulimit -f`) would end the process; handled, the write fails with
+/// EFBIG instead and the disk tier disables itself. The handler lives as long as this.
+fn file_size_signal() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // SIGXFSZ is 25 on Linux.
+    signal(SignalKind::from_raw(25)).ok()
 }
 
 /// SIGTERM or SIGINT, listened for from the moment this is called: registered before the

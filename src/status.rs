@@ -185,6 +185,49 @@ impl Tier {
     pub fn slot(self) -> usize {
         self.slot
     }
+
+    /// The tier a rule's `tiers` names: `memory`, `disk` or `redis`.
+    pub fn from_config_name(name: &str) -> Option<Tier> {
+        match name {
+            "memory" => Some(Tier::L1),
+            "disk" => Some(Tier::DISK),
+            "redis" => Some(Tier::L2),
+            _ => None,
+        }
+    }
+}
+
+/// The tiers a rule's entries may live in (`tiers = ["memory", "disk"]`): every tier by
+/// default.
+///
+/// ```
+/// use larder::status::{Tier, TierSet};
+/// let set = TierSet::of(&[Tier::L1, Tier::DISK]);
+/// assert!(set.contains(Tier::DISK) && !set.contains(Tier::L2));
+/// assert!(TierSet::ALL.contains(Tier::L2));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TierSet(u8);
+
+impl TierSet {
+    /// Every tier.
+    pub const ALL: TierSet = TierSet((1 << Tier::SLOTS) - 1);
+
+    /// These tiers.
+    pub fn of(tiers: &[Tier]) -> TierSet {
+        TierSet(tiers.iter().fold(0, |set, t| set | 1 << t.slot()))
+    }
+
+    /// Whether `tier` is in the set.
+    pub fn contains(self, tier: Tier) -> bool {
+        self.0 & 1 << tier.slot() != 0
+    }
+}
+
+impl Default for TierSet {
+    fn default() -> Self {
+        TierSet::ALL
+    }
 }
 
 /// A small buffer on the stack for building header values (longer text is cut).

@@ -589,7 +589,7 @@ async fn job_polling(on_redis: bool) {
     while started.elapsed() < run {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let job = mutations % 10;
-        let action = if mutations % 2 == 0 {
+        let action = if mutations.is_multiple_of(2) {
             "approve"
         } else {
             "render"

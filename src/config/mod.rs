@@ -44,7 +44,7 @@ pub use cache::CacheConfig;
 pub use log::LogConfig;
 pub use proxy::{HostHeader, ProxyConfig};
 pub use source::ConfigError;
-pub use store::{mask_password, Backend, StoreConfig};
+pub use store::{mask_password, Backend, DiskConfig, StoreConfig};
 pub use table::{expand_env, Reload, Setting};
 pub use upstream::UpstreamConfig;
 pub use users::{UserSource, UsersConfig};
@@ -160,7 +160,7 @@ impl Config {
         }
         let mut rules: Vec<Rule> = Vec::new();
         for (i, t) in top.tables("rule")?.into_iter().enumerate() {
-            let r = rule::read(t, i, &rules, &upstreams)?;
+            let r = rule::read(t, i, &rules, &upstreams, &store)?;
             rules.push(r);
         }
         top.finish(SECTIONS)?;

@@ -3,8 +3,9 @@
 use http::{HeaderValue, Method};
 
 use super::table::{Key, Reload::Live, Table, Text};
-use super::{ConfigError, UpstreamConfig};
+use super::{Backend, ConfigError, StoreConfig, UpstreamConfig};
 use crate::rules::{MethodSet, Pattern, Rule, Template, TtlMode};
+use crate::status::{Tier, TierSet};
 use crate::units::parse_duration;
 
 const KEYS: &[Key] = &[
@@ -30,6 +31,7 @@ const KEYS: &[Key] = &[
     ("alert_hit_ratio", Live),
     ("prefetch", Live),
     ("upstream", Live),
+    ("tiers", Live),
 ];
 
 fn methods(t: &Table<'_>, key: &str, list: &[Text]) -> Result<Vec<Method>, ConfigError> {
@@ -106,6 +108,7 @@ pub(super) fn read(
     i: usize,
     earlier: &[Rule],
     upstreams: &[UpstreamConfig],
+    store: &StoreConfig,
 ) -> Result<Rule, ConfigError> {
     let path = t
         .text("path")?
@@ -215,7 +218,47 @@ pub(super) fn read(
             ));
         }
     };
+    if let Some(list) = t.strings("tiers")? {
+        rule.tiers = tiers(&t, &list, store)?;
+    }
     rule.index = i;
     t.finish(KEYS)?;
     Ok(rule)
+}
+
+/// A rule's `tiers`: configured tiers, at least one.
+fn tiers(t: &Table<'_>, list: &[Text], store: &StoreConfig) -> Result<TierSet, ConfigError> {
+    if list.is_empty() {
+        return Err(t.error(
+            t.at,
+            "tiers",
+            "needs at least one tier (a rule that stores nothing says `cache = false`)",
+        ));
+    }
+    let mut chosen = Vec::new();
+    for (i, s) in list.iter().enumerate() {
+        let field = format!("tiers[{i}]");
+        let tier = Tier::from_config_name(&s.value).ok_or_else(|| {
+            t.error(
+                s.at,
+                &field,
+                format!(
+                    "unknown tier {:?}; expected \"memory\", \"disk\" or \"redis\"",
+                    s.value
+                ),
+            )
+        })?;
+        let missing = match tier {
+            Tier::DISK if store.disk.is_none() => Some("the disk tier needs [store.disk]"),
+            Tier::L2 if store.backend != Backend::Redis => {
+                Some("the redis tier needs store.backend = \"redis\"")
+            }
+            _ => None,
+        };
+        if let Some(m) = missing {
+            return Err(t.error(s.at, &field, m));
+        }
+        chosen.push(tier);
+    }
+    Ok(TierSet::of(&chosen))
 }

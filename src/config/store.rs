@@ -1,9 +1,11 @@
-//! `[store]`: the memory tier's bound and the tiers below it (Redis).
+//! `[store]`: the memory tier's bound and the tiers below it (`[store.disk]`, Redis).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::table::{Key, Reload::Restart, Table};
 use super::{ConfigError, Setting};
+use crate::store::disk::WriteMode;
 
 /// Which store holds the entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +39,64 @@ pub struct StoreConfig {
     pub l1: bool,
     /// A shorter ttl for L1 copies than the entries' own.
     pub l1_ttl: Option<Duration>,
+    /// `[store.disk]`: the persistent tier, below memory and above Redis.
+    pub disk: Option<DiskConfig>,
+}
+
+/// The `[store.disk]` section.
+#[derive(Clone, Debug)]
+pub struct DiskConfig {
+    /// The directory the tier keeps its files in.
+    pub path: PathBuf,
+    /// Bound of its files in bytes.
+    pub max: u64,
+    /// `through`: on disk before the answer completes; `back`: within about 100 ms.
+    pub write: WriteMode,
+}
+
+const DISK_KEYS: &[Key] = &[("path", Restart), ("max", Restart), ("write", Restart)];
+
+impl DiskConfig {
+    fn read(mut t: Table<'_>) -> Result<(DiskConfig, Vec<Setting>), ConfigError> {
+        let path = t.text("path")?.ok_or_else(|| {
+            t.error(
+                t.at,
+                "path",
+                "missing field `path` (the directory the disk tier keeps its files in)",
+            )
+        })?;
+        if path.value.is_empty() {
+            return Err(t.error(path.at, "path", "must not be empty"));
+        }
+        t.show("path", path.value.clone());
+        let write = match t.text("write")? {
+            None => WriteMode::Through,
+            Some(w) => match w.value.as_str() {
+                "through" => WriteMode::Through,
+                "back" => WriteMode::Back,
+                other => {
+                    return Err(t.error(
+                        w.at,
+                        "write",
+                        format!("unknown write mode {other:?}; expected \"through\" or \"back\""),
+                    ))
+                }
+            },
+        };
+        t.show(
+            "write",
+            match write {
+                WriteMode::Through => "through",
+                WriteMode::Back => "back",
+            },
+        );
+        let disk = DiskConfig {
+            path: PathBuf::from(path.value),
+            max: t.size("max", 1 << 30, 4 << 20..=u64::MAX)?,
+            write,
+        };
+        Ok((disk, t.finish(DISK_KEYS)?))
+    }
 }
 
 /// The keys of `[store]`: the tiers are built once, so none changes on reload.
@@ -51,6 +111,7 @@ const KEYS: &[Key] = &[
     ("redis_lease", Restart),
     ("l1", Restart),
     ("l1_ttl", Restart),
+    ("disk", Restart),
 ];
 
 fn backend(text: &str) -> Result<Backend, String> {
@@ -140,7 +201,21 @@ impl StoreConfig {
             redis_lease: t.positive_duration("redis_lease", "10s")?,
             l1: t.bool("l1", true)?,
             l1_ttl: t.opt_positive_duration("l1_ttl")?,
+            disk: None,
         };
-        Ok((store, t.finish(KEYS)?))
+        let mut settings = Vec::new();
+        let store = match t.table("disk")? {
+            None => store,
+            Some(d) => {
+                let (disk, read) = DiskConfig::read(d)?;
+                settings = read;
+                StoreConfig {
+                    disk: Some(disk),
+                    ..store
+                }
+            }
+        };
+        settings.extend(t.finish(KEYS)?);
+        Ok((store, settings))
     }
 }

@@ -113,6 +113,19 @@ pub struct NewEntry<'a> {
     pub vary: Option<&'a [HeaderName]>,
 }
 
+/// The index fields of an encoded entry (see [`Entry::peek`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peeked {
+    /// When it can be dropped (ms since the epoch).
+    pub expires_at: u64,
+    /// Its tag ids.
+    pub tags: Vec<u64>,
+    /// Its normalised URL.
+    pub url: String,
+    /// Bytes of the entry these came from.
+    pub len: usize,
+}
+
 /// An immutable stored response.
 pub struct Entry {
     buf: Bytes,
@@ -289,6 +302,37 @@ impl Entry {
             refresh_claimed: AtomicBool::new(false),
             decoded: OnceLock::new(),
         }
+    }
+
+    /// What an index needs from the start of an encoded entry, without the rest: its
+    /// expiry, tags and URL, and how many bytes that took. `None` if `prefix` is too short
+    /// or not an entry.
+    pub fn peek(prefix: &[u8]) -> Option<Peeked> {
+        if prefix.len() < FIXED || prefix[0] != MAGIC || prefix[1] != VERSION {
+            return None;
+        }
+        let ntags = u16_at(prefix, 6) as usize;
+        let url_len = u32_at(prefix, 8) as usize;
+        let need = FIXED + ntags * 8 + url_len;
+        let tags_and_url = prefix.get(FIXED..need)?;
+        let tags = (0..ntags).map(|i| u64_at(tags_and_url, i * 8)).collect();
+        let url = std::str::from_utf8(&tags_and_url[ntags * 8..])
+            .ok()?
+            .to_string();
+        Some(Peeked {
+            expires_at: u64_at(prefix, 56),
+            tags,
+            url,
+            len: need,
+        })
+    }
+
+    /// How many bytes [`Entry::peek`] needs to see, given the first 64.
+    pub fn peek_len(fixed: &[u8]) -> Option<usize> {
+        if fixed.len() < FIXED {
+            return None;
+        }
+        Some(FIXED + u16_at(fixed, 6) as usize * 8 + u32_at(fixed, 8) as usize)
     }
 
     /// Reads an entry from stored bytes, checking every length.

@@ -51,7 +51,7 @@ where
             let below = ctx
                 .cache
                 .tiers()
-                .lookup_lower(key, req.headers(), &plan.policy)
+                .lookup_lower(key, req.headers(), &plan.policy, plan.tiers)
                 .await;
             if let Some((Found::Fresh(entry, key), tier)) = &below {
                 let now = now_ms();
@@ -143,7 +143,12 @@ where
         self.plan.looked_below = Some(Tier::L1);
         let tiers = self.ctx.cache.tiers();
         match tiers
-            .lookup_lower(self.key, &self.parts.headers, &self.plan.policy)
+            .lookup_lower(
+                self.key,
+                &self.parts.headers,
+                &self.plan.policy,
+                self.plan.tiers,
+            )
             .await
         {
             Some((below, tier)) => Phase::Decide(below, tier),
@@ -424,7 +429,7 @@ where
                 let refreshed = Arc::new(entry.refreshed(&headers, freshness, response_time));
                 let stored = cache
                     .tiers()
-                    .store(&[(*key, refreshed.clone())], &tokens)
+                    .store(&[(*key, refreshed.clone())], &tokens, self.plan.tiers)
                     .await;
                 (refreshed, status.stored(stored))
             }
@@ -445,7 +450,12 @@ where
         fwd: Fwd,
         tokens: FillTokens,
     ) -> Phase<ResB> {
-        let stored = self.ctx.cache.tiers().store(&admitted.store, &tokens).await;
+        let stored = self
+            .ctx
+            .cache
+            .tiers()
+            .store(&admitted.store, &tokens, self.plan.tiers)
+            .await;
         let mut status = CacheStatus::forwarded(fwd).stored(stored);
         if !stored {
             status = status.detail(NoCacheReason::Invalidated);

@@ -41,7 +41,12 @@ where
                         // The leader's answer is newer than this request, whatever it asked.
                         let (found, tier) = cache
                             .tiers()
-                            .lookup(self.key, &self.parts.headers, &RequestPolicy::default())
+                            .lookup(
+                                self.key,
+                                &self.parts.headers,
+                                &RequestPolicy::default(),
+                                self.plan.tiers,
+                            )
                             .await;
                         if let Found::Fresh(entry, key) = found {
                             return Phase::Respond(self.collapsed(&entry, &key, tier));
@@ -51,7 +56,8 @@ where
                 }
             }
         }
-        if let Some(tier) = cache.tiers().fleet() {
+        let fleet = cache.tiers().fleet();
+        if let Some(tier) = fleet.filter(|t| self.plan.tiers.contains(t.tier())) {
             if let Some(hit) = self.fleet_lease(tier, wait).await {
                 return Phase::Respond(hit);
             }
@@ -108,7 +114,12 @@ where
                 fleet.wait_fill(&self.key, waiter, wait).await;
                 let tiers = self.ctx.cache.tiers();
                 let below = tiers
-                    .lookup_lower(self.key, &self.parts.headers, &RequestPolicy::default())
+                    .lookup_lower(
+                        self.key,
+                        &self.parts.headers,
+                        &RequestPolicy::default(),
+                        self.plan.tiers,
+                    )
                     .await;
                 match below {
                     Some((Found::Fresh(entry, key), tier)) => {

@@ -98,8 +98,9 @@ where
         plan.user,
         Some(hash),
     );
-    let found = cache
-        .tiers()
-        .lookup_memory(key, &parts.headers, &plan.policy, now_ms());
+    let found =
+        cache
+            .tiers()
+            .lookup_memory(key, &parts.headers, &plan.policy, now_ms(), plan.tiers);
     Ok((key, CacheBody::full(bytes), found))
 }

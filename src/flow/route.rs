@@ -13,7 +13,7 @@ use crate::policy::RequestPolicy;
 use crate::rules::Rule;
 use crate::semantics::hygiene::FORWARDING_KEYED;
 use crate::semantics::ranges::{parse_range, RangeRequest};
-use crate::status::{NoCacheReason, Tier};
+use crate::status::{NoCacheReason, Tier, TierSet};
 
 /// A request the cache will not serve: forward it, and maybe invalidate afterwards.
 pub(crate) struct Forward {
@@ -36,6 +36,8 @@ pub(crate) struct Plan {
     pub background: bool,
     /// The tiers below memory were asked already (and which one answered, or memory).
     pub looked_below: Option<Tier>,
+    /// The tiers the rule's entries may live in.
+    pub tiers: TierSet,
     /// When the request arrived.
     pub started: Instant,
 }
@@ -119,6 +121,7 @@ pub(crate) fn route<B>(s: &Settings, req: &Request<B>, upgrade: bool) -> Route {
         info: ReqInfo::new(req),
         background: false,
         looked_below: None,
+        tiers: rule.map_or(TierSet::ALL, |r| r.tiers),
         started: Instant::now(),
     })
 }

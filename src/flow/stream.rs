@@ -25,7 +25,7 @@ use crate::coalesce::stream::FillStream;
 use crate::coalesce::LeaderGuard;
 use crate::layer::{CacheBody, PassBody};
 use crate::policy::Freshness;
-use crate::status::CacheStatus;
+use crate::status::{CacheStatus, TierSet};
 use crate::store::FillTokens;
 
 /// What polling a body without waiting found.
@@ -110,10 +110,11 @@ impl Later {
             self.freshness,
             self.response_time,
         );
+        let allowed = rule.map_or(TierSet::ALL, |r| r.tiers);
         let stored = self
             .cache
             .tiers()
-            .store(&admitted.store, &self.tokens)
+            .store(&admitted.store, &self.tokens, allowed)
             .await;
         if let Some(r) = rule.filter(|r| stored && !r.prefetch.is_empty()) {
             let caps = r.pattern.captures(&self.fill.path).unwrap_or_default();
@@ -185,8 +186,10 @@ async fn drive<ResB: PassBody>(mut body: Pin<Box<ResB>>, fill: Arc<FillStream>, 
             }
         }
     }
-    fill.finish();
+    // Stored before the readers see the end: an answered fill is in every tier (on disk,
+    // with write-through).
     if let Some(bytes) = fill.body().filter(|_| keeping) {
         later.store(bytes).await;
     }
+    fill.finish();
 }

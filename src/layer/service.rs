@@ -111,11 +111,13 @@ impl<S> CacheService<S> {
         };
         let now = now_ms();
         let found = match plan.primary {
-            Some(primary) => {
-                self.cache
-                    .tiers()
-                    .lookup_memory(primary, req.headers(), &plan.policy, now)
-            }
+            Some(primary) => self.cache.tiers().lookup_memory(
+                primary,
+                req.headers(),
+                &plan.policy,
+                now,
+                plan.tiers,
+            ),
             None => Found::Miss,
         };
         let answering = Answering::new(&self.cache, &settings, &plan);

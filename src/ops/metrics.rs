@@ -213,12 +213,7 @@ pub fn render(cache: &Cache) -> String {
             stats.invalidated,
         ),
     ];
-    for (name, kind, help, v) in series {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-        );
-    }
+    write_series(&mut out, &series);
     for (tier, r) in &stats.lower {
         let up = u64::from(r.is_up());
         let _ = writeln!(out, "# HELP larder_{tier}_up Whether the {tier} tier answers (1) or the cache runs without it (0).\n# TYPE larder_{tier}_up gauge\nlarder_{tier}_up {up}");
@@ -232,6 +227,62 @@ pub fn render(cache: &Cache) -> String {
                 u64::from(r.breaker == state)
             );
         }
+        if let Some(d) = &r.disk {
+            disk_series(&mut out, d);
+        }
     }
     out
+}
+
+/// Plain series, one sample each: name, type, help, value.
+fn write_series(out: &mut String, series: &[(&str, &str, &str, u64)]) {
+    for (name, kind, help, v) in series {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
+    }
+}
+
+/// The disk tier's size and health.
+fn disk_series(out: &mut String, d: &crate::store::DiskReport) {
+    let series: [(&str, &str, &str, u64); 6] = [
+        (
+            "larder_disk_entries",
+            "gauge",
+            "Entries in the disk tier.",
+            d.entries,
+        ),
+        (
+            "larder_disk_bytes",
+            "gauge",
+            "Bytes of the disk tier's files.",
+            d.bytes,
+        ),
+        (
+            "larder_disk_max_bytes",
+            "gauge",
+            "The disk tier's bound.",
+            d.max_bytes,
+        ),
+        (
+            "larder_disk_corrupt_total",
+            "counter",
+            "Damaged records or files the disk tier found (each a miss).",
+            d.corrupt,
+        ),
+        (
+            "larder_disk_evictions_total",
+            "counter",
+            "Entries dropped with the disk tier's oldest segments.",
+            d.evictions,
+        ),
+        (
+            "larder_disk_writes_total",
+            "counter",
+            "Records the disk tier wrote.",
+            d.writes,
+        ),
+    ];
+    write_series(out, &series);
 }

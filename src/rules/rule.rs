@@ -69,6 +69,8 @@ pub struct Rule {
     pub prefetch: Vec<Template>,
     /// The upstream its requests go to (`None`: the default, `[proxy].upstream`).
     pub upstream: Option<std::sync::Arc<str>>,
+    /// The tiers its entries may live in (all by default).
+    pub tiers: crate::status::TierSet,
 }
 
 impl Rule {
@@ -101,6 +103,7 @@ impl Rule {
             alert_hit_ratio: None,
             prefetch: Vec::new(),
             upstream: None,
+            tiers: crate::status::TierSet::ALL,
             tags: Vec::new(),
             invalidates: Vec::new(),
         })

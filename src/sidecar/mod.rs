@@ -63,6 +63,8 @@ impl Running {
             let _ = t.await;
         }
         self.tasks.shutdown();
+        // Write-back entries still queued reach the disk.
+        self.cache.tiers().flush().await;
     }
 
     /// Waits until `signal` resolves, then shuts down.

@@ -3,9 +3,10 @@
 //! them in one place — lookups in order with promotion, writes with fill tokens, and one
 //! invalidation model ([`invalidation`]) that every tier applies.
 //!
-//! A tier below memory (Redis today, the disk tier next) implements [`LowerTier`]; nothing
-//! else in the crate names a concrete lower tier.
+//! A tier below memory (the disk tier, Redis) implements [`LowerTier`]; nothing outside
+//! this folder names a concrete lower tier.
 
+pub mod disk;
 pub mod invalidation;
 mod memory;
 pub mod redis;
@@ -59,6 +60,29 @@ pub struct TierReport {
     pub breaker_opened: u64,
     /// Failed or timed-out calls.
     pub errors: u64,
+    /// Size and health of a disk tier.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskReport>,
+}
+
+/// What a disk tier adds to its report.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct DiskReport {
+    /// Entries held.
+    pub entries: u64,
+    /// Bytes of its files.
+    pub bytes: u64,
+    /// Bytes of the records it points to (the rest is overwritten, expired or invalidated,
+    /// reclaimed when its segment goes).
+    pub live_bytes: u64,
+    /// The bound.
+    pub max_bytes: u64,
+    /// Damaged records found (each a miss).
+    pub corrupt: u64,
+    /// Entries dropped with the oldest segments to stay within the bound.
+    pub evictions: u64,
+    /// Records written.
+    pub writes: u64,
 }
 
 impl TierReport {
@@ -96,12 +120,14 @@ pub trait LowerTier: Send + Sync + 'static {
     fn begin_fill(&self) -> BoxFuture<'_, Option<u64>>;
 
     /// Writes an entry unless something it carries was invalidated since `epoch`; returns
-    /// whether it is stored.
+    /// whether it is stored. `fleet` is the fleet tier's epoch when the fill began (a tier
+    /// that follows the fleet's invalidations keeps it with the entry).
     fn put<'a>(
         &'a self,
         key: &'a CacheKey,
         entry: &'a Arc<Entry>,
         epoch: u64,
+        fleet: Option<u64>,
     ) -> BoxFuture<'a, bool>;
 
     /// Invalidates (or with `soft`, marks stale) what `what` names. Returns how many entries
@@ -118,6 +144,11 @@ pub trait LowerTier: Send + Sync + 'static {
     /// Fleet-wide single flight, for tiers several instances share.
     fn fleet(&self) -> Option<&dyn FleetLease> {
         None
+    }
+
+    /// Makes every acknowledged write durable (at shutdown).
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
     }
 }
 

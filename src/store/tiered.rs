@@ -1,20 +1,26 @@
-//! The tiers composed in one place: memory first (synchronous), then each lower tier in
-//! order. A lookup that finds an entry below memory promotes it into memory; a fill writes
-//! every tier whose fill token it holds; an invalidation reaches every tier, and memory is
-//! cleared again after the tiers below, so a copy promoted in between does not survive.
+//! The tiers composed in one place: memory first (synchronous), then the disk tier, then
+//! Redis — nearest first: a disk read is a page-cache copy of microseconds, a Redis read a
+//! network round trip. A lookup that finds an entry below memory promotes it into memory;
+//! a fill writes every tier whose fill token it holds and its rule allows (`tiers`); an
+//! invalidation reaches every tier, and memory is cleared again after the tiers below, so a
+//! copy promoted in between does not survive. Under Redis, the disk tier follows the
+//! fleet's invalidations: events at once, the Redis log at start and every few seconds.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use http::HeaderMap;
 
+use tokio::sync::Notify;
+
+use super::disk::{DiskSettings, DiskTier};
 use super::redis::{Event, RedisSettings, RedisTier};
 use super::{FillToken, Invalidation, LowerTier, MemoryStore};
 use crate::config::{Backend, StoreConfig};
 use crate::entry::Entry;
 use crate::key::CacheKey;
 use crate::policy::{classify, now_ms, RequestPolicy, Usable};
-use crate::status::{Stale, Tier};
+use crate::status::{Stale, Tier, TierSet};
 
 /// What the tiers hold for a key, seen from one request.
 pub enum Found {
@@ -89,16 +95,35 @@ impl Tiers {
         }
     }
 
-    /// The tiers `[store]` asks for, connected in the background. Redis needs a Tokio
-    /// runtime.
+    /// The tiers `[store]` asks for: memory, then the disk tier (read back before this
+    /// returns), then Redis (connected in the background). The disk tier and Redis need a
+    /// Tokio runtime.
     pub fn from_config(c: &StoreConfig) -> Result<Tiers, crate::Error> {
         let mut tiers = Tiers::memory_only(c.memory_max);
-        if let (Backend::Redis, Some(url)) = (c.backend, &c.redis_url) {
-            if tokio::runtime::Handle::try_current().is_err() {
-                return Err(crate::Error::Runtime(
-                    "the redis backend needs a Tokio runtime".into(),
-                ));
-            }
+        let redis_url = match (c.backend, &c.redis_url) {
+            (Backend::Redis, Some(url)) => Some(url),
+            _ => None,
+        };
+        if (redis_url.is_some() || c.disk.is_some())
+            && tokio::runtime::Handle::try_current().is_err()
+        {
+            return Err(crate::Error::Runtime(
+                "the disk and redis tiers need a Tokio runtime".into(),
+            ));
+        }
+        let disk = match &c.disk {
+            Some(d) => Some(Arc::new(DiskTier::open(DiskSettings {
+                path: d.path.clone(),
+                max: d.max,
+                write: d.write,
+                fleet: redis_url.map(|url| fleet_name(url, &c.redis_prefix)),
+            })?)),
+            None => None,
+        };
+        if let Some(disk) = &disk {
+            tiers.lower.push(disk.clone());
+        }
+        if let Some(url) = redis_url {
             let redis = RedisTier::new(RedisSettings {
                 url: url.clone(),
                 prefix: c.redis_prefix.clone(),
@@ -107,32 +132,16 @@ impl Tiers {
                 connect_timeout: c.redis_connect_timeout,
                 lease: c.redis_lease,
             })?;
-            let (on_event, on_gap) = (Arc::downgrade(&tiers.memory), Arc::downgrade(&tiers.memory));
-            redis.start(
-                move |event| {
-                    let Some(memory) = on_event.upgrade() else {
-                        return;
-                    };
-                    match event {
-                        Event::Invalidate(what) => {
-                            memory.invalidate(&what);
-                        }
-                        Event::Soften(what) => {
-                            memory.soften(&what, now_ms());
-                        }
-                        Event::Filled(_) => {}
-                    }
-                },
-                move || {
-                    // The subscription was down: invalidations may have been missed.
-                    if let Some(memory) = on_gap.upgrade() {
-                        memory.invalidate(&Invalidation::All);
-                    }
-                },
-            );
+            let nudge = Arc::new(Notify::new());
+            listen(&redis, &tiers.memory, disk.as_ref(), nudge.clone());
+            if let Some(disk) = &disk {
+                tokio::spawn(follow(Arc::downgrade(&redis), Arc::downgrade(disk), nudge));
+            }
+            tiers.lower.push(redis);
+        }
+        if !tiers.lower.is_empty() {
             tiers.serve_memory = c.l1;
             tiers.memory_ttl = c.l1_ttl;
-            tiers.lower.push(redis);
         }
         Ok(tiers)
     }
@@ -167,8 +176,9 @@ impl Tiers {
         headers: &HeaderMap,
         policy: &RequestPolicy,
         now: u64,
+        allowed: TierSet,
     ) -> Found {
-        if !self.serve_memory {
+        if !self.serve_memory || !allowed.contains(Tier::L1) {
             return Found::Miss;
         }
         let Some(entry) = self.memory.get(&primary, now) else {
@@ -184,15 +194,17 @@ impl Tiers {
         }
     }
 
-    /// Looks `primary` up in the tiers below memory, in order, promoting what it finds
-    /// into memory. `None` when no lower tier has the URL.
+    /// Looks `primary` up in the tiers below memory that `allowed` names, in order,
+    /// promoting what it finds into memory (if allowed). `None` when none has the URL.
     pub async fn lookup_lower(
         &self,
         primary: CacheKey,
         headers: &HeaderMap,
         policy: &RequestPolicy,
+        allowed: TierSet,
     ) -> Option<(Found, Tier)> {
-        for tier in &self.lower {
+        let promote = allowed.contains(Tier::L1);
+        for tier in self.lower.iter().filter(|t| allowed.contains(t.tier())) {
             // Taken before reading: an invalidation arriving meanwhile keeps the copy out
             // of memory.
             let token = self.memory.begin_fill();
@@ -201,7 +213,9 @@ impl Tiers {
             };
             let (entry, key) = if entry.is_vary_marker() {
                 let variant = primary.variant(&entry.vary_names(), headers);
-                self.promote(primary, entry, token);
+                if promote {
+                    self.promote(primary, entry, token);
+                }
                 match tier.get(&variant).await {
                     Some(e) => (e, variant),
                     None => return Some((Found::VaryMiss, tier.tier())),
@@ -209,7 +223,9 @@ impl Tiers {
             } else {
                 (entry, primary)
             };
-            self.promote(key, entry.clone(), token);
+            if promote {
+                self.promote(key, entry.clone(), token);
+            }
             return Some((Found::of(entry, key, policy, now_ms()), tier.tier()));
         }
         None
@@ -221,12 +237,13 @@ impl Tiers {
         primary: CacheKey,
         headers: &HeaderMap,
         policy: &RequestPolicy,
+        allowed: TierSet,
     ) -> (Found, Tier) {
-        let found = self.lookup_memory(primary, headers, policy, now_ms());
+        let found = self.lookup_memory(primary, headers, policy, now_ms(), allowed);
         if found.servable() {
             return (found, Tier::L1);
         }
-        match self.lookup_lower(primary, headers, policy).await {
+        match self.lookup_lower(primary, headers, policy, allowed).await {
             Some(below) => below,
             None => (found, Tier::L1),
         }
@@ -252,18 +269,34 @@ impl Tiers {
     }
 
     /// Stores entries (a `Vary` marker and its variant, or one entry) in every tier the
-    /// fill may write; returns whether any tier stored them all.
-    pub async fn store(&self, entries: &[(CacheKey, Arc<Entry>)], tokens: &FillTokens) -> bool {
-        let mut in_memory = self.serve_memory;
-        for (key, entry) in entries {
-            in_memory &= self.promote(*key, entry.clone(), tokens.memory);
+    /// fill may write and `allowed` names; returns whether any tier stored them all.
+    pub async fn store(
+        &self,
+        entries: &[(CacheKey, Arc<Entry>)],
+        tokens: &FillTokens,
+        allowed: TierSet,
+    ) -> bool {
+        let mut in_memory = self.serve_memory && allowed.contains(Tier::L1);
+        if in_memory {
+            for (key, entry) in entries {
+                in_memory &= self.promote(*key, entry.clone(), tokens.memory);
+            }
         }
         let mut stored = in_memory;
+        // The fleet's epoch when the fill began, kept with disk entries.
+        let fleet = self
+            .lower
+            .iter()
+            .zip(&tokens.lower)
+            .find(|(t, _)| t.fleet().is_some())
+            .and_then(|(_, epoch)| *epoch);
         for (tier, epoch) in self.lower.iter().zip(&tokens.lower) {
-            let Some(epoch) = epoch else { continue };
+            let Some(epoch) = epoch.filter(|_| allowed.contains(tier.tier())) else {
+                continue;
+            };
             let mut all = true;
             for (key, entry) in entries {
-                all &= tier.put(key, entry, *epoch).await;
+                all &= tier.put(key, entry, epoch, fleet).await;
             }
             stored |= all;
         }
@@ -311,5 +344,77 @@ impl Tiers {
     /// The first tier that offers a fleet-wide fill lease.
     pub fn fleet(&self) -> Option<&Arc<dyn LowerTier>> {
         self.lower.iter().find(|t| t.fleet().is_some())
+    }
+
+    /// Makes every tier's acknowledged writes durable (at shutdown).
+    pub async fn flush(&self) {
+        for tier in &self.lower {
+            tier.flush().await;
+        }
+    }
+}
+
+/// A name for the Redis a disk tier follows (a hash: the URL may hold a password).
+fn fleet_name(url: &str, prefix: &str) -> String {
+    let hash = blake3::hash(format!("{url}\n{prefix}").as_bytes());
+    hash.to_hex()[..16].to_string()
+}
+
+/// Applies other instances' invalidations as they arrive: to memory, and to the disk tier
+/// (made durable by its next catch-up). After a gap in the subscription memory is cleared
+/// and the disk tier catches up from the log at once.
+fn listen(
+    redis: &Arc<RedisTier>,
+    memory: &Arc<MemoryStore>,
+    disk: Option<&Arc<DiskTier>>,
+    nudge: Arc<Notify>,
+) {
+    let (on_event, on_gap) = (Arc::downgrade(memory), Arc::downgrade(memory));
+    let disk = disk.map(Arc::downgrade);
+    redis.start(
+        move |event| {
+            let (what, soft) = match &event {
+                Event::Invalidate(what) => (what, false),
+                Event::Soften(what) => (what, true),
+                Event::Filled(_) => return,
+            };
+            if let Some(memory) = on_event.upgrade() {
+                if soft {
+                    memory.soften(what, now_ms());
+                } else {
+                    memory.invalidate(what);
+                }
+            }
+            if let Some(disk) = disk.as_ref().and_then(|d| d.upgrade()) {
+                disk.fleet_event(what);
+            }
+        },
+        move || {
+            // The subscription was down: invalidations may have been missed.
+            if let Some(memory) = on_gap.upgrade() {
+                memory.invalidate(&Invalidation::All);
+            }
+            nudge.notify_one();
+        },
+    );
+}
+
+/// Keeps the disk tier in step with the fleet's invalidation log: at start (the tier
+/// serves once this is done), every two seconds, and at once after a subscription gap.
+async fn follow(redis: Weak<RedisTier>, disk: Weak<DiskTier>, nudge: Arc<Notify>) {
+    loop {
+        let (Some(redis), Some(disk)) = (redis.upgrade(), disk.upgrade()) else {
+            return;
+        };
+        let caught_up = match redis.fleet_log(disk.watermark()).await {
+            Some(log) => disk.catch_up(log).await,
+            None => false,
+        };
+        drop((redis, disk));
+        let pause = Duration::from_millis(if caught_up { 2000 } else { 250 });
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = nudge.notified() => {}
+        }
     }
 }

@@ -262,14 +262,14 @@ impl Larder {
         Larder::spawn(config, env, None)
     }
 
-    fn spawn(config: &str, env: &[(&str, &str)], nofile: Option<u64>) -> Larder {
+    fn spawn(config: &str, env: &[(&str, &str)], limit: Option<&str>) -> Larder {
         let config_path = write_config(config);
-        let mut cmd = match nofile {
+        let mut cmd = match limit {
             None => Command::new(env!("CARGO_BIN_EXE_larder")),
-            Some(n) => {
+            Some(limit) => {
                 let mut c = Command::new("sh");
                 c.arg("-c")
-                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(format!("{limit} && exec \"$0\" \"$@\""))
                     .arg(env!("CARGO_BIN_EXE_larder"));
                 c
             }
@@ -343,6 +343,12 @@ impl Larder {
             .arg(self.child.id().to_string())
             .status();
         self.child.wait().expect("wait for larder")
+    }
+
+    /// Kills the process outright (SIGKILL: no shutdown, no flush) and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGHUP.
@@ -631,7 +637,17 @@ impl Larder {
     /// Starts `larder serve` with the admin token set and at most `nofile` open files (as
     /// `ulimit -n` would set), to see what running out of descriptors does.
     pub fn start_with_nofile(config: &str, nofile: u64) -> Larder {
-        Larder::spawn(config, &[("LARDER_ADMIN_TOKEN", TOKEN)], Some(nofile))
+        Larder::spawn(
+            config,
+            &[("LARDER_ADMIN_TOKEN", TOKEN)],
+            Some(&format!("ulimit -n {nofile}")),
+        )
+    }
+
+    /// Starts `larder serve` under a shell `ulimit` (e.g. `ulimit -f 64`: no file may
+    /// grow past 64 blocks, as on a full disk).
+    pub fn start_with_ulimit(config: &str, limit: &str) -> Larder {
+        Larder::spawn(config, &[("LARDER_ADMIN_TOKEN", TOKEN)], Some(limit))
     }
 }
 

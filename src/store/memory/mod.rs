@@ -47,7 +47,7 @@ mod hasher;
 use super::{FillToken, Invalidation, InvalidationLog, StoreStats};
 use crate::entry::Entry;
 use crate::key::CacheKey;
-use hasher::KeyHasherBuilder;
+pub(crate) use hasher::KeyHasherBuilder;
 
 /// Per-entry bookkeeping counted against the byte bound (map slot, FIFO slot, allocator).
 const SLOT_OVERHEAD: usize = 96;

@@ -14,6 +14,7 @@ use super::scripts::INVALIDATE_SCRIPT;
 use super::{RedisTier, Unavailable, LOG_KEEP};
 use crate::entry::Entry;
 use crate::policy::now_ms;
+use crate::store::disk::FleetLog;
 use crate::store::Invalidation;
 
 impl RedisTier {
@@ -129,6 +130,49 @@ impl RedisTier {
             return Ok(n);
         }
         self.delete(&entry_keys).await
+    }
+
+    /// The invalidation log after epoch `since`, for a disk tier catching up; `None` when
+    /// Redis does not answer.
+    pub async fn fleet_log(&self, since: u64) -> Option<FleetLog> {
+        let client = self.pool.next();
+        let read = async {
+            let pipe = client.pipeline();
+            let _: () = pipe.get(self.epoch_key()).await?;
+            let _: () = pipe
+                .zrangebyscore(self.log_key(), format!("({since}"), "+inf", false, None)
+                .await?;
+            let _: () = pipe
+                .zrange(self.log_key(), 0, 0, None, false, None, false)
+                .await?;
+            let _: () = pipe.zcard(self.log_key()).await?;
+            let (current, after, oldest, kept): (Option<u64>, Vec<String>, Vec<String>, u64) =
+                pipe.all().await?;
+            Ok::<_, fred::error::Error>((current.unwrap_or(0), after, oldest, kept))
+        };
+        let (current, after, oldest, kept) = self.call("fleet_log", read).await.ok()?;
+        let epoch_of = |m: &str| m.split_once(':').and_then(|(e, _)| e.parse::<u64>().ok());
+        // Trimming drops the oldest members first: the log is whole after `since` if it
+        // was never trimmed or still holds something at or before `since`.
+        let complete = current >= since
+            && (kept < LOG_KEEP
+                || oldest
+                    .first()
+                    .and_then(|m| epoch_of(m))
+                    .is_some_and(|e| e <= since));
+        let items = after
+            .iter()
+            .map(|m| {
+                let (epoch, member) = m.split_once(':').unwrap_or(("0", ""));
+                let what = Invalidation::from_log_member(member).unwrap_or(Invalidation::All);
+                (epoch.parse().unwrap_or(current), what)
+            })
+            .collect();
+        Some(FleetLog {
+            current,
+            items,
+            complete,
+        })
     }
 
     async fn get_raw(&self, full_key: &str) -> Result<Option<Entry>, Unavailable> {

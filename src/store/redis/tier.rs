@@ -32,6 +32,7 @@ impl LowerTier for RedisTier {
         key: &'a CacheKey,
         entry: &'a Arc<Entry>,
         epoch: u64,
+        _fleet: Option<u64>,
     ) -> BoxFuture<'a, bool> {
         Box::pin(RedisTier::put(self, key, entry, epoch))
     }
@@ -46,6 +47,7 @@ impl LowerTier for RedisTier {
             breaker: self.breaker_state().as_str(),
             breaker_opened: self.breaker_opened(),
             errors: self.errors(),
+            disk: None,
         }
     }
 

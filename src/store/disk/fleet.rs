@@ -1,0 +1,104 @@
+//! A disk tier under a fleet: other instances invalidate through Redis while this one may
+//! be down. Every entry records Redis's invalidation epoch when its fill began; the journal
+//! records the epoch the tier has applied the fleet's log up to (the watermark). At start,
+//! and every few seconds after, the log beyond the watermark is applied — each logged
+//! invalidation dropping the entries whose fill began before it — and the tier serves only
+//! once that is done. A log that no longer reaches back to the watermark (or a Redis that
+//! lost it) starts the tier empty.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::index::Scope;
+use super::journal::Line;
+use super::DiskTier;
+use crate::store::Invalidation;
+
+/// The fleet's invalidation log beyond a disk tier's watermark.
+#[derive(Clone, Debug, Default)]
+pub struct FleetLog {
+    /// Redis's invalidation epoch now.
+    pub current: u64,
+    /// The logged invalidations after the watermark, with their epochs, oldest first.
+    pub items: Vec<(u64, Invalidation)>,
+    /// Whether the log still reaches back to the watermark.
+    pub complete: bool,
+}
+
+impl DiskTier {
+    /// The fleet epoch the tier has applied the log up to.
+    pub fn watermark(&self) -> u64 {
+        self.inner.state.lock().watermark
+    }
+
+    /// Applies another instance's invalidation at once (the next catch-up makes it
+    /// durable, from the log).
+    pub fn fleet_event(&self, what: &Invalidation) {
+        let mut st = self.inner.state.lock();
+        let seq = st.next_seq;
+        st.log.record(what.clone());
+        st.index.invalidate(what, Scope::Before(seq));
+        st.drop_pending(what);
+    }
+
+    /// Applies what the fleet's log holds beyond the watermark, in the journal before it
+    /// counts; then the tier serves. Returns whether the tier is in step.
+    pub async fn catch_up(&self, log: FleetLog) -> bool {
+        let inner = &self.inner;
+        if !inner.up.load(Relaxed) {
+            // A disabled tier comes back empty; nothing to apply.
+            inner.state.lock().watermark = log.current;
+            inner.ready.send_replace(true);
+            return true;
+        }
+        let (mark, marked) = {
+            let st = inner.state.lock();
+            (st.watermark, st.marked)
+        };
+        if log.complete && log.current == mark && marked {
+            inner.ready.send_replace(true);
+            return true;
+        }
+        if !log.complete || log.current < mark {
+            tracing::warn!(
+                watermark = mark,
+                epoch = log.current,
+                "the fleet's invalidation log no longer reaches back to this disk tier: starting it empty"
+            );
+            if inner.invalidate(&Invalidation::All).await.is_none() {
+                return false;
+            }
+        }
+        let fleet = inner.fleet.clone().unwrap_or_default();
+        let lines = {
+            let mut st = inner.state.lock();
+            let mut lines = Vec::new();
+            for (epoch, what) in log.items.into_iter().filter(|(e, _)| *e > mark) {
+                let seq = st.take_seq();
+                st.log.record(what.clone());
+                st.index
+                    .invalidate(&what, Scope::FleetBefore { seq, epoch });
+                st.drop_pending(&what);
+                lines.push((seq, Line::Fleet(epoch, what)));
+            }
+            lines.push((st.take_seq(), Line::Watermark(log.current, fleet)));
+            lines
+        };
+        let me = inner.clone();
+        let written = tokio::task::spawn_blocking(move || me.journal.lock().append(lines)).await;
+        match written {
+            Ok(Ok(())) => {
+                let mut st = inner.state.lock();
+                st.watermark = log.current;
+                st.marked = true;
+                drop(st);
+                inner.ready.send_replace(true);
+                true
+            }
+            Ok(Err(e)) => {
+                inner.fail("journal", e);
+                false
+            }
+            Err(_) => false,
+        }
+    }
+}

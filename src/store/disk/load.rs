@@ -1,0 +1,123 @@
+//! Start: the directory rebuilt from the segments (a torn tail cut off), the journal
+//! replayed over it, expired entries dropped. A damaged journal, or a disk tier that
+//! followed no Redis (or another one) now asked to follow one, starts empty: what it
+//! missed cannot be known.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::Path;
+
+use super::index::{Index, Scope, Slot};
+use super::journal::{Journal, Line, Opened};
+use super::segments::{self, Segment};
+use crate::key::CacheKey;
+use crate::policy::now_ms;
+use crate::store::Invalidation;
+
+/// What a disk tier finds at start.
+pub(super) struct Loaded {
+    pub index: Index,
+    pub segments: VecDeque<Segment>,
+    pub journal: Journal,
+    pub next_seq: u64,
+    /// The fleet epoch the journal applied up to, if it followed this fleet.
+    pub watermark: Option<u64>,
+    /// Damaged records or files found.
+    pub corrupt: u64,
+}
+
+impl Loaded {
+    /// Reads the tier in `dir`; `fleet` names the Redis it is to follow, if any.
+    pub fn read(dir: &Path, fleet: Option<&str>) -> io::Result<Loaded> {
+        let Opened {
+            mut journal,
+            damaged,
+        } = Journal::open(dir)?;
+        let mut index = Index::default();
+        let mut segs = VecDeque::new();
+        let mut max_seq = 0;
+        let mut corrupt = u64::from(damaged);
+        let ids = segments::list(dir)?;
+        for (i, &id) in ids.iter().enumerate() {
+            let mut seg = segments::open(dir, id)?;
+            let mut min_seq = u64::MAX;
+            let good = segments::scan(&seg, |f| {
+                min_seq = min_seq.min(f.seq);
+                max_seq = max_seq.max(f.seq);
+                index.insert(
+                    CacheKey(f.key),
+                    Slot {
+                        seg: id,
+                        offset: f.offset,
+                        total: f.total,
+                        seq: f.seq,
+                        fleet: f.fleet,
+                        expires_at: f.meta.expires_at,
+                        tags: f.meta.tags.into(),
+                        url: f.meta.url.into(),
+                    },
+                );
+            })?;
+            seg.min_seq = min_seq;
+            if good < seg.len {
+                if i + 1 == ids.len() {
+                    // The tail a crash cut off mid-append: never acknowledged.
+                    seg.file.set_len(good)?;
+                    seg.len = good;
+                } else {
+                    corrupt += 1;
+                    tracing::warn!(
+                        segment = id,
+                        at = good,
+                        "a damaged segment: the records after the damage are dropped"
+                    );
+                }
+            }
+            segs.push_back(seg);
+        }
+        let journal_seq = journal.lines().iter().map(|(s, _)| *s).max().unwrap_or(0);
+        let next_seq = max_seq.max(journal_seq) + 1;
+        let followed = journal.watermark().filter(|(_, f)| Some(*f) == fleet);
+        let watermark = followed.map(|(e, _)| e);
+        let unfollowed = fleet.is_some() && followed.is_none() && index.len() > 0;
+        if damaged || unfollowed {
+            tracing::warn!(
+                damaged_journal = damaged,
+                "the disk tier cannot tell what was invalidated while it was away: starting it empty"
+            );
+            index.clear();
+            let ids: Vec<u32> = segs.drain(..).map(|s| s.id).collect();
+            segments::remove(dir, &ids)?;
+            journal.compact(|_, _| false)?;
+        } else {
+            index.replay(
+                journal
+                    .lines()
+                    .iter()
+                    .filter_map(|(seq, line)| scoped(*seq, line)),
+            );
+        }
+        index.expire(now_ms());
+        if segs.is_empty() {
+            segs.push_back(segments::open(dir, ids.last().map_or(1, |id| id + 1))?);
+        }
+        Ok(Loaded {
+            index,
+            segments: segs,
+            journal,
+            next_seq,
+            watermark,
+            corrupt,
+        })
+    }
+}
+
+/// What a journal line drops: entries written before it (and, for a fleet invalidation,
+/// whose fill began before its epoch).
+fn scoped(seq: u64, line: &Line) -> Option<(Scope, &Invalidation)> {
+    match line {
+        Line::Local(what) => Some((Scope::Before(seq), what)),
+        Line::Fleet(epoch, what) => Some((Scope::FleetBefore { seq, epoch: *epoch }, what)),
+        Line::Watermark(..) => None,
+    }
+}

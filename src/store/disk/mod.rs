@@ -1,0 +1,496 @@
+//! The persistent tier on local disk: entries survive restarts and crashes, and nothing
+//! invalidated comes back.
+//!
+//! What lives in `[store.disk].path`:
+//! - numbered segment files (`00000001.seg`, …) holding entry records back to back (see
+//!   [`record`]: magic, format version, CRC-32, sequence number). Records are only ever
+//!   appended; when the tier is over `max`, the oldest segment is deleted (a circular log,
+//!   as in Traffic Server), so a write is one sequential append and eviction one unlink;
+//! - `journal.log`, every invalidation the tier acknowledged, made durable before the
+//!   acknowledgement and replayed at start;
+//! - `lock`, held (`flock`) while a process uses the directory.
+//!
+//! The directory of keys lives in memory ([`index`]). At start it is rebuilt from each
+//! record's header and the entry's first bytes (expiry, tags, URL), not from the bodies,
+//! whose checksums are verified when they are read; a torn tail (a crash mid-append) is
+//! cut off. Then the journal drops what it covers.
+//!
+//! Writes: `write = "through"` appends and syncs (`fdatasync`) before the fill is
+//! acknowledged, concurrent fills sharing one sync; `"back"` queues the entry (readers see
+//! it at once) and a flush every 100 ms appends and syncs the queue.
+//!
+//! Failures: a record whose checksum, key or sequence number does not match is a miss
+//! (counted); a failed write or sync (a full or read-only disk) disables the tier: it drops
+//! its entries, the cache serves from memory, Redis and the upstream, `/health` says
+//! `degraded`, and a probe brings the tier back, empty, once the disk has room and takes
+//! writes again.
+
+mod fleet;
+mod index;
+mod journal;
+mod load;
+pub mod record;
+mod segments;
+mod write;
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+pub use fleet::FleetLog;
+use index::{Index, Scope, Slot};
+use journal::{Journal, Line};
+use record::{Kind, Record, HEADER};
+use segments::Segment;
+
+use super::memory::KeyHasherBuilder;
+use super::{BoxFuture, Invalidation, InvalidationLog, LowerTier, TierReport};
+use crate::entry::Entry;
+use crate::key::CacheKey;
+use crate::policy::now_ms;
+use crate::status::Tier;
+
+/// When a write to the disk tier is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMode {
+    /// On disk (synced) before the fill completes.
+    Through,
+    /// Queued, and on disk within about 100 ms.
+    Back,
+}
+
+/// Settings of the disk tier.
+#[derive(Clone, Debug)]
+pub struct DiskSettings {
+    /// The directory it keeps its files in (created if absent).
+    pub path: PathBuf,
+    /// Bound of its files in bytes.
+    pub max: u64,
+    /// When a write is durable.
+    pub write: WriteMode,
+    /// The Redis whose invalidation log it follows, if any (a name for it; the tier waits
+    /// for the log before serving).
+    pub fleet: Option<String>,
+}
+
+/// How many recent invalidations the fill check remembers.
+const RECENT: usize = 4096;
+
+/// The persistent tier (see the [module docs](self)).
+pub struct DiskTier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    max: u64,
+    write: WriteMode,
+    segment_size: u64,
+    fleet: Option<String>,
+    state: Mutex<State>,
+    /// Taken only where `state` is not held.
+    journal: Mutex<Journal>,
+    /// One batch of writes (or a purge) at a time.
+    flushing: tokio::sync::Mutex<()>,
+    /// False once a write failed, until the probe brings the tier back.
+    up: AtomicBool,
+    /// False until the fleet's invalidation log is applied (true at once without Redis).
+    ready: watch::Sender<bool>,
+    counters: Counters,
+    /// Held for the tier's life: one process per directory.
+    _lock: File,
+}
+
+#[derive(Default)]
+struct Counters {
+    corrupt: AtomicU64,
+    errors: AtomicU64,
+    evictions: AtomicU64,
+    writes: AtomicU64,
+}
+
+struct State {
+    index: Index,
+    /// Oldest first; the last one takes appends.
+    segments: VecDeque<Segment>,
+    /// Write-back entries not yet on disk, by key (readers look here first).
+    pending: HashMap<CacheKey, (u64, Arc<Entry>), KeyHasherBuilder>,
+    /// Writes waiting for the next flush.
+    queue: Vec<Queued>,
+    /// Recent invalidations, for the fill check.
+    log: InvalidationLog,
+    next_seq: u64,
+    /// The fleet epoch the journal has applied up to.
+    watermark: u64,
+    /// Whether the journal holds a watermark for this fleet (until it does, a restart
+    /// cannot tell what it missed).
+    marked: bool,
+}
+
+/// A write waiting for a flush.
+struct Queued {
+    key: CacheKey,
+    entry: Arc<Entry>,
+    seq: u64,
+    fleet: u64,
+    /// The fill's starting point in `State::log`.
+    epoch: u64,
+}
+
+fn store_error(dir: &Path, what: &str, e: std::io::Error) -> crate::Error {
+    crate::Error::Store(format!("store.disk.path {}: {what}: {e}", dir.display()))
+}
+
+/// Takes the directory's lock, so two processes never append to the same files.
+fn lock_dir(dir: &Path) -> Result<File, crate::Error> {
+    let file = File::create(dir.join("lock")).map_err(|e| store_error(dir, "lock", e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(crate::Error::Store(format!(
+            "store.disk.path {}: in use by another larder process",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(store_error(dir, "lock", e)),
+    }
+}
+
+impl DiskTier {
+    /// Opens (or creates) the tier in `settings.path`: reads the directory back from the
+    /// segments, cuts a torn tail, replays the journal. Blocks while it reads.
+    pub fn open(settings: DiskSettings) -> Result<DiskTier, crate::Error> {
+        let dir = settings.path.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| store_error(&dir, "create", e))?;
+        let lock = lock_dir(&dir)?;
+        let segment_size = (settings.max / 16).clamp(256 << 10, 64 << 20);
+        let loaded = load::Loaded::read(&dir, settings.fleet.as_deref())
+            .map_err(|e| store_error(&dir, "read", e))?;
+        let ready = settings.fleet.is_none();
+        let inner = Arc::new(Inner {
+            dir,
+            max: settings.max,
+            write: settings.write,
+            segment_size,
+            fleet: settings.fleet,
+            state: Mutex::new(State {
+                index: loaded.index,
+                segments: loaded.segments,
+                pending: HashMap::default(),
+                queue: Vec::new(),
+                log: InvalidationLog::new(RECENT),
+                next_seq: loaded.next_seq,
+                watermark: loaded.watermark.unwrap_or(0),
+                marked: loaded.watermark.is_some(),
+            }),
+            journal: Mutex::new(loaded.journal),
+            flushing: tokio::sync::Mutex::new(()),
+            up: AtomicBool::new(true),
+            ready: watch::channel(ready).0,
+            counters: Counters {
+                corrupt: AtomicU64::new(loaded.corrupt),
+                ..Counters::default()
+            },
+            _lock: lock,
+        });
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(maintain(Arc::downgrade(&inner)));
+        }
+        Ok(DiskTier { inner })
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        let st = self.inner.state.lock();
+        st.index.len() + st.pending.len()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes everything queued and syncs it (at shutdown).
+    pub async fn flush(&self) {
+        self.inner.flush().await;
+    }
+}
+
+impl Inner {
+    fn usable(&self) -> bool {
+        self.up.load(Relaxed) && *self.ready.borrow()
+    }
+
+    /// Reads `key`'s record and checks it; a damaged one is dropped and counted.
+    fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        if !self.usable() {
+            return None;
+        }
+        let (file, slot) = {
+            let mut st = self.state.lock();
+            if let Some((_, entry)) = st.pending.get(key) {
+                return Some(entry.clone());
+            }
+            let slot = st.index.get(key)?.clone();
+            if slot.expires_at <= now_ms() {
+                st.index.remove(key);
+                return None;
+            }
+            let front = st.segments.front()?.id;
+            let seg = st.segments.get(slot.seg.checked_sub(front)? as usize)?;
+            (seg.file.clone(), slot)
+        };
+        match read_entry(&file, key, &slot) {
+            Some(entry) => Some(Arc::new(entry)),
+            None => {
+                self.counters.corrupt.fetch_add(1, Relaxed);
+                tracing::warn!(key = %key, "a damaged record on disk: dropped, served as a miss");
+                let mut st = self.state.lock();
+                if st.index.get(key).is_some_and(|s| s.seq == slot.seq) {
+                    st.index.remove(key);
+                }
+                None
+            }
+        }
+    }
+
+    /// Applies an invalidation durably: dropped from the directory at once, in the
+    /// journal before this returns. `None` if the journal could not be written (the tier
+    /// is then disabled, its entries dropped).
+    async fn invalidate(self: &Arc<Self>, what: &Invalidation) -> Option<u64> {
+        if !self.up.load(Relaxed) {
+            return Some(0);
+        }
+        if matches!(what, Invalidation::All) {
+            let _one = self.flushing.lock().await;
+            let me = self.clone();
+            return match tokio::task::spawn_blocking(move || me.purge()).await {
+                Ok(Ok(n)) => Some(n),
+                Ok(Err(e)) => {
+                    self.fail("purge", e);
+                    Some(0)
+                }
+                Err(_) => None,
+            };
+        }
+        let (seq, n) = {
+            let mut st = self.state.lock();
+            let seq = st.take_seq();
+            st.log.record(what.clone());
+            let n = st.index.invalidate(what, Scope::Before(seq));
+            (seq, n + st.drop_pending(what))
+        };
+        let me = self.clone();
+        let line = Line::Local(what.clone());
+        let written =
+            tokio::task::spawn_blocking(move || me.journal.lock().append(vec![(seq, line)])).await;
+        match written {
+            Ok(Ok(())) => Some(n),
+            Ok(Err(e)) => {
+                self.fail("journal", e);
+                Some(n)
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Drops everything: the journal says so first, then the segments go.
+    fn purge(&self) -> std::io::Result<u64> {
+        let (seq, old, n) = {
+            let mut st = self.state.lock();
+            let seq = st.take_seq();
+            st.log.record(Invalidation::All);
+            let n = (st.index.len() + st.pending.len()) as u64;
+            st.clear();
+            let next = st.segments.back().map_or(1, |s| s.id + 1);
+            let old: Vec<u32> = st.segments.drain(..).map(|s| s.id).collect();
+            st.segments.push_back(segments::open(&self.dir, next)?);
+            (seq, old, n)
+        };
+        let mut journal = self.journal.lock();
+        journal.append(vec![(seq, Line::Local(Invalidation::All))])?;
+        segments::remove(&self.dir, &old)?;
+        journal.compact(|s, _| s >= seq)?;
+        Ok(n)
+    }
+
+    /// A write failed: the tier stops serving and drops its files (if it still can).
+    fn fail(&self, what: &str, e: std::io::Error) {
+        self.counters.errors.fetch_add(1, Relaxed);
+        if self.up.swap(false, Relaxed) {
+            tracing::error!(error = %e, op = what, dir = %self.dir.display(),
+                "the disk tier failed a write: disabled until the disk takes writes again");
+        }
+        let old: Vec<u32> = {
+            let mut st = self.state.lock();
+            st.clear();
+            st.segments.drain(..).map(|s| s.id).collect()
+        };
+        let _ = segments::remove(&self.dir, &old);
+    }
+
+    /// Brings a disabled tier back, empty, if the disk has room and takes a write.
+    fn probe(&self) -> std::io::Result<()> {
+        let free = segments::free_bytes(&self.dir)?;
+        if free < 2 * self.segment_size {
+            return Err(std::io::Error::other("not enough free space"));
+        }
+        let mut st = self.state.lock();
+        let next = st.segments.back().map_or(1, |s| s.id + 1);
+        let ids = segments::list(&self.dir)?;
+        segments::remove(&self.dir, &ids)?;
+        let seq = st.take_seq();
+        self.journal
+            .lock()
+            .append(vec![(seq, Line::Local(Invalidation::All))])?;
+        st.segments.push_back(segments::open(&self.dir, next)?);
+        self.up.store(true, Relaxed);
+        tracing::info!(dir = %self.dir.display(), "the disk tier takes writes again");
+        Ok(())
+    }
+
+    fn report(&self) -> TierReport {
+        let up = self.up.load(Relaxed);
+        let st = self.state.lock();
+        let bytes: u64 = st.segments.iter().map(|s| s.len).sum();
+        TierReport {
+            status: match (up, *self.ready.borrow()) {
+                (false, _) => "down",
+                (true, false) => "starting",
+                (true, true) => "up",
+            },
+            breaker: if up { "closed" } else { "open" },
+            breaker_opened: 0,
+            errors: self.counters.errors.load(Relaxed),
+            disk: Some(super::DiskReport {
+                entries: (st.index.len() + st.pending.len()) as u64,
+                bytes,
+                live_bytes: st.index.live_bytes(),
+                max_bytes: self.max,
+                corrupt: self.counters.corrupt.load(Relaxed),
+                evictions: self.counters.evictions.load(Relaxed),
+                writes: self.counters.writes.load(Relaxed),
+            }),
+        }
+    }
+}
+
+impl State {
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// Drops queued write-back entries `what` covers; returns how many.
+    fn drop_pending(&mut self, what: &Invalidation) -> u64 {
+        let before = self.pending.len();
+        self.pending
+            .retain(|_, (_, e)| !what.matches(&e.tags().collect::<Vec<_>>(), e.url()));
+        (before - self.pending.len()) as u64
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        self.pending.clear();
+        self.queue.clear();
+    }
+}
+
+/// Reads and checks one record: its checksum, then that it is the key's and the one the
+/// directory points to, then the entry inside.
+fn read_entry(file: &File, key: &CacheKey, slot: &Slot) -> Option<Entry> {
+    let mut buf = vec![0u8; slot.total as usize];
+    file.read_exact_at(&mut buf, slot.offset).ok()?;
+    let header = Record::verify(&buf).ok()?;
+    if header.kind != Kind::Entry || header.key != key.0 || header.seq != slot.seq {
+        return None;
+    }
+    Entry::decode(Bytes::from(buf).slice(HEADER..)).ok()
+}
+
+/// The tier's housekeeping: write-back flushes, expiry, journal compaction, and the probe
+/// that brings a disabled tier back.
+async fn maintain(inner: Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        n += 1;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.up.load(Relaxed) {
+            inner.flush().await;
+            if n.is_multiple_of(300) {
+                inner.tidy().await;
+            }
+        } else if n.is_multiple_of(50) {
+            let me = inner.clone();
+            let _ = tokio::task::spawn_blocking(move || me.probe()).await;
+        }
+    }
+}
+
+impl LowerTier for DiskTier {
+    fn tier(&self) -> Tier {
+        Tier::DISK
+    }
+
+    fn section(&self) -> &'static str {
+        "disk"
+    }
+
+    fn get<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Option<Arc<Entry>>> {
+        // Reads are served inline: a record in the page cache is a copy of microseconds,
+        // far less than handing it to a blocking thread.
+        let found = self.inner.get(key);
+        Box::pin(std::future::ready(found))
+    }
+
+    fn begin_fill(&self) -> BoxFuture<'_, Option<u64>> {
+        let token = self
+            .inner
+            .usable()
+            .then(|| self.inner.state.lock().log.epoch());
+        Box::pin(std::future::ready(token))
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a CacheKey,
+        entry: &'a Arc<Entry>,
+        epoch: u64,
+        fleet: Option<u64>,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(self.inner.put(key, entry, epoch, fleet))
+    }
+
+    fn invalidate<'a>(&'a self, what: &'a Invalidation, _soft: bool) -> BoxFuture<'a, Option<u64>> {
+        // A soft purge drops entries here: memory keeps its stale copies, and a disk copy
+        // is never served stale after a restart.
+        Box::pin(self.inner.invalidate(what))
+    }
+
+    fn report(&self) -> TierReport {
+        self.inner.report()
+    }
+
+    fn wait_ready(&self, limit: Duration) -> BoxFuture<'_, bool> {
+        let mut ready = self.inner.ready.subscribe();
+        Box::pin(async move {
+            tokio::time::timeout(limit, ready.wait_for(|r| *r))
+                .await
+                .is_ok_and(|r| r.is_ok())
+        })
+    }
+
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.inner.flush())
+    }
+}

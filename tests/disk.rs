@@ -1,0 +1,441 @@
+//! The disk tier against the real binary: answered misses survive `kill -9` and are served
+//! after a restart without the upstream, invalidations and purges survive it too, expiry and
+//! `Age` carry on across it, damaged files are misses (never a wrong answer or a 5xx), a full
+//! disk disables the tier while the proxy keeps serving, and an instance that was down while
+//! the fleet invalidated through Redis applies that before its disk serves anything.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::Method;
+
+/// A directory for one test's disk tier, removed at the end.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let dir = std::env::temp_dir().join(format!("larder-disk-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Dir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn segments(&self) -> Vec<PathBuf> {
+        let mut segs: Vec<PathBuf> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        segs.sort();
+        segs
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The origin's body for `path`: 16 KiB of letters that gzip cannot shrink much under
+/// `/big/`, small otherwise; the same every time (so a test can tell a right answer from a
+/// wrong one).
+fn body_of(path: &str) -> String {
+    let len = if path.starts_with("/big/") {
+        16 * 1024
+    } else {
+        120
+    };
+    let mut x = path.bytes().fold(0x9e37_79b9_7f4a_7c15u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut body = format!("{path} ");
+    while body.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        body.push(char::from(b'a' + (x % 26) as u8));
+    }
+    body
+}
+
+async fn origin() -> Origin {
+    Origin::start(
+        |req| async move { ok(&[("content-type", "text/plain")], body_of(req.uri.path())) },
+    )
+    .await
+}
+
+fn disk_config(origin: SocketAddr, dir: &Dir, write: &str, store_extra: &str) -> String {
+    config(
+        origin,
+        "",
+        &format!(
+            r#"
+[store]
+{store_extra}
+
+[store.disk]
+path = "{}"
+max = "64MiB"
+write = "{write}"
+
+[[rule]]
+name = "items"
+path = "/items/{{id}}"
+ttl = "1h"
+tags = ["item:{{id}}"]
+
+[[rule]]
+name = "big"
+path = "/big/{{id}}"
+ttl = "1h"
+
+[[rule]]
+name = "short"
+path = "/short/{{id}}"
+ttl = "3s"
+
+[[rule]]
+name = "quota"
+path = "/quota/{{id}}"
+ttl = "1h"
+tiers = ["memory"]
+"#,
+            dir.path().display()
+        ),
+    )
+}
+
+/// Asks for `path` and checks the answer is the origin's; returns its `Cache-Status`.
+async fn fetch(larder: &Larder, path: &str) -> String {
+    let g = get(&larder.url(path)).await;
+    assert_eq!(g.status, 200, "{path}: {}", g.header("cache-status"));
+    assert_eq!(g.text(), body_of(path), "{path}: a wrong body");
+    g.header("cache-status").to_string()
+}
+
+async fn stats(larder: &Larder) -> serde_json::Value {
+    let c = client();
+    let r = send(admin(&c, larder, Method::GET, "/admin/stats")).await;
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+/// Polls `/admin/stats` until `cond` holds (bounded).
+async fn stats_until(larder: &Larder, what: &str, cond: impl Fn(&serde_json::Value) -> bool) {
+    let started = Instant::now();
+    loop {
+        let v = stats(larder).await;
+        if cond(&v) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{what}: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn metric(larder: &Larder, name: &str) -> f64 {
+    let text = get(&larder.admin_url("/metrics")).await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn write_through_entries_survive_kill_9_and_are_served_without_the_upstream() {
+    let dir = Dir::new("through");
+    let origin = origin().await;
+    let config = disk_config(origin.addr, &dir, "through", "");
+    let mut larder = Larder::start(&config);
+    let paths: Vec<String> = (1..=5)
+        .flat_map(|i| [format!("/items/{i}"), format!("/big/{i}")])
+        .collect();
+    for p in &paths {
+        assert_eq!(fetch(&larder, p).await, "larder; fwd=miss; stored");
+    }
+    assert_eq!(fetch(&larder, "/quota/1").await, "larder; fwd=miss; stored");
+    larder.kill9();
+
+    let larder = Larder::start(&config);
+    for p in &paths {
+        let status = fetch(&larder, p).await;
+        assert!(
+            status.starts_with("larder; hit;") && status.ends_with("detail=disk"),
+            "{p}: {status}"
+        );
+    }
+    assert_eq!(
+        origin.total(),
+        paths.len() as u64 + 1,
+        "no upstream call after the restart"
+    );
+    // A disk hit is promoted to memory.
+    let status = fetch(&larder, "/items/1").await;
+    assert!(status.ends_with("detail=l1"), "/items/1: {status}");
+    // A memory-only rule's entries did not outlive the process.
+    assert_eq!(fetch(&larder, "/quota/1").await, "larder; fwd=miss; stored");
+
+    let v = stats(&larder).await;
+    assert_eq!(v["disk"]["status"], "up", "{v}");
+    assert!(v["disk"]["entries"].as_u64().unwrap() >= 10, "{v}");
+    assert!(v["tiers"]["disk"].as_u64().unwrap() >= 10, "{v}");
+    let health: serde_json::Value =
+        serde_json::from_slice(&get(&larder.admin_url("/health")).await.body).unwrap();
+    assert_eq!(
+        (&health["status"], &health["disk"]),
+        (&"ok".into(), &"up".into())
+    );
+    assert!(metric(&larder, "larder_disk_entries").await >= 10.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn write_back_entries_survive_kill_9_once_written() {
+    let dir = Dir::new("back");
+    let origin = origin().await;
+    let config = disk_config(origin.addr, &dir, "back", "");
+    let mut larder = Larder::start(&config);
+    for i in 1..=10 {
+        fetch(&larder, &format!("/big/{i}")).await;
+    }
+    // Written in the background, within about 100 ms.
+    stats_until(&larder, "ten records written", |v| {
+        v["disk"]["writes"].as_u64() >= Some(10)
+    })
+    .await;
+    larder.kill9();
+
+    let larder = Larder::start(&config);
+    for i in 1..=10 {
+        let status = fetch(&larder, &format!("/big/{i}")).await;
+        assert!(status.ends_with("detail=disk"), "{status}");
+    }
+    assert_eq!(origin.total(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalidations_and_purges_survive_kill_9() {
+    let dir = Dir::new("invalidate");
+    let origin = origin().await;
+    let config = disk_config(origin.addr, &dir, "through", "");
+    let c = client();
+    let mut larder = Larder::start(&config);
+    for p in ["/items/1", "/items/2", "/items/3", "/big/1", "/big/2"] {
+        fetch(&larder, p).await;
+    }
+    let r =
+        send(admin(&c, &larder, Method::POST, "/admin/invalidate").body(r#"{"tags":["item:1"]}"#))
+            .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r =
+        send(admin(&c, &larder, Method::POST, "/admin/invalidate").body(r#"{"prefix":"/big/"}"#))
+            .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    larder.kill9();
+
+    let mut larder = Larder::start(&config);
+    assert_eq!(fetch(&larder, "/items/1").await, "larder; fwd=miss; stored");
+    assert_eq!(fetch(&larder, "/big/1").await, "larder; fwd=miss; stored");
+    let status = fetch(&larder, "/items/2").await;
+    assert!(status.ends_with("detail=disk"), "/items/2: {status}");
+    let status = fetch(&larder, "/items/3").await;
+    assert!(status.ends_with("detail=disk"), "/items/3: {status}");
+    // Filled again after the invalidation: that copy stays.
+    larder.kill9();
+    let mut larder = Larder::start(&config);
+    let status = fetch(&larder, "/items/1").await;
+    assert!(status.ends_with("detail=disk"), "/items/1: {status}");
+
+    let r =
+        send(admin(&c, &larder, Method::POST, "/admin/purge").body(r#"{"confirm":"PURGE_ALL"}"#))
+            .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    larder.kill9();
+    let larder = Larder::start(&config);
+    for p in ["/items/1", "/items/2", "/items/3", "/big/1"] {
+        assert_eq!(fetch(&larder, p).await, "larder; fwd=miss; stored", "{p}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expiry_and_age_carry_on_across_a_restart() {
+    let dir = Dir::new("expiry");
+    let origin = origin().await;
+    let config = disk_config(origin.addr, &dir, "through", "");
+    let mut larder = Larder::start(&config);
+    fetch(&larder, "/short/1").await;
+    let stored = Instant::now();
+    larder.kill9();
+    // Age is counted in whole seconds: let one pass.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let larder = Larder::start(&config);
+    let g = get(&larder.url("/short/1")).await;
+    assert!(g.header("cache-status").ends_with("detail=disk"));
+    let age: u64 = g.header("age").parse().unwrap();
+    assert!(age >= 1, "Age {age} counts from the store time");
+    // The stored ttl (3 s) counts from the store time too, not from the restart.
+    tokio::time::sleep(
+        Duration::from_secs(3).saturating_sub(stored.elapsed()) + Duration::from_millis(100),
+    )
+    .await;
+    assert_eq!(
+        get(&larder.url("/short/1")).await.x_cache(),
+        "MISS",
+        "expired {:?} after it was stored",
+        stored.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn damaged_files_are_misses_never_wrong_answers() {
+    let dir = Dir::new("damage");
+    let origin = origin().await;
+    let config = disk_config(origin.addr, &dir, "through", "");
+    let mut larder = Larder::start(&config);
+    let paths: Vec<String> = (1..=8).map(|i| format!("/big/{i}")).collect();
+    for p in &paths {
+        fetch(&larder, p).await;
+    }
+    // Something to journal: an invalidation of an entry nobody asks for again.
+    fetch(&larder, "/items/9").await;
+    let c = client();
+    send(admin(&c, &larder, Method::POST, "/admin/invalidate").body(r#"{"tags":["item:9"]}"#))
+        .await;
+    larder.kill9();
+
+    // Bytes scribbled over the bodies of three records, and a torn record at the end.
+    let seg = dir.segments().pop().unwrap();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    for at in [len / 8 + 3000, len / 2 + 5000, len - 4000] {
+        file.write_all_at(&[0x5a; 48], at).unwrap();
+    }
+    file.write_all_at(b"LDSK\x01\x01\x00\x00\xff\xff\x00\x00", len)
+        .unwrap();
+    drop(file);
+
+    let larder = Larder::start(&config);
+    let mut from_disk = 0;
+    for p in &paths {
+        if fetch(&larder, p).await.ends_with("detail=disk") {
+            from_disk += 1;
+        }
+    }
+    assert!((4..8).contains(&from_disk), "{from_disk} of 8 from disk");
+    assert!(metric(&larder, "larder_disk_corrupt_total").await >= 1.0);
+    let mut larder = larder;
+    larder.kill9();
+
+    // A damaged journal: what it said is unknown, so the tier starts empty.
+    let journal = dir.path().join("journal.log");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap();
+    file.write_all_at(&[0xff; 8], 20).unwrap();
+    drop(file);
+    let larder = Larder::start(&config);
+    for p in &paths {
+        assert_eq!(fetch(&larder, p).await, "larder; fwd=miss; stored", "{p}");
+    }
+    assert!(metric(&larder, "larder_disk_corrupt_total").await >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_disables_the_tier_and_the_proxy_keeps_serving() {
+    let dir = Dir::new("full");
+    let origin = origin().await;
+    let config = disk_config(origin.addr, &dir, "through", "");
+    // No file may grow past 64 blocks (32 or 64 KiB, by the shell): the segment fills up
+    // after a few 16 KiB entries, as on a full disk.
+    let larder = Larder::start_with_ulimit(&config, "ulimit -f 64");
+    let paths: Vec<String> = (1..=12).map(|i| format!("/big/{i}")).collect();
+    for p in &paths {
+        assert!(fetch(&larder, p).await.starts_with("larder; fwd=miss"));
+    }
+    let health: serde_json::Value =
+        serde_json::from_slice(&get(&larder.admin_url("/health")).await.body).unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["disk"], "down", "{health}");
+    assert_eq!(metric(&larder, "larder_disk_up").await, 0.0);
+    // Memory still serves what it holds; nothing failed.
+    for p in &paths {
+        assert!(fetch(&larder, p).await.starts_with("larder; hit"));
+    }
+    assert!(larder
+        .logs()
+        .contains("disabled until the disk takes writes again"));
+}
+
+fn fleet_config(origin: SocketAddr, dir: Option<&Dir>, redis: &str) -> String {
+    match dir {
+        Some(dir) => disk_config(
+            origin,
+            dir,
+            "through",
+            &format!(
+                "backend = \"redis\"\nredis_url = \"{redis}\"\nredis_connect_timeout = \"3s\""
+            ),
+        ),
+        None => config(
+            origin,
+            "",
+            &format!(
+                r#"
+[store]
+backend = "redis"
+redis_url = "{redis}"
+
+[[rule]]
+name = "items"
+path = "/items/{{id}}"
+ttl = "1h"
+tags = ["item:{{id}}"]
+"#
+            ),
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_down_during_a_fleet_invalidation_applies_it_before_its_disk_serves() {
+    let redis = Redis::start();
+    let dir = Dir::new("fleet");
+    let origin = origin().await;
+    let with_disk = fleet_config(origin.addr, Some(&dir), &redis.url());
+    let mut a = Larder::start(&with_disk);
+    let b = Larder::start(&fleet_config(origin.addr, None, &redis.url()));
+    for p in ["/items/1", "/items/2", "/items/3"] {
+        fetch(&a, p).await;
+    }
+    // While A runs, B's invalidation reaches A's memory and disk at once.
+    let c = client();
+    send(admin(&c, &b, Method::POST, "/admin/invalidate").body(r#"{"tags":["item:3"]}"#)).await;
+    let started = Instant::now();
+    while get(&a.url("/items/3")).await.x_cache() != "MISS" {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "A still serves /items/3"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.kill9();
+
+    // While A is down, B invalidates /items/1.
+    send(admin(&c, &b, Method::POST, "/admin/invalidate").body(r#"{"tags":["item:1"]}"#)).await;
+
+    let a = Larder::start(&with_disk);
+    assert_eq!(fetch(&a, "/items/1").await, "larder; fwd=miss; stored");
+    let status = fetch(&a, "/items/2").await;
+    assert!(status.ends_with("detail=disk"), "/items/2: {status}");
+    assert_eq!(origin.calls("/items/1"), 2);
+}
