@@ -198,6 +198,22 @@ async fn write_through_entries_survive_kill_9_and_are_served_without_the_upstrea
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn two_processes_never_share_a_directory() {
+    let dir = Dir::new("shared");
+    let origin = origin().await;
+    let config = disk_config(origin.addr, &dir, "through", "");
+    let _first = Larder::start(&config);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_larder"))
+        .args(["serve", "--config"])
+        .arg(write_config(&config))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another larder process"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn write_back_entries_survive_kill_9_once_written() {
     let dir = Dir::new("back");
     let origin = origin().await;

@@ -38,6 +38,10 @@ fn recipe(name: &str, upstream: SocketAddr, speedup: u64) -> String {
         .replace(
             "${LLM_API_URL:-https://llm.example.com}",
             &format!("http://{upstream}"),
+        )
+        .replace(
+            "${LARDER_DISK_PATH:-/var/cache/larder}",
+            &recipe_disk(name).display().to_string(),
         );
     let re = regex::Regex::new(r#"(?m)^(ttl|every|alert_window) = "([0-9a-z]+)""#).unwrap();
     re.replace_all(&text, |c: &regex::Captures| {
@@ -49,6 +53,21 @@ fn recipe(name: &str, upstream: SocketAddr, speedup: u64) -> String {
         )
     })
     .into_owned()
+}
+
+/// A fresh directory for a recipe's disk tier (emptied here; removed by [`DiskDir`]).
+fn recipe_disk(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("larder-recipe-{}-{name}", std::process::id()));
+    dir
+}
+
+/// Removes a recipe's disk tier directory when the test ends.
+struct DiskDir(std::path::PathBuf);
+
+impl Drop for DiskDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A tiny deterministic generator, so every run replays the same mix.
@@ -131,7 +150,9 @@ fn summary_body(video: u64, lang: &str, length: &str, model: &str, shuffle: bool
 #[tokio::test(flavor = "multi_thread")]
 async fn recipe_ai_video_summaries() {
     let origin = ai_origin().await;
-    let larder = Larder::start(&recipe("ai-summaries", origin.addr, 1));
+    let _disk = DiskDir(recipe_disk("ai-summaries"));
+    let config = recipe("ai-summaries", origin.addr, 1);
+    let mut larder = Larder::start(&config);
     let c = client();
     // Popular videos are warmed at start-up.
     let started = Instant::now();
@@ -147,7 +168,20 @@ async fn recipe_ai_video_summaries() {
     for popular in 1..=3 {
         transcripts.insert(format!("popular-{popular}/en"));
     }
-    for _ in 0..240 {
+    for i in 0..240 {
+        if i == 120 {
+            // A deploy in the middle: what was bought before it is not bought again.
+            assert_eq!(larder.terminate().code(), Some(0));
+            larder = Larder::start(&config);
+            let seen = transcripts.iter().find(|t| t.starts_with('v')).unwrap();
+            let (id, lang) = seen.split_once('/').unwrap();
+            let again = get(&larder.url(&format!("/videos/{id}/transcript?lang={lang}"))).await;
+            assert!(
+                again.header("cache-status").ends_with("detail=disk"),
+                "{}",
+                again.header("cache-status")
+            );
+        }
         let video = rng.popular(12);
         let lang = ["en", "de"][rng.below(2) as usize];
         let id = if video < 3 {

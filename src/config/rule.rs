@@ -218,8 +218,9 @@ pub(super) fn read(
             ));
         }
     };
+    let tiers_at = t.raw("tiers").map_or(t.at, |v| v.span().start);
     if let Some(list) = t.strings("tiers")? {
-        rule.tiers = tiers(&t, &list, store)?;
+        rule.tiers = tiers(&t, tiers_at, &list, store)?;
     }
     rule.index = i;
     t.finish(KEYS)?;
@@ -227,10 +228,15 @@ pub(super) fn read(
 }
 
 /// A rule's `tiers`: configured tiers, at least one.
-fn tiers(t: &Table<'_>, list: &[Text], store: &StoreConfig) -> Result<TierSet, ConfigError> {
+fn tiers(
+    t: &Table<'_>,
+    at: usize,
+    list: &[Text],
+    store: &StoreConfig,
+) -> Result<TierSet, ConfigError> {
     if list.is_empty() {
         return Err(t.error(
-            t.at,
+            at,
             "tiers",
             "needs at least one tier (a rule that stores nothing says `cache = false`)",
         ));

@@ -119,7 +119,7 @@ fn backend(text: &str) -> Result<Backend, String> {
         "memory" => Ok(Backend::Memory),
         "redis" => Ok(Backend::Redis),
         other => Err(format!(
-            "unknown backend {other:?}; expected \"memory\" or \"redis\""
+            "unknown backend {other:?}; expected \"memory\" or \"redis\" (the disk tier is [store.disk], beside either)"
         )),
     }
 }
