@@ -14,8 +14,9 @@ pub enum Target {
     Urls(Vec<String>),
     /// Every entry whose normalised URL starts with this prefix.
     Prefix(String),
-    /// Every entry stored for the user with this identity (the raw value of the header or
-    /// cookie the user came from).
+    /// Every entry stored for the user with this identity: the value of the header or
+    /// cookie the user came from, or the claim of a verified JWT (`user_id`), under
+    /// whichever source it was found.
     User(String),
     /// Everything.
     All,

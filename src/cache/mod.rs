@@ -79,17 +79,22 @@ impl Cache {
 
     /// A cache for `config` with an explicit user secret.
     pub fn with_secret(config: Config, secret: &[u8]) -> Result<Cache, crate::Error> {
-        let tiers = Tiers::from_config(&config.store)?;
-        Ok(Cache::from_parts(config, secret, tiers))
+        let stats = Stats::default();
+        let settings = Settings::new(config, &stats, secret)?;
+        let tiers = Tiers::from_config(&settings.config.store)?;
+        Ok(Cache::from_parts(settings, stats, secret, tiers))
     }
 
-    /// A cache over tiers built already.
-    pub(crate) fn from_parts(config: Config, secret: &[u8], tiers: Tiers) -> Cache {
-        let stats = Stats::default();
+    /// A cache over settings and tiers built already.
+    pub(crate) fn from_parts(
+        settings: Settings,
+        stats: Stats,
+        secret: &[u8],
+        tiers: Tiers,
+    ) -> Cache {
         for tier in tiers.names() {
             stats.add_tier(tier);
         }
-        let settings = Settings::new(config, &stats, secret);
         Cache {
             inner: Arc::new(Inner {
                 settings: ArcSwap::from_pointee(settings),
@@ -107,14 +112,16 @@ impl Cache {
         self.inner.settings.load_full()
     }
 
-    /// Swaps in a new config's rules and cache settings; entries and counters stay.
-    pub fn reload(&self, mut config: Config) {
+    /// Swaps in a new config's rules and cache settings; entries and counters stay. Fails
+    /// (and keeps the settings in force) when a `jwt:` source has no usable key.
+    pub fn reload(&self, mut config: Config) -> Result<(), crate::Error> {
         if config.cache.key_host.is_none() {
             // Keep how keys were made (the sidecar resolves this at start).
             config.cache.key_host = Some(self.inner.settings.load().key_host);
         }
-        let settings = Settings::new(config, &self.inner.stats, &self.inner.secret);
+        let settings = Settings::new(config, &self.inner.stats, &self.inner.secret)?;
         self.inner.settings.store(Arc::new(settings));
+        Ok(())
     }
 
     /// The tiers.

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use http::header::HeaderName;
 
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, UsersConfig};
+use crate::key::jwt::{JwtKeys, JwtVerifier};
 use crate::key::{self, Users};
 use crate::ops::stats::{Counters, Stats, UNMATCHED};
 use crate::rules::RuleSet;
@@ -32,10 +33,15 @@ pub struct Settings {
 
 impl Settings {
     /// Compiles `config`; counters come from `stats` (kept across reloads by rule name).
-    pub(crate) fn new(config: Config, stats: &Stats, secret: &[u8]) -> Settings {
+    /// Fails when a `jwt:` user source has no key to verify with.
+    pub(crate) fn new(
+        config: Config,
+        stats: &Stats,
+        secret: &[u8],
+    ) -> Result<Settings, crate::Error> {
         let rules = RuleSet::new(config.rules.clone());
         let counters = rules.rules().iter().map(|r| stats.rule(&r.name)).collect();
-        let users = Users::new(config.users.sources.clone(), secret);
+        let users = users(&config.users, secret)?;
         let c = &config.cache;
         let targeted = c
             .targeted_header
@@ -50,7 +56,7 @@ impl Settings {
                     .then(|| HeaderName::from_static("surrogate-control")),
             )
             .collect();
-        Settings {
+        Ok(Settings {
             rules,
             counters,
             unmatched: stats.rule(UNMATCHED),
@@ -59,7 +65,7 @@ impl Settings {
             key_host: c.key_host.unwrap_or(true),
             targeted,
             config,
-        }
+        })
     }
 
     /// The counters for a rule index, or the unmatched counters.
@@ -89,6 +95,43 @@ impl Settings {
             rule.and_then(|r| r.key_query.as_deref()),
         )
     }
+}
+
+/// User identification, with the JWT verifier `jwt:` sources need (its HS256 key from
+/// `users.jwt_secret_env`, its public key from `users.jwt_public_key`).
+fn users(c: &UsersConfig, secret: &[u8]) -> Result<Users, crate::Error> {
+    let users = Users::new(c.sources.clone(), secret);
+    if !c.uses_jwt() {
+        return Ok(users);
+    }
+    let env = |m: String| crate::Error::Environment(m);
+    let public_pem = match &c.jwt_public_key {
+        None => None,
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            env(format!(
+                "users.jwt_public_key: cannot read {}: {e}",
+                path.display()
+            ))
+        })?),
+    };
+    let keys = JwtKeys {
+        secret: std::env::var(&c.jwt_secret_env)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(String::into_bytes),
+        public_pem,
+        issuer: c.jwt_issuer.clone(),
+        audience: c.jwt_audience.clone(),
+        leeway: c.jwt_leeway,
+    };
+    if keys.secret.is_none() && keys.public_pem.is_none() {
+        return Err(env(format!(
+            "users.sources has a jwt: source but no key to verify tokens: set ${} (HS256, users.jwt_secret_env) or users.jwt_public_key (RS256/ES256)",
+            c.jwt_secret_env
+        )));
+    }
+    let verifier = JwtVerifier::new(keys).map_err(|m| env(format!("users.jwt_public_key: {m}")))?;
+    Ok(users.with_jwt(verifier))
 }
 
 /// The secret that keys user hashes: from `users.secret_env`, else random per process

@@ -197,6 +197,13 @@ pub(super) fn read(
         }
     }
     rule.prefetch = templates(&t, "prefetch", &prefetch, &names)?;
+    if let Some(i) = rule.prefetch.iter().position(|p| p.uses_user()) {
+        return Err(t.error(
+            prefetch[i].at,
+            &format!("prefetch[{i}]"),
+            "{user_id} belongs in tags and invalidates, not in a path",
+        ));
+    }
     let tags = t.strings("tags")?.unwrap_or_default();
     rule.tags = templates(&t, "tags", &tags, &names)?;
     let invalidates = t.strings("invalidates")?.unwrap_or_default();

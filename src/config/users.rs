@@ -14,6 +14,8 @@ pub enum UserSource {
     Header(HeaderName),
     /// A cookie, e.g. `cookie:session`.
     Cookie(String),
+    /// A claim of a verified `Authorization: Bearer` JWT, e.g. `jwt:sub`.
+    Jwt(String),
 }
 
 impl fmt::Display for UserSource {
@@ -21,6 +23,7 @@ impl fmt::Display for UserSource {
         match self {
             UserSource::Header(h) => write!(f, "header:{h}"),
             UserSource::Cookie(c) => write!(f, "cookie:{c}"),
+            UserSource::Jwt(c) => write!(f, "jwt:{c}"),
         }
     }
 }
@@ -36,10 +39,15 @@ impl std::str::FromStr for UserSource {
         } else if let Some(c) = text.strip_prefix("cookie:") {
             (!c.is_empty() && !c.contains([';', '=', ' ']))
                 .then(|| UserSource::Cookie(c.to_string()))
+        } else if let Some(c) = text.strip_prefix("jwt:") {
+            (!c.is_empty() && !c.contains(char::is_whitespace))
+                .then(|| UserSource::Jwt(c.to_string()))
         } else {
             None
         };
-        parsed.ok_or_else(|| format!("{text:?}: expected \"header:NAME\" or \"cookie:NAME\""))
+        parsed.ok_or_else(|| {
+            format!("{text:?}: expected \"header:NAME\", \"cookie:NAME\" or \"jwt:CLAIM\"")
+        })
     }
 }
 
@@ -50,9 +58,34 @@ pub struct UsersConfig {
     pub sources: Vec<UserSource>,
     /// The environment variable holding the secret that keys user hashes.
     pub secret_env: String,
+    /// The environment variable holding the HS256 key of `jwt:` sources.
+    pub jwt_secret_env: String,
+    /// A PEM public key file (RSA: RS256, P-256: ES256) for `jwt:` sources.
+    pub jwt_public_key: Option<std::path::PathBuf>,
+    /// The `iss` a token must carry, if any.
+    pub jwt_issuer: Option<String>,
+    /// The `aud` a token must carry, if any.
+    pub jwt_audience: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub jwt_leeway: std::time::Duration,
 }
 
-const KEYS: &[Key] = &[("sources", Live), ("secret_env", Restart)];
+impl UsersConfig {
+    /// Whether a source is a `jwt:` claim.
+    pub fn uses_jwt(&self) -> bool {
+        self.sources.iter().any(|s| matches!(s, UserSource::Jwt(_)))
+    }
+}
+
+const KEYS: &[Key] = &[
+    ("sources", Live),
+    ("secret_env", Restart),
+    ("jwt_secret_env", Live),
+    ("jwt_public_key", Live),
+    ("jwt_issuer", Live),
+    ("jwt_audience", Live),
+    ("jwt_leeway", Live),
+];
 
 impl UsersConfig {
     pub(super) fn read(mut t: Table<'_>) -> Result<(UsersConfig, Vec<Setting>), ConfigError> {
@@ -64,6 +97,11 @@ impl UsersConfig {
         let users = UsersConfig {
             sources,
             secret_env: t.string("secret_env", "LARDER_USER_SECRET")?,
+            jwt_secret_env: t.string("jwt_secret_env", "LARDER_JWT_SECRET")?,
+            jwt_public_key: t.text("jwt_public_key")?.map(|p| p.value.into()),
+            jwt_issuer: t.text("jwt_issuer")?.map(|p| p.value),
+            jwt_audience: t.text("jwt_audience")?.map(|p| p.value),
+            jwt_leeway: t.duration("jwt_leeway", "0s")?,
         };
         Ok((users, t.finish(KEYS)?))
     }

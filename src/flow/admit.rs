@@ -257,7 +257,13 @@ fn entry_tags(
     let mut tags = Vec::new();
     if let Some(r) = rule.filter(|r| !r.tags.is_empty()) {
         let caps = r.pattern.captures(&fill.path).unwrap_or_default();
-        tags.extend(r.tags.iter().map(|t| key::tag_id(&t.render(&caps))));
+        let user = fill.user.as_ref();
+        tags.extend(
+            r.tags
+                .iter()
+                .filter_map(|t| t.render_for(&caps, user))
+                .map(|t| key::tag_id(&t)),
+        );
     }
     if let Some(h) = &s.config.cache.tag_header {
         for v in response.get_all(h).iter().filter_map(|v| v.to_str().ok()) {

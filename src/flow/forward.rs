@@ -35,10 +35,16 @@ impl Invalidations {
         let mut rule_tags = Vec::new();
         if let Some(r) = rule {
             let caps = r.pattern.captures(&path).unwrap_or_default();
+            // `{user_id}` in a tag is the mutating request's user.
+            let needs_user = r.tags.iter().chain(&r.invalidates).any(|t| t.uses_user());
+            let user = needs_user
+                .then(|| s.users.identify(req.headers()))
+                .flatten();
+            let render = |t: &crate::rules::Template| t.render_for(&caps, user.as_ref());
             if r.invalidate_on.contains(req.method()) {
-                rule_tags.extend(r.tags.iter().map(|t| t.render(&caps)));
+                rule_tags.extend(r.tags.iter().filter_map(render));
             }
-            rule_tags.extend(r.invalidates.iter().map(|t| t.render(&caps)));
+            rule_tags.extend(r.invalidates.iter().filter_map(render));
         }
         let target = match req.uri().query() {
             Some(q) => format!("{path}?{q}"),

@@ -25,6 +25,7 @@ use http::Method;
 
 mod body;
 pub mod json;
+pub mod jwt;
 mod tags;
 mod url;
 mod user;

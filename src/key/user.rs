@@ -1,10 +1,12 @@
 //! Who a request is for: the first configured source present, as a keyed hash.
 
 use std::fmt;
+use std::sync::Arc;
 
-use http::header::{HeaderMap, COOKIE};
+use http::header::{HeaderMap, AUTHORIZATION, COOKIE};
 
 use super::hex;
+use super::jwt::{bearer, JwtVerifier};
 use crate::config::UserSource;
 
 /// A user's identity as a keyed hash (never the raw credential).
@@ -39,6 +41,7 @@ impl fmt::Display for UserId {
 pub struct Users {
     sources: Vec<UserSource>,
     key: [u8; 32],
+    jwt: Option<Arc<JwtVerifier>>,
 }
 
 impl fmt::Debug for Users {
@@ -55,7 +58,15 @@ impl Users {
         Users {
             sources,
             key: blake3::derive_key("larder 2026 user identity key", secret),
+            jwt: None,
         }
+    }
+
+    /// Verifies the tokens of `jwt:` sources with `verifier` (without one, a `jwt:` source
+    /// finds no user).
+    pub fn with_jwt(mut self, verifier: JwtVerifier) -> Users {
+        self.jwt = Some(Arc::new(verifier));
+        self
     }
 
     fn hash(&self, source: usize, value: &[u8]) -> UserId {
@@ -67,10 +78,22 @@ impl Users {
         UserId(out)
     }
 
-    /// The hashed identity of the request's user: the first source present wins.
+    /// The hashed identity of the request's user: the first source present wins. A Bearer
+    /// token that does not verify is no user (the sources after it are not tried: a forged
+    /// token must not let another header choose the user).
     pub fn identify(&self, headers: &HeaderMap) -> Option<UserId> {
         for (i, source) in self.sources.iter().enumerate() {
             match source {
+                UserSource::Jwt(claim) => {
+                    let Some(token) = headers
+                        .get(AUTHORIZATION)
+                        .and_then(|v| bearer(v.as_bytes()))
+                    else {
+                        continue;
+                    };
+                    let value = self.jwt.as_ref()?.claim(token, claim)?;
+                    return Some(self.hash(i, value.as_bytes()));
+                }
                 UserSource::Header(name) => {
                     if let Some(v) = headers.get(name) {
                         let v = trim(v.as_bytes());
@@ -101,6 +124,7 @@ impl Users {
             let name = match source {
                 UserSource::Header(name) => name,
                 UserSource::Cookie(_) => &COOKIE,
+                UserSource::Jwt(_) => &AUTHORIZATION,
             };
             if out.contains_key(name) {
                 continue;
@@ -116,6 +140,9 @@ impl Users {
     pub fn present(&self, headers: &HeaderMap) -> bool {
         self.sources.iter().any(|source| match source {
             UserSource::Header(name) => headers.contains_key(name),
+            UserSource::Jwt(_) => headers
+                .get(AUTHORIZATION)
+                .is_some_and(|v| bearer(v.as_bytes()).is_some()),
             UserSource::Cookie(name) => headers
                 .get_all(COOKIE)
                 .iter()
@@ -123,7 +150,8 @@ impl Users {
         })
     }
 
-    /// The hashes an admin-given identity has under each source (for invalidation by user).
+    /// The hashes an admin-given identity has under each source (for invalidation by user):
+    /// the value of a `header:` or `cookie:` source, or the claim of a `jwt:` source.
     pub fn hash_identity(&self, identity: &str) -> Vec<UserId> {
         let v = trim(identity.as_bytes());
         (0..self.sources.len()).map(|i| self.hash(i, v)).collect()

@@ -6,8 +6,9 @@ use std::time::Duration;
 use http::HeaderName;
 
 use super::CacheLayer;
-use crate::cache::{random_secret, Cache};
+use crate::cache::{random_secret, Cache, Settings};
 use crate::config::{Config, UserSource};
+use crate::ops::stats::Stats;
 use crate::ops::Tasks;
 use crate::rules::RuleBuilder;
 use crate::store::Tiers;
@@ -86,9 +87,11 @@ impl Builder {
                     .map_err(|m| crate::Error::Rule(format!("rule {}: {m}", i + 1)))
             })
             .collect::<Result<_, _>>()?;
-        let tiers = Tiers::from_config(&config.store)?;
         let secret = self.secret.unwrap_or_else(|| random_secret().to_vec());
-        let cache = Cache::from_parts(config, &secret, tiers);
+        let stats = Stats::default();
+        let settings = Settings::new(config, &stats, &secret)?;
+        let tiers = Tiers::from_config(&settings.config.store)?;
+        let cache = Cache::from_parts(settings, stats, &secret, tiers);
         // The tasks hold the cache weakly and end with it.
         let _ = Tasks::start(&cache);
         Ok(CacheLayer::from_cache(cache))

@@ -2,24 +2,28 @@
 //! atomically; what only a restart can change is named.
 
 use crate::cache::Cache;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 
 impl Cache {
     /// Re-reads the config file, validates it fully and swaps in its rules and cache
     /// settings. A bad file is refused (the old config stays) with its
     /// `file:line:col: field: message` error. Returns the settings that changed but only
     /// take effect after a restart (listeners, upstream, store).
-    pub fn reload_file(&self) -> Result<Vec<String>, ConfigError> {
+    /// A `jwt:` user source whose key cannot be read refuses the reload the same way.
+    pub fn reload_file(&self) -> Result<Vec<String>, crate::Error> {
         let old = self.settings();
         let new = match Config::load(&old.config.path) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "reload refused; the running config stays in force");
-                return Err(e);
+                return Err(e.into());
             }
         };
         let restart = old.config.restart_needed(&new);
-        self.reload(new);
+        if let Err(e) = self.reload(new) {
+            tracing::error!(error = %e, "reload refused; the running config stays in force");
+            return Err(e);
+        }
         if restart.is_empty() {
             tracing::info!(path = %old.config.path.display(), "config reloaded");
         } else {

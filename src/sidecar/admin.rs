@@ -33,7 +33,10 @@ struct InvalidateRequest {
     #[serde(default)]
     urls: Vec<String>,
     prefix: Option<String>,
+    /// A user's raw identity (the value of a header or cookie source).
     user: Option<String>,
+    /// A user's id: the value of a `header:` source, or the claim of a `jwt:` source.
+    user_id: Option<String>,
     /// Mark stale instead of removing (a soft purge).
     #[serde(default)]
     soft: bool,
@@ -277,16 +280,20 @@ impl Admin {
     async fn invalidate(&self, body: &[u8]) -> Response<Full<Bytes>> {
         let req: InvalidateRequest = match parse(
             body,
-            "{\"tags\":[..]}, {\"urls\":[..]}, {\"prefix\":\"..\"} or {\"user\":\"..\"}",
+            "{\"tags\":[..]}, {\"urls\":[..]}, {\"prefix\":\"..\"}, {\"user_id\":\"..\"} or {\"user\":\"..\"}",
         ) {
             Ok(r) => r,
             Err(resp) => return *resp,
         };
-        if req.tags.is_empty() && req.urls.is_empty() && req.prefix.is_none() && req.user.is_none()
+        if req.tags.is_empty()
+            && req.urls.is_empty()
+            && req.prefix.is_none()
+            && req.user.is_none()
+            && req.user_id.is_none()
         {
             return error(
                 StatusCode::BAD_REQUEST,
-                "nothing to invalidate: give tags, urls, prefix or user",
+                "nothing to invalidate: give tags, urls, prefix, user_id or user",
             );
         }
         if let Err(resp) = paths_only(&req.urls) {
@@ -295,6 +302,7 @@ impl Admin {
         let mut targets = vec![Target::Tags(req.tags), Target::Urls(req.urls)];
         targets.extend(req.prefix.map(Target::Prefix));
         targets.extend(req.user.map(Target::User));
+        targets.extend(req.user_id.map(Target::User));
         let mut n = 0;
         for t in &targets {
             n += self.cache.invalidate(t, req.soft).await;

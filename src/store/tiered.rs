@@ -361,8 +361,8 @@ fn fleet_name(url: &str, prefix: &str) -> String {
 }
 
 /// Applies other instances' invalidations as they arrive: to memory, and to the disk tier
-/// (made durable by its next catch-up). After a gap in the subscription memory is cleared
-/// and the disk tier catches up from the log at once.
+/// (made durable by its next catch-up). After a gap in the subscription memory is cleared,
+/// and the disk tier stops serving until it has caught up from the log (at once).
 fn listen(
     redis: &Arc<RedisTier>,
     memory: &Arc<MemoryStore>,
@@ -371,6 +371,7 @@ fn listen(
 ) {
     let (on_event, on_gap) = (Arc::downgrade(memory), Arc::downgrade(memory));
     let disk = disk.map(Arc::downgrade);
+    let disk_gap = disk.clone();
     redis.start(
         move |event| {
             let (what, soft) = match &event {
@@ -390,7 +391,11 @@ fn listen(
             }
         },
         move || {
-            // The subscription was down: invalidations may have been missed.
+            // The subscription was down: invalidations may have been missed. The disk
+            // serves again once it has caught up with the log.
+            if let Some(disk) = disk_gap.as_ref().and_then(|d| d.upgrade()) {
+                disk.suspend();
+            }
             if let Some(memory) = on_gap.upgrade() {
                 memory.invalidate(&Invalidation::All);
             }

@@ -22,6 +22,9 @@ pub struct FleetLog {
     pub items: Vec<(u64, Invalidation)>,
     /// Whether the log still reaches back to the watermark.
     pub complete: bool,
+    /// The log's generation: a Redis that lost its data starts a new one, and a watermark
+    /// of another generation counts nothing.
+    pub generation: String,
 }
 
 impl DiskTier {
@@ -46,19 +49,24 @@ impl DiskTier {
         let inner = &self.inner;
         if !inner.up.load(Relaxed) {
             // A disabled tier comes back empty; nothing to apply.
-            inner.state.lock().watermark = log.current;
+            let mut st = inner.state.lock();
+            st.watermark = log.current;
+            st.generation = Some(log.generation);
+            drop(st);
             inner.ready.send_replace(true);
             return true;
         }
-        let (mark, marked) = {
+        let (mark, in_step) = {
             let st = inner.state.lock();
-            (st.watermark, st.marked)
+            let same = st.generation.as_deref() == Some(log.generation.as_str());
+            (st.watermark, st.marked && same)
         };
-        if log.complete && log.current == mark && marked {
+        if in_step && log.complete && log.current == mark {
             inner.ready.send_replace(true);
             return true;
         }
-        if !log.complete || log.current < mark {
+        let lost = !log.complete || log.current < mark || (mark > 0 && !in_step);
+        if lost {
             tracing::warn!(
                 watermark = mark,
                 epoch = log.current,
@@ -68,37 +76,57 @@ impl DiskTier {
                 return false;
             }
         }
-        let fleet = inner.fleet.clone().unwrap_or_default();
+        let name = inner.fleet.clone().unwrap_or_default();
         let lines = {
             let mut st = inner.state.lock();
-            let mut lines = Vec::new();
-            for (epoch, what) in log.items.into_iter().filter(|(e, _)| *e > mark) {
+            let after = if lost { 0 } else { mark };
+            let mut scoped = Vec::new();
+            for (epoch, what) in log.items.into_iter().filter(|(e, _)| *e > after) {
                 let seq = st.take_seq();
                 st.log.record(what.clone());
-                st.index
-                    .invalidate(&what, Scope::FleetBefore { seq, epoch });
                 st.drop_pending(&what);
-                lines.push((seq, Line::Fleet(epoch, what)));
+                scoped.push((seq, epoch, what));
             }
-            lines.push((st.take_seq(), Line::Watermark(log.current, fleet)));
+            // One pass over the directory for the whole log.
+            st.index.replay(scoped.iter().map(|(seq, epoch, w)| {
+                (
+                    Scope::FleetBefore {
+                        seq: *seq,
+                        epoch: *epoch,
+                    },
+                    w,
+                )
+            }));
+            let mut lines: Vec<(u64, Line)> = scoped
+                .into_iter()
+                .map(|(seq, epoch, what)| (seq, Line::Fleet(epoch, what)))
+                .collect();
+            let mark = format!("{name}@{}", log.generation);
+            lines.push((st.take_seq(), Line::Watermark(log.current, mark)));
             lines
         };
         let me = inner.clone();
-        let written = tokio::task::spawn_blocking(move || me.journal.lock().append(lines)).await;
-        match written {
-            Ok(Ok(())) => {
-                let mut st = inner.state.lock();
-                st.watermark = log.current;
-                st.marked = true;
-                drop(st);
-                inner.ready.send_replace(true);
-                true
+        let written = tokio::spawn(async move {
+            let worker = me.clone();
+            match tokio::task::spawn_blocking(move || worker.journal.lock().append(lines)).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    me.fail("journal", e);
+                    false
+                }
+                Err(_) => false,
             }
-            Ok(Err(e)) => {
-                inner.fail("journal", e);
-                false
-            }
-            Err(_) => false,
+        })
+        .await;
+        if !matches!(written, Ok(true)) {
+            return false;
         }
+        let mut st = inner.state.lock();
+        st.watermark = log.current;
+        st.generation = Some(log.generation);
+        st.marked = true;
+        drop(st);
+        inner.ready.send_replace(true);
+        true
     }
 }

@@ -75,6 +75,8 @@ pub(super) struct Opened {
 pub(super) struct Journal {
     dir: PathBuf,
     file: File,
+    /// Bytes of sound lines: appends go here (a failed one is cut back to it).
+    len: u64,
     lines: Vec<(u64, Line)>,
 }
 
@@ -103,6 +105,7 @@ impl Journal {
             journal: Journal {
                 dir: dir.to_path_buf(),
                 file,
+                len: good as u64,
                 lines,
             },
             damaged,
@@ -134,9 +137,17 @@ impl Journal {
                 line.encode().as_bytes(),
             ));
         }
-        let end = self.file.metadata()?.len();
-        self.file.write_all_at(&buf, end)?;
-        self.file.sync_data()?;
+        let written = self
+            .file
+            .write_all_at(&buf, self.len)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Not acknowledged: cut the partial line off, so the next append follows the
+            // last sound one (if even that fails, the journal reads as damaged at start).
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        self.len += buf.len() as u64;
         self.lines.extend(lines);
         Ok(())
     }
@@ -156,25 +167,25 @@ impl Journal {
             .map(|(_, l)| l.clone())
             .collect();
         let tmp = self.dir.join(format!("{NAME}.tmp"));
-        {
-            let mut f = File::create(&tmp)?;
-            for (seq, line) in &kept {
-                f.write_all(&Record::encode(
-                    Kind::Journal,
-                    *seq,
-                    0,
-                    &[0; 16],
-                    line.encode().as_bytes(),
-                ))?;
-            }
-            f.sync_all()?;
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let mut len = 0;
+        for (seq, line) in &kept {
+            let record = Record::encode(Kind::Journal, *seq, 0, &[0; 16], line.encode().as_bytes());
+            f.write_all(&record)?;
+            len += record.len() as u64;
         }
-        let path = self.dir.join(NAME);
-        std::fs::rename(&tmp, &path)?;
-        sync_dir(&self.dir)?;
-        self.file = OpenOptions::new().read(true).write(true).open(&path)?;
+        f.sync_all()?;
+        // The handle is the new journal from the rename on, whatever fails after it.
+        std::fs::rename(&tmp, self.dir.join(NAME))?;
+        self.file = f;
+        self.len = len;
         self.lines = kept;
-        Ok(())
+        sync_dir(&self.dir)
     }
 }
 
@@ -194,13 +205,23 @@ fn parse(bytes: &[u8]) -> (Vec<(u64, Line)>, usize, bool) {
                 lines.push((h.seq, line));
                 at += h.total();
             }
-            // Cut off mid-write, or a preallocated tail of zeros: never acknowledged.
-            Err(Damage::Torn) => return (lines, at, false),
+            // Cut off mid-write, or a preallocated tail of zeros: never acknowledged —
+            // unless a sound line follows (then a length was damaged, not cut).
+            Err(Damage::Torn) => return (lines, at, sound_line_after(rest)),
             _ if rest.iter().all(|b| *b == 0) => return (lines, at, false),
             _ => return (lines, at, true),
         }
     }
     (lines, at, false)
+}
+
+/// Whether a sound journal record starts anywhere after the first byte of `rest`.
+fn sound_line_after(rest: &[u8]) -> bool {
+    let magic = super::record::MAGIC.to_le_bytes();
+    (1..rest.len().saturating_sub(3)).any(|i| {
+        rest[i..].starts_with(&magic)
+            && Record::verify(&rest[i..]).is_ok_and(|h| h.kind == Kind::Journal)
+    })
 }
 
 #[cfg(test)]
@@ -246,6 +267,23 @@ mod tests {
         assert_eq!(Journal::open(&dir).unwrap().journal.lines().len(), 2);
         let mut bytes = std::fs::read(dir.join(NAME)).unwrap();
         bytes[HEADER + 2] ^= 0xff;
+        std::fs::write(dir.join(NAME), bytes).unwrap();
+        assert!(Journal::open(&dir).unwrap().damaged);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_length_is_not_taken_for_a_cut_tail() {
+        let dir = tempdir();
+        let mut j = Journal::open(&dir).unwrap().journal;
+        j.append(vec![
+            (1, Line::Local(Invalidation::All)),
+            (2, Line::Local(Invalidation::Prefix("/a".into()))),
+        ])
+        .unwrap();
+        // The first line's length now runs past the end of the file.
+        let mut bytes = std::fs::read(dir.join(NAME)).unwrap();
+        bytes[8..12].copy_from_slice(&0x000f_ffffu32.to_le_bytes());
         std::fs::write(dir.join(NAME), bytes).unwrap();
         assert!(Journal::open(&dir).unwrap().damaged);
         std::fs::remove_dir_all(&dir).unwrap();

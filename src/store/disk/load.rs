@@ -20,8 +20,9 @@ pub(super) struct Loaded {
     pub segments: VecDeque<Segment>,
     pub journal: Journal,
     pub next_seq: u64,
-    /// The fleet epoch the journal applied up to, if it followed this fleet.
-    pub watermark: Option<u64>,
+    /// The fleet epoch the journal applied up to and the generation of the log it counts
+    /// in, if it followed this fleet.
+    pub watermark: Option<(u64, Option<String>)>,
     /// Damaged records or files found.
     pub corrupt: u64,
 }
@@ -77,8 +78,14 @@ impl Loaded {
         }
         let journal_seq = journal.lines().iter().map(|(s, _)| *s).max().unwrap_or(0);
         let next_seq = max_seq.max(journal_seq) + 1;
-        let followed = journal.watermark().filter(|(_, f)| Some(*f) == fleet);
-        let watermark = followed.map(|(e, _)| e);
+        let followed = journal.watermark().and_then(|(epoch, mark)| {
+            let (name, generation) = match mark.split_once('@') {
+                Some((n, g)) => (n, Some(g.to_string())),
+                None => (mark, None),
+            };
+            (Some(name) == fleet).then_some((epoch, generation))
+        });
+        let watermark = followed.clone();
         let unfollowed = fleet.is_some() && followed.is_none() && index.len() > 0;
         if damaged || unfollowed {
             tracing::warn!(
@@ -99,7 +106,11 @@ impl Loaded {
         }
         index.expire(now_ms());
         if segs.is_empty() {
-            segs.push_back(segments::open(dir, ids.last().map_or(1, |id| id + 1))?);
+            let next = ids.last().map_or(1, |id| id + 1);
+            if next > segments::MAX_ID {
+                return Err(io::Error::other("segment ids exhausted"));
+            }
+            segs.push_back(segments::open(dir, next)?);
         }
         Ok(Loaded {
             index,

@@ -28,6 +28,7 @@
 mod fleet;
 mod index;
 mod journal;
+mod lifecycle;
 mod load;
 pub mod record;
 mod segments;
@@ -35,6 +36,7 @@ mod write;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -46,8 +48,8 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 pub use fleet::FleetLog;
-use index::{Index, Scope, Slot};
-use journal::{Journal, Line};
+use index::{Index, Slot};
+use journal::Journal;
 use record::{Kind, Record, HEADER};
 use segments::Segment;
 
@@ -130,6 +132,9 @@ struct State {
     next_seq: u64,
     /// The fleet epoch the journal has applied up to.
     watermark: u64,
+    /// The generation of the Redis log the watermark counts in (a Redis that lost its log
+    /// starts a new one).
+    generation: Option<String>,
     /// Whether the journal holds a watermark for this fleet (until it does, a restart
     /// cannot tell what it missed).
     marked: bool,
@@ -145,7 +150,7 @@ struct Queued {
     epoch: u64,
 }
 
-fn store_error(dir: &Path, what: &str, e: std::io::Error) -> crate::Error {
+fn store_error(dir: &Path, what: &str, e: io::Error) -> crate::Error {
     crate::Error::Store(format!("store.disk.path {}: {what}: {e}", dir.display()))
 }
 
@@ -186,7 +191,8 @@ impl DiskTier {
                 queue: Vec::new(),
                 log: InvalidationLog::new(RECENT),
                 next_seq: loaded.next_seq,
-                watermark: loaded.watermark.unwrap_or(0),
+                watermark: loaded.watermark.as_ref().map_or(0, |w| w.0),
+                generation: loaded.watermark.as_ref().and_then(|w| w.1.clone()),
                 marked: loaded.watermark.is_some(),
             }),
             journal: Mutex::new(loaded.journal),
@@ -216,6 +222,12 @@ impl DiskTier {
         self.len() == 0
     }
 
+    /// Stops serving until the next catch-up with the fleet (after a gap in the fleet's
+    /// events, when invalidations may have been missed).
+    pub fn suspend(&self) {
+        self.inner.ready.send_replace(false);
+    }
+
     /// Writes everything queued and syncs it (at shutdown).
     pub async fn flush(&self) {
         self.inner.flush().await;
@@ -242,9 +254,8 @@ impl Inner {
                 st.index.remove(key);
                 return None;
             }
-            let front = st.segments.front()?.id;
-            let seg = st.segments.get(slot.seg.checked_sub(front)? as usize)?;
-            (seg.file.clone(), slot)
+            let at = st.segments.binary_search_by_key(&slot.seg, |s| s.id).ok()?;
+            (st.segments[at].file.clone(), slot)
         };
         match read_entry(&file, key, &slot) {
             Some(entry) => Some(Arc::new(entry)),
@@ -258,101 +269,6 @@ impl Inner {
                 None
             }
         }
-    }
-
-    /// Applies an invalidation durably: dropped from the directory at once, in the
-    /// journal before this returns. `None` if the journal could not be written (the tier
-    /// is then disabled, its entries dropped).
-    async fn invalidate(self: &Arc<Self>, what: &Invalidation) -> Option<u64> {
-        if !self.up.load(Relaxed) {
-            return Some(0);
-        }
-        if matches!(what, Invalidation::All) {
-            let _one = self.flushing.lock().await;
-            let me = self.clone();
-            return match tokio::task::spawn_blocking(move || me.purge()).await {
-                Ok(Ok(n)) => Some(n),
-                Ok(Err(e)) => {
-                    self.fail("purge", e);
-                    Some(0)
-                }
-                Err(_) => None,
-            };
-        }
-        let (seq, n) = {
-            let mut st = self.state.lock();
-            let seq = st.take_seq();
-            st.log.record(what.clone());
-            let n = st.index.invalidate(what, Scope::Before(seq));
-            (seq, n + st.drop_pending(what))
-        };
-        let me = self.clone();
-        let line = Line::Local(what.clone());
-        let written =
-            tokio::task::spawn_blocking(move || me.journal.lock().append(vec![(seq, line)])).await;
-        match written {
-            Ok(Ok(())) => Some(n),
-            Ok(Err(e)) => {
-                self.fail("journal", e);
-                Some(n)
-            }
-            Err(_) => None,
-        }
-    }
-
-    /// Drops everything: the journal says so first, then the segments go.
-    fn purge(&self) -> std::io::Result<u64> {
-        let (seq, old, n) = {
-            let mut st = self.state.lock();
-            let seq = st.take_seq();
-            st.log.record(Invalidation::All);
-            let n = (st.index.len() + st.pending.len()) as u64;
-            st.clear();
-            let next = st.segments.back().map_or(1, |s| s.id + 1);
-            let old: Vec<u32> = st.segments.drain(..).map(|s| s.id).collect();
-            st.segments.push_back(segments::open(&self.dir, next)?);
-            (seq, old, n)
-        };
-        let mut journal = self.journal.lock();
-        journal.append(vec![(seq, Line::Local(Invalidation::All))])?;
-        segments::remove(&self.dir, &old)?;
-        journal.compact(|s, _| s >= seq)?;
-        Ok(n)
-    }
-
-    /// A write failed: the tier stops serving and drops its files (if it still can).
-    fn fail(&self, what: &str, e: std::io::Error) {
-        self.counters.errors.fetch_add(1, Relaxed);
-        if self.up.swap(false, Relaxed) {
-            tracing::error!(error = %e, op = what, dir = %self.dir.display(),
-                "the disk tier failed a write: disabled until the disk takes writes again");
-        }
-        let old: Vec<u32> = {
-            let mut st = self.state.lock();
-            st.clear();
-            st.segments.drain(..).map(|s| s.id).collect()
-        };
-        let _ = segments::remove(&self.dir, &old);
-    }
-
-    /// Brings a disabled tier back, empty, if the disk has room and takes a write.
-    fn probe(&self) -> std::io::Result<()> {
-        let free = segments::free_bytes(&self.dir)?;
-        if free < 2 * self.segment_size {
-            return Err(std::io::Error::other("not enough free space"));
-        }
-        let mut st = self.state.lock();
-        let next = st.segments.back().map_or(1, |s| s.id + 1);
-        let ids = segments::list(&self.dir)?;
-        segments::remove(&self.dir, &ids)?;
-        let seq = st.take_seq();
-        self.journal
-            .lock()
-            .append(vec![(seq, Line::Local(Invalidation::All))])?;
-        st.segments.push_back(segments::open(&self.dir, next)?);
-        self.up.store(true, Relaxed);
-        tracing::info!(dir = %self.dir.display(), "the disk tier takes writes again");
-        Ok(())
     }
 
     fn report(&self) -> TierReport {
@@ -431,8 +347,7 @@ async fn maintain(inner: Weak<Inner>) {
                 inner.tidy().await;
             }
         } else if n.is_multiple_of(50) {
-            let me = inner.clone();
-            let _ = tokio::task::spawn_blocking(move || me.probe()).await;
+            inner.probe().await;
         }
     }
 }

@@ -20,6 +20,9 @@ pub(super) struct Segment {
     pub min_seq: u64,
 }
 
+/// The largest segment id (eight digits in the file name).
+pub(super) const MAX_ID: u32 = 99_999_999;
+
 /// The path of segment `id` in `dir`.
 pub(super) fn path(dir: &Path, id: u32) -> PathBuf {
     dir.join(format!("{id:08}.seg"))
@@ -31,7 +34,11 @@ pub(super) fn list(dir: &Path) -> io::Result<Vec<u32>> {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            name.strip_suffix(".seg")?.parse().ok()
+            let digits = name.strip_suffix(".seg")?;
+            if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            digits.parse().ok()
         })
         .collect();
     ids.sort_unstable();

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::index::Slot;
+use super::journal::Line;
 use super::record::{Kind, Record, HEADER, MAX_PAYLOAD};
 use super::{segments, Inner, Queued, State, WriteMode};
 use crate::entry::Entry;
@@ -79,15 +80,14 @@ impl Inner {
     /// Writes and syncs everything queued (one batch at a time; a fill waiting for its
     /// write shares the sync of whatever batch carries it).
     pub(super) async fn flush(self: &Arc<Self>) {
-        let _one = self.flushing.lock().await;
-        let batch = std::mem::take(&mut self.state.lock().queue);
-        if batch.is_empty() {
-            return;
-        }
-        let me = self.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || me.write_batch(batch)).await {
-            self.fail("write", e);
-        }
+        self.exclusive("write", |me| {
+            let batch = std::mem::take(&mut me.state.lock().queue);
+            if batch.is_empty() {
+                return Ok(());
+            }
+            me.write_batch(batch)
+        })
+        .await;
     }
 
     fn write_batch(&self, batch: Vec<Queued>) -> std::io::Result<()> {
@@ -116,7 +116,9 @@ impl Inner {
         self.counters.writes.fetch_add(placed.len() as u64, Relaxed);
         let evicted = {
             let mut st = self.state.lock();
-            for p in placed {
+            // A tier that failed meanwhile points at nothing (the probe starts it empty).
+            let up = self.up.load(Relaxed);
+            for p in placed.into_iter().filter(|_| up) {
                 st.point_at(p, self.write);
             }
             let (ids, dropped) = st.evict(self.max);
@@ -132,9 +134,7 @@ impl Inner {
 
     /// Drops expired entries from the directory and journal lines nothing needs.
     pub(super) async fn tidy(self: &Arc<Self>) {
-        let _one = self.flushing.lock().await;
-        let me = self.clone();
-        let done = tokio::task::spawn_blocking(move || {
+        self.exclusive("journal", |me| {
             {
                 let mut st = me.state.lock();
                 st.index.expire(now_ms());
@@ -143,9 +143,6 @@ impl Inner {
             me.compact_journal()
         })
         .await;
-        if let Ok(Err(e)) = done {
-            self.fail("journal", e);
-        }
     }
 
     /// Rewrites the journal without the lines older than every record on disk or queued
@@ -158,7 +155,10 @@ impl Inner {
             on_disk.chain(queued).min().unwrap_or(st.next_seq)
         };
         let mut journal = self.journal.lock();
-        if journal.lines().iter().any(|(seq, _)| *seq <= floor) {
+        // The last watermark is always kept: it alone does not call for a rewrite.
+        let stale =
+            |(seq, line): &(u64, Line)| *seq <= floor && !matches!(line, Line::Watermark(..));
+        if journal.lines().iter().any(stale) {
             journal.compact(|seq, _| seq > floor)?;
         }
         Ok(())
@@ -209,7 +209,7 @@ impl State {
             .back()
             .is_none_or(|s| s.len > 0 && s.len + total > segment_size);
         if full {
-            let next = self.segments.back().map_or(1, |s| s.id + 1);
+            let next = self.next_segment()?;
             self.segments.push_back(segments::open(dir, next)?);
         }
         let Some(seg) = self.segments.back_mut() else {
@@ -248,6 +248,15 @@ impl State {
                 url: w.entry.url().into(),
             },
         );
+    }
+
+    /// The id of the next segment.
+    pub(super) fn next_segment(&self) -> std::io::Result<u32> {
+        let next = self.segments.back().map_or(1, |s| s.id + 1);
+        if next > segments::MAX_ID {
+            return Err(std::io::Error::other("segment ids exhausted"));
+        }
+        Ok(next)
     }
 
     /// Deletes the oldest segments while the files are over `max` (the active one stays);

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use fred::interfaces::{
     ClientLike, KeysInterface, LuaInterface, PubsubInterface, SortedSetsInterface,
 };
-use fred::types::{Expiration, SetOptions};
+use fred::types::{Expiration, SetOptions, Value};
 use futures_util::StreamExt;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -136,8 +136,21 @@ impl RedisTier {
     /// Redis does not answer.
     pub async fn fleet_log(&self, since: u64) -> Option<FleetLog> {
         let client = self.pool.next();
+        let generation_key = format!("{{{}}}:gen", self.settings.prefix);
+        let fresh = crate::key::hex(&crate::cache::random_secret()[..8]);
         let read = async {
             let pipe = client.pipeline();
+            // The log's generation: made once; a Redis that lost its data makes a new one.
+            let _: () = pipe
+                .set(
+                    generation_key.as_str(),
+                    fresh.as_str(),
+                    None,
+                    Some(SetOptions::NX),
+                    false,
+                )
+                .await?;
+            let _: () = pipe.get(generation_key.as_str()).await?;
             let _: () = pipe.get(self.epoch_key()).await?;
             let _: () = pipe
                 .zrangebyscore(self.log_key(), format!("({since}"), "+inf", false, None)
@@ -146,11 +159,18 @@ impl RedisTier {
                 .zrange(self.log_key(), 0, 0, None, false, None, false)
                 .await?;
             let _: () = pipe.zcard(self.log_key()).await?;
-            let (current, after, oldest, kept): (Option<u64>, Vec<String>, Vec<String>, u64) =
-                pipe.all().await?;
-            Ok::<_, fred::error::Error>((current.unwrap_or(0), after, oldest, kept))
+            #[allow(clippy::type_complexity)]
+            let (_, generation, current, after, oldest, kept): (
+                Value,
+                Option<String>,
+                Option<u64>,
+                Vec<String>,
+                Vec<String>,
+                u64,
+            ) = pipe.all().await?;
+            Ok::<_, fred::error::Error>((generation, current.unwrap_or(0), after, oldest, kept))
         };
-        let (current, after, oldest, kept) = self.call("fleet_log", read).await.ok()?;
+        let (generation, current, after, oldest, kept) = self.call("fleet_log", read).await.ok()?;
         let epoch_of = |m: &str| m.split_once(':').and_then(|(e, _)| e.parse::<u64>().ok());
         // Trimming drops the oldest members first: the log is whole after `since` if it
         // was never trimmed or still holds something at or before `since`.
@@ -172,6 +192,7 @@ impl RedisTier {
             current,
             items,
             complete,
+            generation: generation.unwrap_or(fresh),
         })
     }
 
