@@ -119,9 +119,41 @@ pub enum NoCacheReason {
     BodyTooDeep,
     /// The request was refused at the trust boundary (`400`).
     BadRequest,
+    /// `cache.dry_run`: everything is forwarded, nothing stored.
+    DryRun,
 }
 
 impl NoCacheReason {
+    /// Every reason, in a fixed order (a slot each for counting).
+    pub const ALL: [NoCacheReason; 21] = [
+        NoCacheReason::Status,
+        NoCacheReason::NoStore,
+        NoCacheReason::Private,
+        NoCacheReason::SetCookie,
+        NoCacheReason::VaryStar,
+        NoCacheReason::Authorization,
+        NoCacheReason::NoCache,
+        NoCacheReason::NoFreshness,
+        NoCacheReason::TooLarge,
+        NoCacheReason::RequestNoStore,
+        NoCacheReason::Rule,
+        NoCacheReason::NoUser,
+        NoCacheReason::Method,
+        NoCacheReason::Range,
+        NoCacheReason::BodyTooLarge,
+        NoCacheReason::Upgrade,
+        NoCacheReason::UpstreamBody,
+        NoCacheReason::Invalidated,
+        NoCacheReason::BodyTooDeep,
+        NoCacheReason::BadRequest,
+        NoCacheReason::DryRun,
+    ];
+
+    /// Its slot in [`NoCacheReason::ALL`].
+    pub fn slot(self) -> usize {
+        self as usize
+    }
+
     /// The `detail` token.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -145,6 +177,7 @@ impl NoCacheReason {
             NoCacheReason::Invalidated => "invalidated",
             NoCacheReason::BodyTooDeep => "body-too-deep",
             NoCacheReason::BadRequest => "bad-request",
+            NoCacheReason::DryRun => "dry-run",
         }
     }
 }

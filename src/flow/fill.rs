@@ -235,10 +235,14 @@ where
         let sent = std::time::Instant::now();
         let inner = self.ctx.inner.clone();
         let result = inner.oneshot(Request::from_parts(parts, body)).await;
+        let answered = match &result {
+            Ok(r) => r.status(),
+            Err(_) => StatusCode::BAD_GATEWAY,
+        };
         self.ctx
             .settings
             .counters(self.plan.rule)
-            .record_upstream(sent.elapsed().as_micros() as u64);
+            .record_upstream(sent.elapsed().as_micros() as u64, answered);
         let response_time = now_ms();
         // The upstream failed: a stale entry may stand in (RFC 5861 stale-if-error).
         let failed = match &result {

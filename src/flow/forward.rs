@@ -125,7 +125,7 @@ where
     let resp = inner.oneshot(req).await?;
     settings
         .counters(fwd.rule)
-        .record_upstream(sent.elapsed().as_micros() as u64);
+        .record_upstream(sent.elapsed().as_micros() as u64, resp.status());
     if let Some(inv) = invalidations {
         inv.apply(&cache, &settings, resp.status(), resp.headers())
             .await;

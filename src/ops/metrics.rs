@@ -68,6 +68,31 @@ fn render_histograms(cache: &Cache, out: &mut String) {
     }
 }
 
+/// Answers not stored by rule and reason, and failed trips upstream by rule (labels stay
+/// bounded: rule names and a fixed set of reasons).
+fn render_not_stored(stats: &super::report::StatsReport, out: &mut String) {
+    let _ = writeln!(out, "# HELP larder_not_stored_total Answers that went upstream and were not stored, by rule and reason.\n# TYPE larder_not_stored_total counter");
+    for (rule, s) in &stats.per_rule {
+        for (reason, n) in s.not_stored.iter() {
+            let _ = writeln!(
+                out,
+                "larder_not_stored_total{{rule=\"{}\",reason=\"{}\"}} {n}",
+                label(rule),
+                reason.as_str()
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP larder_rule_upstream_errors_total Trips upstream that failed (unreachable, timed out, 5xx), by rule.\n# TYPE larder_rule_upstream_errors_total counter");
+    for (rule, s) in &stats.per_rule {
+        let _ = writeln!(
+            out,
+            "larder_rule_upstream_errors_total{{rule=\"{}\"}} {}",
+            label(rule),
+            s.upstream_errors
+        );
+    }
+}
+
 fn render_savings(cache: &Cache, stats: &super::report::StatsReport, out: &mut String) {
     type Series = (
         &'static str,
@@ -138,6 +163,7 @@ pub fn render(cache: &Cache) -> String {
     render_histograms(cache, &mut out);
     render_savings(cache, &stats, &mut out);
     render_upstream_errors(cache, &mut out);
+    render_not_stored(&stats, &mut out);
     let _ = writeln!(
         out,
         "# HELP larder_requests_total Requests by rule and outcome."

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::status::{CacheStatus, Outcome, Tier};
+use crate::status::{CacheStatus, NoCacheReason, Outcome, Tier};
 
 /// Histogram bucket bounds in microseconds (Prometheus `le`), from 50 µs to 30 s.
 pub const BUCKETS_US: [u64; 18] = [
@@ -96,6 +96,10 @@ pub struct Counters {
     bytes_avoided: AtomicU64,
     /// Trips upstream for this rule, with their latency.
     upstream: Histogram,
+    /// Trips upstream that failed (unreachable, timed out, 5xx).
+    upstream_errors: AtomicU64,
+    /// Answers not stored, by reason.
+    not_stored: [AtomicU64; NoCacheReason::ALL.len()],
     /// The hit-ratio alert: raised for the last window, and that window's ratio.
     alerting: AtomicBool,
     window_ratio: AtomicU64,
@@ -126,6 +130,44 @@ pub struct CountersSnapshot {
     pub upstream_requests: u64,
     /// Mean time of a trip upstream, in seconds.
     pub upstream_mean_seconds: f64,
+    /// Trips upstream that failed (unreachable, timed out, 5xx; larder's own 502/504).
+    pub upstream_errors: u64,
+    /// upstream_errors / upstream_requests.
+    pub error_rate: f64,
+    /// Answers that went upstream and were not stored, by reason.
+    pub not_stored: NotStored,
+}
+
+/// Answers not stored, by reason (serialised as a map of the reasons seen).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotStored(pub [u64; NoCacheReason::ALL.len()]);
+
+impl Default for NotStored {
+    fn default() -> Self {
+        NotStored([0; NoCacheReason::ALL.len()])
+    }
+}
+
+impl NotStored {
+    /// The reasons seen, with their counts.
+    pub fn iter(&self) -> impl Iterator<Item = (NoCacheReason, u64)> + '_ {
+        NoCacheReason::ALL
+            .iter()
+            .zip(self.0)
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (*r, n))
+    }
+}
+
+impl Serialize for NotStored {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for (reason, n) in self.iter() {
+            map.serialize_entry(reason.as_str(), &n)?;
+        }
+        map.end()
+    }
 }
 
 impl Counters {
@@ -143,6 +185,8 @@ impl Counters {
         }
         if status.stored {
             self.stored.fetch_add(1, Relaxed);
+        } else if let Some(reason) = status.detail.filter(|_| status.outcome != Outcome::Hit) {
+            self.not_stored[reason.slot()].fetch_add(1, Relaxed);
         }
     }
 
@@ -152,9 +196,12 @@ impl Counters {
         self.bytes_avoided.fetch_add(bytes, Relaxed);
     }
 
-    /// Counts a trip upstream that took `us` microseconds.
-    pub fn record_upstream(&self, us: u64) {
+    /// Counts a trip upstream that took `us` microseconds and answered `status`.
+    pub fn record_upstream(&self, us: u64, status: http::StatusCode) {
         self.upstream.observe_us(us);
+        if status.is_server_error() {
+            self.upstream_errors.fetch_add(1, Relaxed);
+        }
     }
 
     /// The upstream latency histogram.
@@ -181,8 +228,12 @@ impl Counters {
             } else {
                 upstream.sum_us as f64 / upstream.count as f64 / 1e6
             },
+            upstream_errors: self.upstream_errors.load(Relaxed),
+            error_rate: 0.0,
+            not_stored: NotStored(std::array::from_fn(|i| self.not_stored[i].load(Relaxed))),
         };
         s.hit_ratio = ratio(s.hits + s.stale, s.hits + s.stale + s.misses);
+        s.error_rate = ratio(s.upstream_errors, s.upstream_requests);
         s
     }
 
@@ -197,7 +248,11 @@ impl Counters {
             &self.stored,
             &self.avoided,
             &self.bytes_avoided,
-        ] {
+            &self.upstream_errors,
+        ]
+        .into_iter()
+        .chain(&self.not_stored)
+        {
             c.store(0, Relaxed);
         }
         self.upstream.reset();
@@ -249,8 +304,14 @@ impl std::ops::Add for CountersSnapshot {
                     + o.upstream_mean_seconds * o.upstream_requests as f64)
                     / upstream_requests as f64
             },
+            upstream_errors: self.upstream_errors + o.upstream_errors,
+            error_rate: 0.0,
+            not_stored: NotStored(std::array::from_fn(|i| {
+                self.not_stored.0[i] + o.not_stored.0[i]
+            })),
         };
         s.hit_ratio = ratio(s.hits + s.stale, s.hits + s.stale + s.misses);
+        s.error_rate = ratio(s.upstream_errors, s.upstream_requests);
         s
     }
 }
@@ -299,15 +360,60 @@ impl UpstreamError {
     }
 }
 
-/// Upstream failures by upstream name and kind; labels stay bounded (configured names,
-/// five kinds).
+/// Upstream failures by upstream name and kind (labels stay bounded: configured names,
+/// five kinds), and each upstream's recent trips and failures, for `/health`.
 #[derive(Clone, Default, Debug)]
-pub struct UpstreamErrors(Arc<Mutex<std::collections::BTreeMap<(String, UpstreamError), u64>>>);
+pub struct UpstreamErrors(Arc<UpstreamCounts>);
+
+#[derive(Default, Debug)]
+struct UpstreamCounts {
+    by_kind: Mutex<std::collections::BTreeMap<(String, UpstreamError), u64>>,
+    recent: Mutex<std::collections::BTreeMap<String, Window>>,
+}
+
+/// Trips and failures in the current and the previous window of [`Window::SPAN_MS`].
+#[derive(Default, Debug)]
+struct Window {
+    start: u64,
+    trips: [u64; 2],
+    failed: [u64; 2],
+}
+
+impl Window {
+    const SPAN_MS: u64 = 30_000;
+
+    /// Moves the window on to `now`.
+    fn roll(&mut self, now: u64) {
+        let elapsed = now.saturating_sub(self.start);
+        if elapsed < Window::SPAN_MS {
+            return;
+        }
+        if elapsed < 2 * Window::SPAN_MS {
+            self.trips = [0, self.trips[0]];
+            self.failed = [0, self.failed[0]];
+        } else {
+            self.trips = [0; 2];
+            self.failed = [0; 2];
+        }
+        self.start = now - elapsed % Window::SPAN_MS;
+    }
+}
+
+/// One upstream's trips and failures over the last 30 to 60 seconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecentTrips {
+    /// The upstream's name.
+    pub upstream: String,
+    /// Trips (answers, including larder's own 502/504).
+    pub trips: u64,
+    /// Those that failed: unreachable, timed out, TLS, 5xx.
+    pub failed: u64,
+}
 
 impl UpstreamErrors {
     /// Counts one failure.
     pub fn record(&self, upstream: &str, kind: UpstreamError) {
-        let mut map = self.0.lock();
+        let mut map = self.0.by_kind.lock();
         match map.get_mut(&(upstream.to_string(), kind)) {
             Some(n) => *n += 1,
             None => {
@@ -316,9 +422,44 @@ impl UpstreamErrors {
         }
     }
 
+    /// Counts one trip and whether it failed.
+    pub fn record_trip(&self, upstream: &str, failed: bool) {
+        let now = crate::policy::now_ms();
+        let mut recent = self.0.recent.lock();
+        let w = match recent.get_mut(upstream) {
+            Some(w) => w,
+            None => recent.entry(upstream.to_string()).or_insert(Window {
+                start: now,
+                ..Window::default()
+            }),
+        };
+        w.roll(now);
+        w.trips[0] += 1;
+        w.failed[0] += u64::from(failed);
+    }
+
+    /// Each upstream's trips and failures over the last 30 to 60 seconds.
+    pub fn recent(&self) -> Vec<RecentTrips> {
+        let now = crate::policy::now_ms();
+        self.0
+            .recent
+            .lock()
+            .iter_mut()
+            .map(|(name, w)| {
+                w.roll(now);
+                RecentTrips {
+                    upstream: name.clone(),
+                    trips: w.trips.iter().sum(),
+                    failed: w.failed.iter().sum(),
+                }
+            })
+            .collect()
+    }
+
     /// Every count so far.
     pub fn snapshot(&self) -> Vec<(String, UpstreamError, u64)> {
         self.0
+            .by_kind
             .lock()
             .iter()
             .map(|((u, k), n)| (u.clone(), *k, *n))

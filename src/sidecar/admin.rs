@@ -48,6 +48,9 @@ struct PurgeRequest {
     confirm: String,
 }
 
+/// An upstream is unhealthy when at least half of at least this many recent trips failed.
+const UNHEALTHY_TRIPS: u64 = 10;
+
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
     *resp.status_mut() = status;
@@ -246,8 +249,9 @@ impl Admin {
         }
     }
 
-    /// `/health`: `ok`, or `degraded` with the reasons while a tier is unreachable or its
-    /// breaker open (the proxy keeps serving from the other tiers or the upstream).
+    /// `/health`: `ok`, or `degraded` with the reasons while a tier is unreachable, its
+    /// breaker open or it is disabled, or while half of an upstream's recent trips (at
+    /// least ten in the last 30 to 60 s) failed. Always 200: the proxy keeps serving.
     fn health(&self) -> serde_json::Value {
         let mut body = json!({ "status": "ok", "store": self.backend_name() });
         let mut reasons = Vec::new();
@@ -260,6 +264,14 @@ impl Admin {
                     tier.section(),
                     report.status,
                     report.breaker
+                ));
+            }
+        }
+        for r in self.cache.counters().upstream_errors.recent() {
+            if r.trips >= UNHEALTHY_TRIPS && r.failed * 2 >= r.trips {
+                reasons.push(format!(
+                    "upstream {}: {} of {} trips failed in the last minute",
+                    r.upstream, r.failed, r.trips
                 ));
             }
         }

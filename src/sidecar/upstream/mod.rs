@@ -395,6 +395,7 @@ fn answer(
         Err(_) => {
             tracing::warn!(upstream = %name, timeout = ?timeout, "upstream timed out");
             errors.record(name, UpstreamError::Timeout);
+            errors.record_trip(name, true);
             short(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
         }
         // The client's own body was malformed or cut: its fault, not the upstream's.
@@ -406,6 +407,7 @@ fn answer(
             let (kind, text) = failure(&e);
             tracing::warn!(upstream = %name, error = %e, reason = text.trim_end(), "upstream request failed");
             errors.record(name, kind);
+            errors.record_trip(name, true);
             short(StatusCode::BAD_GATEWAY, text)
         }
         Ok(Ok(resp)) => {
@@ -413,6 +415,7 @@ fn answer(
             if parts.status.is_server_error() {
                 errors.record(name, UpstreamError::Status5xx);
             }
+            errors.record_trip(name, parts.status.is_server_error());
             strip_hop_by_hop(&mut parts.headers);
             parts.headers.append(VIA, VIA_VALUE);
             let body = Counted {

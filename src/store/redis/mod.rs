@@ -202,7 +202,9 @@ impl RedisTier {
                 }
             }
         });
-        // Invalidations that could not reach Redis are replayed once it answers again.
+        // A breaker that opened is probed (so it closes, and `/health` recovers, without
+        // waiting for traffic), and invalidations that could not reach Redis are replayed
+        // once it answers again.
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -210,10 +212,11 @@ impl RedisTier {
                 tick.tick().await;
                 let Some(tier) = weak.upgrade() else { return };
                 let queued = !tier.pending.lock().is_empty() || tier.pending_overflow.load(Relaxed);
-                if queued && tier.breaker.state(now_ms()) != State::Open {
+                let state = tier.breaker.state(now_ms());
+                if (queued || state == State::HalfOpen) && state != State::Open {
                     // The probe: a PING through the breaker.
                     let client = tier.pool.next().with_options(&tier.options);
-                    if tier.call("ping", client.ping::<()>(None)).await.is_ok() {
+                    if tier.call("ping", client.ping::<()>(None)).await.is_ok() && queued {
                         tier.replay().await;
                     }
                 }

@@ -1,0 +1,142 @@
+//! What operators watch, against the real binary: `/health` degraded (and still 200) while
+//! Redis is down or an upstream keeps failing, failed trips counted by upstream and kind
+//! and as a per-rule error rate, and answers not stored counted by rule and reason.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::Method;
+
+async fn health(larder: &Larder) -> (u16, serde_json::Value) {
+    let g = get(&larder.admin_url("/health")).await;
+    (g.status, serde_json::from_slice(&g.body).unwrap())
+}
+
+async fn metrics(larder: &Larder) -> String {
+    get(&larder.admin_url("/metrics")).await.text()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_is_degraded_while_redis_is_down_and_ok_again_after() {
+    let mut redis = Redis::start();
+    let origin = Origin::start(|_| async { ok(&[], "x") }).await;
+    let larder = Larder::start(&config(
+        origin.addr,
+        "",
+        &format!(
+            "[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_timeout = \"100ms\"\n\n[[rule]]\npath = \"/a/{{id}}\"\nttl = \"1m\"\n",
+            redis.url()
+        ),
+    ));
+    assert_eq!(health(&larder).await.1["status"], "ok");
+    redis.kill();
+    let started = Instant::now();
+    loop {
+        // Traffic makes the breaker notice.
+        let g = get(&larder.url("/a/1")).await;
+        assert_eq!(g.status, 200, "a dead Redis never fails a request");
+        let (code, h) = health(&larder).await;
+        assert_eq!(code, 200);
+        if h["status"] == "degraded" {
+            assert_eq!(h["redis"], "down", "{h}");
+            let reasons = h["reasons"].to_string();
+            assert!(reasons.contains("redis"), "{h}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still {h}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    redis.restart();
+    let started = Instant::now();
+    while health(&larder).await.1["status"] != "ok" {
+        get(&larder.url("/a/2")).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "not ok again: {}",
+            health(&larder).await.1
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_upstream_is_counted_and_degrades_health() {
+    // A port nothing listens on.
+    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let larder = Larder::start(&config(
+        dead,
+        "",
+        "[[rule]]\nname = \"items\"\npath = \"/items/{id}\"\nttl = \"1m\"\n",
+    ));
+    for i in 0..12 {
+        let g = get(&larder.url(&format!("/items/{i}"))).await;
+        assert_eq!(g.status, 502);
+    }
+    let text = metrics(&larder).await;
+    assert!(
+        text.contains("larder_upstream_errors_total{upstream=\"default\",kind=\"connect\"} 12"),
+        "{text}"
+    );
+    assert!(text.contains("larder_rule_upstream_errors_total{rule=\"items\"} 12"));
+    let c = client();
+    let stats: serde_json::Value = serde_json::from_slice(
+        &send(admin(&c, &larder, Method::GET, "/admin/stats"))
+            .await
+            .body,
+    )
+    .unwrap();
+    assert_eq!(stats["per_rule"]["items"]["upstream_errors"], 12);
+    assert_eq!(stats["per_rule"]["items"]["error_rate"], 1.0);
+    let (code, h) = health(&larder).await;
+    assert_eq!(code, 200);
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert!(
+        h["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("upstream default: 12 of 12 trips failed"),
+        "{h}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_not_stored_are_counted_by_rule_and_reason() {
+    let origin = Origin::start(|req| async move {
+        match req.uri.path() {
+            "/p/cookie" => ok(&[("set-cookie", "s=1")], "c"),
+            "/p/nostore" => ok(&[("cache-control", "no-store")], "n"),
+            _ => response(500, &[], full("boom")),
+        }
+    })
+    .await;
+    let larder = Larder::start(&config(
+        origin.addr,
+        "",
+        "[[rule]]\nname = \"p\"\npath = \"/p/{x}\"\nttl = \"1m\"\n",
+    ));
+    for path in ["/p/cookie", "/p/cookie", "/p/nostore", "/p/boom"] {
+        get(&larder.url(path)).await;
+    }
+    let text = metrics(&larder).await;
+    for line in [
+        "larder_not_stored_total{rule=\"p\",reason=\"set-cookie\"} 2",
+        "larder_not_stored_total{rule=\"p\",reason=\"no-store\"} 1",
+        "larder_not_stored_total{rule=\"p\",reason=\"status\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} not in:\n{text}");
+    }
+    let c = client();
+    let stats: serde_json::Value = serde_json::from_slice(
+        &send(admin(&c, &larder, Method::GET, "/admin/stats"))
+            .await
+            .body,
+    )
+    .unwrap();
+    assert_eq!(
+        stats["per_rule"]["p"]["not_stored"]["set-cookie"], 2,
+        "{stats}"
+    );
+    assert_eq!(stats["per_rule"]["p"]["error_rate"], 0.25);
+}
