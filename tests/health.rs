@@ -140,3 +140,36 @@ async fn answers_not_stored_are_counted_by_rule_and_reason() {
     );
     assert_eq!(stats["per_rule"]["p"]["error_rate"], 0.25);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_metric_the_alert_rules_use_is_exported() {
+    let redis = Redis::start();
+    let dir = std::env::temp_dir().join(format!("larder-alerts-{}", std::process::id()));
+    let origin = Origin::start(|_| async { ok(&[], "x") }).await;
+    let larder = Larder::start(&config(
+        origin.addr,
+        "",
+        &format!(
+            "[store]\nbackend = \"redis\"\nredis_url = \"{}\"\n\n[store.disk]\npath = \"{}\"\n\n[[rule]]\nname = \"a\"\npath = \"/a/{{id}}\"\nttl = \"1m\"\nalert_hit_ratio = 0.5\n",
+            redis.url(),
+            dir.display()
+        ),
+    ));
+    get(&larder.url("/a/1")).await;
+    get(&larder.url("/a/1")).await;
+    let text = metrics(&larder).await;
+    let alerts = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/prometheus-alerts.yml"
+    ))
+    .unwrap();
+    let names = regex::Regex::new(r"larder_[a-z0-9_]+").unwrap();
+    let mut checked = 0;
+    for name in names.find_iter(&alerts).map(|m| m.as_str()) {
+        assert!(text.contains(name), "{name} is not in /metrics");
+        checked += 1;
+    }
+    assert!(checked >= 10);
+    drop(larder);
+    let _ = std::fs::remove_dir_all(&dir);
+}
