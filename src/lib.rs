@@ -41,6 +41,7 @@ pub mod cache;
 pub mod coalesce;
 pub mod compress;
 pub mod config;
+pub mod ctl;
 pub mod entry;
 mod error;
 mod flow;

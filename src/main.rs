@@ -1,4 +1,5 @@
-//! The `larder` command: `serve` runs the proxy, `check` validates a config.
+//! The `larder` command: `serve` runs the proxy, `check` validates a config, `ctl` talks
+//! to a running larder's admin API.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -27,6 +28,113 @@ enum Command {
         #[arg(long, env = "LARDER_CONFIG", default_value = "config/larder.toml")]
         config: PathBuf,
     },
+    /// Talk to a running larder's admin API (the token comes from $LARDER_ADMIN_TOKEN).
+    Ctl {
+        /// The admin API's address.
+        #[arg(
+            long,
+            env = "LARDER_ADMIN_URL",
+            default_value = "http://127.0.0.1:9091"
+        )]
+        admin: String,
+        #[command(subcommand)]
+        action: CtlCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CtlCommand {
+    /// Print the counters (`/admin/stats`, JSON).
+    Stats,
+    /// Drop entries by tag, URL, prefix or user.
+    #[command(group(clap::ArgGroup::new("what").required(true).multiple(true)))]
+    Invalidate {
+        /// A tag (repeatable).
+        #[arg(long = "tag", group = "what")]
+        tags: Vec<String>,
+        /// A URL, `/path?query` (repeatable).
+        #[arg(long = "url", group = "what")]
+        urls: Vec<String>,
+        /// A URL prefix.
+        #[arg(long, group = "what")]
+        prefix: Option<String>,
+        /// A user: a header source's value or a JWT source's claim.
+        #[arg(long, group = "what")]
+        user_id: Option<String>,
+        /// Mark stale instead of removing (served while refreshed).
+        #[arg(long)]
+        soft: bool,
+    },
+    /// Drop everything, in every tier and every instance.
+    Purge {
+        /// Yes, everything.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Fetch these paths through the cache.
+    Warm {
+        /// Paths, `/path?query`.
+        #[arg(required = true)]
+        urls: Vec<String>,
+    },
+    /// Re-read and validate the config file.
+    Reload,
+}
+
+/// Runs `larder ctl`: 0 on success, 1 when the admin API fails or refuses, 2 on misuse.
+fn ctl(admin: &str, command: CtlCommand) -> ExitCode {
+    use larder::ctl::{Action, Admin};
+    let action = match command {
+        CtlCommand::Stats => Action::Stats,
+        CtlCommand::Invalidate {
+            tags,
+            urls,
+            prefix,
+            user_id,
+            soft,
+        } => Action::Invalidate {
+            tags,
+            urls,
+            prefix,
+            user_id,
+            soft,
+        },
+        CtlCommand::Purge { yes: false } => {
+            eprintln!("larder ctl: purge drops every entry in every tier: pass --yes");
+            return ExitCode::from(2);
+        }
+        CtlCommand::Purge { yes: true } => Action::Purge,
+        CtlCommand::Warm { urls } => Action::Warm { urls },
+        CtlCommand::Reload => Action::Reload,
+    };
+    let token = std::env::var("LARDER_ADMIN_TOKEN").ok();
+    let client = match Admin::new(admin, token) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("larder ctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("larder ctl: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(client.run(&action)) {
+        Ok(answer) => {
+            println!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("larder ctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -43,6 +151,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli.command {
+        Command::Ctl { admin, action } => ctl(&admin, action),
         Command::Check { config } => match larder::Config::load(&config) {
             Ok(c) => {
                 print!("{}", c.describe());

@@ -1,0 +1,270 @@
+//! `larder ctl`: the admin API from the command line, as `varnishadm` is to Varnish —
+//! stats, invalidation, purge, warming and reload against a running larder.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), larder::ctl::CtlError> {
+//! use larder::ctl::{Action, Admin};
+//! let admin = Admin::new("http://127.0.0.1:9091", Some("token".into()))?;
+//! let answer = admin.run(&Action::Invalidate { tags: vec!["job:7".into()], urls: vec![],
+//!     prefix: None, user_id: None, soft: false }).await?;
+//! println!("{answer}");
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+/// How long one call to the admin API may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What to ask the admin API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `GET /admin/stats`.
+    Stats,
+    /// `POST /admin/invalidate`.
+    Invalidate {
+        /// Tags to drop.
+        tags: Vec<String>,
+        /// URLs (`/path?query`) to drop.
+        urls: Vec<String>,
+        /// A URL prefix to drop.
+        prefix: Option<String>,
+        /// A user whose entries to drop (a header value or a JWT claim).
+        user_id: Option<String>,
+        /// Mark stale instead of removing.
+        soft: bool,
+    },
+    /// `POST /admin/purge` (everything).
+    Purge,
+    /// `POST /admin/warm`.
+    Warm {
+        /// Paths to fetch through the cache.
+        urls: Vec<String>,
+    },
+    /// `POST /admin/reload`.
+    Reload,
+}
+
+impl Action {
+    fn request(&self) -> (Method, &'static str, Option<Value>) {
+        match self {
+            Action::Stats => (Method::GET, "/admin/stats", None),
+            Action::Invalidate {
+                tags,
+                urls,
+                prefix,
+                user_id,
+                soft,
+            } => {
+                let mut body = json!({});
+                if !tags.is_empty() {
+                    body["tags"] = json!(tags);
+                }
+                if !urls.is_empty() {
+                    body["urls"] = json!(urls);
+                }
+                if let Some(p) = prefix {
+                    body["prefix"] = json!(p);
+                }
+                if let Some(u) = user_id {
+                    body["user_id"] = json!(u);
+                }
+                if *soft {
+                    body["soft"] = json!(true);
+                }
+                (Method::POST, "/admin/invalidate", Some(body))
+            }
+            Action::Purge => (
+                Method::POST,
+                "/admin/purge",
+                Some(json!({"confirm": "PURGE_ALL"})),
+            ),
+            Action::Warm { urls } => (Method::POST, "/admin/warm", Some(json!({ "urls": urls }))),
+            Action::Reload => (Method::POST, "/admin/reload", None),
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+pub enum CtlError {
+    /// The admin URL is not one.
+    BadUrl(String),
+    /// The admin API could not be reached.
+    Unreachable {
+        /// The admin URL.
+        url: String,
+        /// Why.
+        why: String,
+    },
+    /// The admin API refused the token (or none was given).
+    Unauthorized {
+        /// Whether a token was sent.
+        had_token: bool,
+    },
+    /// The admin API answered with an error.
+    Refused {
+        /// The status.
+        status: StatusCode,
+        /// Its message.
+        message: String,
+    },
+}
+
+impl fmt::Display for CtlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CtlError::BadUrl(u) => write!(f, "--admin {u:?} is not an http:// or https:// URL"),
+            CtlError::Unreachable { url, why } => write!(
+                f,
+                "cannot reach the admin API at {url}: {why} (is larder running? set --admin or $LARDER_ADMIN_URL to its [admin] listen address)"
+            ),
+            CtlError::Unauthorized { had_token: false } => f.write_str(
+                "the admin API wants a token: set $LARDER_ADMIN_TOKEN to the token larder was started with",
+            ),
+            CtlError::Unauthorized { had_token: true } => f.write_str(
+                "the admin API refused the token in $LARDER_ADMIN_TOKEN",
+            ),
+            CtlError::Refused { status, message } => {
+                write!(f, "the admin API answered {status}: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CtlError {}
+
+/// A client of one larder's admin API.
+pub struct Admin {
+    base: Uri,
+    token: Option<String>,
+}
+
+impl Admin {
+    /// A client for the admin API at `url`, sending `token` as a Bearer token.
+    pub fn new(url: &str, token: Option<String>) -> Result<Admin, CtlError> {
+        let base: Uri = url
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|_| CtlError::BadUrl(url.into()))?;
+        if !matches!(base.scheme_str(), Some("http" | "https")) || base.authority().is_none() {
+            return Err(CtlError::BadUrl(url.into()));
+        }
+        Ok(Admin {
+            base,
+            token: token.filter(|t| !t.is_empty()),
+        })
+    }
+
+    /// Runs `action`; the admin API's JSON answer (pretty-printed for stats).
+    pub async fn run(&self, action: &Action) -> Result<String, CtlError> {
+        let (method, path, body) = action.request();
+        let (status, bytes) = self.call(method, path, body).await?;
+        let text = String::from_utf8_lossy(&bytes).trim_end().to_string();
+        match status {
+            s if s.is_success() => Ok(match action {
+                Action::Stats => serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                    .unwrap_or(text),
+                _ => text,
+            }),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(CtlError::Unauthorized {
+                had_token: self.token.is_some(),
+            }),
+            status => Err(CtlError::Refused {
+                status,
+                message: serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v["error"].as_str().map(str::to_string))
+                    .unwrap_or(text),
+            }),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Bytes), CtlError> {
+        let url = format!("{}{path}", self.base.to_string().trim_end_matches('/'));
+        let unreachable = |why: String| CtlError::Unreachable {
+            url: self.base.to_string(),
+            why,
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| unreachable(format!("no TLS roots: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+        let mut req = Request::builder().method(method).uri(&url);
+        if let Some(token) = &self.token {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let payload = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+        if !payload.is_empty() {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(payload))
+            .map_err(|e| CtlError::BadUrl(e.to_string()))?;
+        let call = async {
+            let resp = client.request(req).await.map_err(|e| {
+                let mut why = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    why = s.to_string();
+                    source = s.source();
+                }
+                unreachable(why)
+            })?;
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?
+                .to_bytes();
+            Ok((status, bytes))
+        };
+        tokio::time::timeout(TIMEOUT, call)
+            .await
+            .map_err(|_| unreachable(format!("no answer in {TIMEOUT:?}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_become_the_admin_api_s_requests() {
+        let (m, p, b) = Action::Invalidate {
+            tags: vec!["a".into()],
+            urls: vec![],
+            prefix: Some("/x/".into()),
+            user_id: Some("42".into()),
+            soft: false,
+        }
+        .request();
+        assert_eq!((m, p), (Method::POST, "/admin/invalidate"));
+        assert_eq!(
+            b.unwrap(),
+            json!({"tags": ["a"], "prefix": "/x/", "user_id": "42"})
+        );
+        assert_eq!(Action::Purge.request().2.unwrap()["confirm"], "PURGE_ALL");
+        assert!(Admin::new("localhost:9091", None).is_err());
+        assert!(Admin::new("http://127.0.0.1:9091/", None).is_ok());
+    }
+}
