@@ -44,6 +44,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum CtlCommand {
+    /// Print `/health`; exit 0 while larder answers (a container health check).
+    Health,
     /// Print the counters (`/admin/stats`, JSON).
     Stats,
     /// Drop entries by tag, URL, prefix or user.
@@ -85,6 +87,7 @@ enum CtlCommand {
 fn ctl(admin: &str, command: CtlCommand) -> ExitCode {
     use larder::ctl::{Action, Admin};
     let action = match command {
+        CtlCommand::Health => Action::Health,
         CtlCommand::Stats => Action::Stats,
         CtlCommand::Invalidate {
             tags,

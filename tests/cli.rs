@@ -92,3 +92,77 @@ fn serve_on_redis_with_per_user_rules_needs_the_user_secret() {
         "{err}"
     );
 }
+
+#[test]
+fn environment_variables_fill_any_string_and_a_missing_one_is_named() {
+    let path = common::write_config(
+        "[proxy]\nupstream = \"${LARDER_TEST_UPSTREAM}\"\n\n[cache]\ndefault_ttl = \"${LARDER_TEST_TTL:-90s}\"\n",
+    );
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_larder"));
+        cmd.args(["check", "--config", path.to_str().unwrap()])
+            .env_remove("LARDER_TEST_UPSTREAM")
+            .env_remove("LARDER_TEST_TTL");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = run(&[("LARDER_TEST_UPSTREAM", "http://10.0.0.7:9000")]);
+    assert_eq!(code, 0);
+    assert!(out.contains("upstream=http://10.0.0.7:9000"), "{out}");
+    assert!(out.contains("default_ttl=90s"), "{out}");
+    let (_, out, _) = run(&[
+        ("LARDER_TEST_UPSTREAM", "http://u"),
+        ("LARDER_TEST_TTL", "2m"),
+    ]);
+    assert!(out.contains("default_ttl=2m"), "{out}");
+    let (code, _, err) = run(&[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with(&format!(
+            "{}:2:12: proxy.upstream: environment variable LARDER_TEST_UPSTREAM is not set",
+            path.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_image_config_listens_everywhere_reads_the_environment_and_masks_secrets() {
+    let dockerfile = std::fs::read_to_string("Dockerfile").unwrap();
+    for needed in [
+        "COPY config/docker.toml /etc/larder/larder.toml",
+        "ca-certificates",
+        "HEALTHCHECK",
+        "\"ctl\", \"health\"",
+        "USER larder",
+    ] {
+        assert!(dockerfile.contains(needed), "Dockerfile lacks {needed}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_larder"))
+        .args(["check", "--config", "config/docker.toml"])
+        .env("LARDER_UPSTREAM", "https://api.example.com")
+        .env("LARDER_BACKEND", "redis")
+        .env("REDIS_URL", "redis://cache:6379/2")
+        .env("REDIS_PASSWORD", "hunter2")
+        .env("LARDER_DEFAULT_TTL", "42s")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("listen=0.0.0.0:8080"), "{out}");
+    assert!(out.contains("admin: listen=0.0.0.0:9091"), "{out}");
+    assert!(out.contains("upstream=https://api.example.com"), "{out}");
+    assert!(out.contains("backend=redis"), "{out}");
+    assert!(
+        out.contains("redis_url=redis://:****@cache:6379/2"),
+        "{out}"
+    );
+    assert!(out.contains("default_ttl=42s"), "{out}");
+    assert!(!out.contains("hunter2"), "a secret was printed: {out}");
+}

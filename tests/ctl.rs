@@ -58,6 +58,11 @@ async fn ctl_drives_a_running_larder() {
     }
     send(client().get(larder.url("/me/a")).header("x-user-id", "42")).await;
 
+    let (code, out, _) = ctl(&admin, None, &["health"]).await;
+    assert_eq!(
+        (code, out.trim()),
+        (0, r#"{"status":"ok","store":"memory"}"#)
+    );
     let (code, out, err) = ctl(&admin, t, &["stats"]).await;
     assert_eq!(code, 0, "{err}");
     let stats: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -44,7 +44,7 @@ pub use cache::CacheConfig;
 pub use log::LogConfig;
 pub use proxy::{HostHeader, ProxyConfig};
 pub use source::ConfigError;
-pub use store::{mask_password, Backend, DiskConfig, StoreConfig};
+pub use store::{mask_password, with_password, Backend, DiskConfig, StoreConfig};
 pub use table::{expand_env, Reload, Setting};
 pub use upstream::UpstreamConfig;
 pub use users::{UserSource, UsersConfig};

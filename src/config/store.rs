@@ -104,6 +104,7 @@ const KEYS: &[Key] = &[
     ("backend", Restart),
     ("memory_max", Restart),
     ("redis_url", Restart),
+    ("redis_password", Restart),
     ("redis_prefix", Restart),
     ("redis_pool", Restart),
     ("redis_timeout", Restart),
@@ -137,6 +138,34 @@ fn redis_url(url: &str) -> Result<String, String> {
         return Err("this build has no TLS: rebuild with `--features tls` for rediss://".into());
     }
     Ok(url.to_string())
+}
+
+/// `url` with `password` as its password (percent-encoded; the user name, if any, kept).
+///
+/// ```
+/// use larder::config::with_password;
+/// assert_eq!(with_password("redis://h:6379/0", "p@ss"), "redis://:p%40ss@h:6379/0");
+/// assert_eq!(with_password("redis://u:old@h:6379", "new"), "redis://u:new@h:6379");
+/// ```
+pub fn with_password(url: &str, password: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let (user, host) = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => (userinfo.split(':').next().unwrap_or(""), host),
+        None => ("", authority),
+    };
+    let mut encoded = String::with_capacity(password.len());
+    for b in password.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{scheme}://{user}:{encoded}@{host}{tail}")
 }
 
 /// A URL with its password replaced by `****` (for `larder check` and logs).
@@ -175,10 +204,18 @@ impl StoreConfig {
             Some(b) => self::backend(&b.value).map_err(|m| t.error(b.at, "backend", m))?,
         };
         t.show("backend", backend_text.map_or("memory".into(), |b| b.value));
+        let password = t.text("redis_password")?.filter(|p| !p.value.is_empty());
+        if password.is_some() {
+            t.show("redis_password", "****");
+        }
         let redis_url = match t.text("redis_url")? {
             None => None,
             Some(u) => {
-                let url = self::redis_url(&u.value).map_err(|m| t.error(u.at, "redis_url", m))?;
+                let mut url =
+                    self::redis_url(&u.value).map_err(|m| t.error(u.at, "redis_url", m))?;
+                if let Some(p) = &password {
+                    url = with_password(&url, &p.value);
+                }
                 t.show("redis_url", mask_password(&url));
                 Some(url)
             }

@@ -27,6 +27,8 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// What to ask the admin API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
+    /// `GET /health` (no token needed): succeeds while larder answers, `ok` or `degraded`.
+    Health,
     /// `GET /admin/stats`.
     Stats,
     /// `POST /admin/invalidate`.
@@ -56,6 +58,7 @@ pub enum Action {
 impl Action {
     fn request(&self) -> (Method, &'static str, Option<Value>) {
         match self {
+            Action::Health => (Method::GET, "/health", None),
             Action::Stats => (Method::GET, "/admin/stats", None),
             Action::Invalidate {
                 tags,
