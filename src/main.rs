@@ -33,6 +33,7 @@ enum Command {
         /// The admin API's address.
         #[arg(
             long,
+            global = true,
             env = "LARDER_ADMIN_URL",
             default_value = "http://127.0.0.1:9091"
         )]

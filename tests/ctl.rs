@@ -94,6 +94,25 @@ async fn ctl_drives_a_running_larder() {
     assert!(out.contains(r#""warmed":2"#), "{out}");
     assert_eq!(get(&larder.url("/jobs/7")).await.x_cache(), "HIT");
 
+    // --admin may also follow the subcommand.
+    let out = tokio::task::spawn_blocking({
+        let admin = admin.clone();
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_larder"))
+                .args(["ctl", "stats", "--admin", &admin])
+                .env("LARDER_ADMIN_TOKEN", TOKEN)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let (code, out, _) = ctl(&admin, t, &["reload"]).await;
     assert_eq!(code, 0);
     assert!(out.contains(r#""reloaded":true"#), "{out}");
