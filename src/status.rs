@@ -121,11 +121,13 @@ pub enum NoCacheReason {
     BadRequest,
     /// `cache.dry_run`: everything is forwarded, nothing stored.
     DryRun,
+    /// A `key_body_fields` request whose body is not a JSON document.
+    BodyNotJson,
 }
 
 impl NoCacheReason {
     /// Every reason, in a fixed order (a slot each for counting).
-    pub const ALL: [NoCacheReason; 21] = [
+    pub const ALL: [NoCacheReason; 22] = [
         NoCacheReason::Status,
         NoCacheReason::NoStore,
         NoCacheReason::Private,
@@ -147,6 +149,7 @@ impl NoCacheReason {
         NoCacheReason::BodyTooDeep,
         NoCacheReason::BadRequest,
         NoCacheReason::DryRun,
+        NoCacheReason::BodyNotJson,
     ];
 
     /// Its slot in [`NoCacheReason::ALL`].
@@ -178,6 +181,7 @@ impl NoCacheReason {
             NoCacheReason::BodyTooDeep => "body-too-deep",
             NoCacheReason::BadRequest => "bad-request",
             NoCacheReason::DryRun => "dry-run",
+            NoCacheReason::BodyNotJson => "body-not-json",
         }
     }
 }

@@ -55,6 +55,9 @@ pub struct CacheConfig {
     /// ...and within this share of its lifetime from expiry is refreshed in the
     /// background, once.
     pub refresh_ahead_share: f64,
+    /// Forward everything and serve nothing from the cache, but decide, store and count
+    /// what would have been served (the would-be hits and hit ratio per rule).
+    pub dry_run: bool,
 }
 
 /// The keys of `[cache]`: all change on reload but `key_host` (how keys are made).
@@ -80,6 +83,7 @@ const KEYS: &[Key] = &[
     ("alert_min_requests", Live),
     ("refresh_ahead_hits", Live),
     ("refresh_ahead_share", Live),
+    ("dry_run", Live),
 ];
 
 fn token(name: &str) -> Result<String, String> {
@@ -169,6 +173,7 @@ impl CacheConfig {
                     "must be between 0 and 1 (exclusive)",
                 )?
                 .unwrap_or(0.1),
+            dry_run: t.bool("dry_run", false)?,
         };
         Ok((cache, t.finish(KEYS)?))
     }

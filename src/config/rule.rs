@@ -21,6 +21,7 @@ const KEYS: &[Key] = &[
     ("invalidates", Live),
     ("cache", Live),
     ("key_body", Live),
+    ("key_body_fields", Live),
     ("allow_set_cookie", Live),
     ("shared", Live),
     ("key_query", Live),
@@ -32,6 +33,8 @@ const KEYS: &[Key] = &[
     ("prefetch", Live),
     ("upstream", Live),
     ("tiers", Live),
+    ("rewarm_on_invalidate", Live),
+    ("warm_created", Live),
 ];
 
 fn methods(t: &Table<'_>, key: &str, list: &[Text]) -> Result<Vec<Method>, ConfigError> {
@@ -117,7 +120,31 @@ pub(super) fn read(
     let names = pattern.capture_names();
     let name = rule_name(&mut t, i, earlier)?;
     let cache = t.bool("cache", true)?;
-    let key_body = t.bool("key_body", false)?;
+    let key_body_fields = match t.strings("key_body_fields")? {
+        None => None,
+        Some(list) => {
+            if list.is_empty() {
+                return Err(t.error(t.at, "key_body_fields", "needs at least one JSON pointer"));
+            }
+            if let Some((i, bad)) = list
+                .iter()
+                .enumerate()
+                .find(|(_, p)| !crate::key::is_json_pointer(&p.value))
+            {
+                return Err(t.error(
+                    bad.at,
+                    &format!("key_body_fields[{i}]"),
+                    format!(
+                        "{:?} is not a JSON pointer (RFC 6901: \"/field\", \"/a/0/b\")",
+                        bad.value
+                    ),
+                ));
+            }
+            Some(list.into_iter().map(|p| p.value).collect::<Vec<_>>())
+        }
+    };
+    // Chosen body fields key the entry: the body is part of the key.
+    let key_body = t.bool("key_body", false)? || key_body_fields.is_some();
     let method_list = cached_methods(&mut t, cache, key_body)?;
     let ttl = match t.text("ttl")? {
         None => None,
@@ -160,6 +187,7 @@ pub(super) fn read(
     rule.cache_control = cache_control;
     rule.per_user = t.bool("per_user", false)?;
     rule.key_body = key_body;
+    rule.key_body_fields = key_body_fields;
     rule.allow_set_cookie = t.bool("allow_set_cookie", false)?;
     let shared_at = t.raw("shared").map(|v| v.span().start);
     rule.shared = t.bool("shared", false)?;
@@ -229,6 +257,8 @@ pub(super) fn read(
     if let Some(list) = t.strings("tiers")? {
         rule.tiers = tiers(&t, tiers_at, &list, store)?;
     }
+    rule.rewarm_on_invalidate = t.bool("rewarm_on_invalidate", false)?;
+    rule.warm_created = t.bool("warm_created", false)?;
     rule.index = i;
     t.finish(KEYS)?;
     Ok(rule)

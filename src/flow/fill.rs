@@ -14,17 +14,18 @@
 use std::sync::Arc;
 
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use tower::{Service, ServiceExt};
 
 use super::admit::{self, FillRequest};
 use super::keyed::keyed_by_body;
 use super::miss::{Fetched, Miss, Phase, StaleEntry};
-use super::respond::{error_response, pass_on, respond, stamp, Answering};
+use super::respond::{error_response, pass_on, respond, stamp, Answering, X_CACHE};
 use super::revalidate;
 use super::route::{route_to, Plan};
 use super::stream::{self, drain_ready, Drained};
 use super::Ctx;
+use crate::cache::Settings;
 use crate::key::normalize_percent;
 use crate::layer::{buffer, Buffered, CacheBody, Inner, PassBody};
 use crate::policy::{now_ms, stale_if_error_allows, upstream_failed, Freshness};
@@ -53,7 +54,7 @@ where
                 .tiers()
                 .lookup_lower(key, req.headers(), &plan.policy, plan.tiers)
                 .await;
-            if let Some((Found::Fresh(entry, key), tier)) = &below {
+            if let (Some((Found::Fresh(entry, key), tier)), false) = (&below, plan.dry_run) {
                 let now = now_ms();
                 let status = CacheStatus::hit(entry.ttl_ms(now) / 1000).tier(*tier);
                 let answering = Answering::of(&ctx, &plan);
@@ -61,10 +62,38 @@ where
             }
             let (found, tier) = below.unwrap_or((found, Tier::L1));
             plan.looked_below = Some(tier);
-            return Box::pin(drive(ctx, req.into_parts(), plan, found)).await;
+            let dry = plan.dry_run.then(|| ctx.settings.clone());
+            let answer = Box::pin(drive(ctx, req.into_parts(), plan, found)).await;
+            return dry_run_stamped(answer, dry);
         }
     }
-    Box::pin(drive(ctx, req.into_parts(), plan, found)).await
+    let dry = plan.dry_run.then(|| ctx.settings.clone());
+    let answer = Box::pin(drive(ctx, req.into_parts(), plan, found)).await;
+    dry_run_stamped(answer, dry)
+}
+
+/// A dry run's answer says so: `Cache-Status: <name>; fwd=bypass; detail=dry-run` and
+/// `X-Cache: BYPASS`, whatever the miss path did behind it.
+fn dry_run_stamped<B, E>(answer: Answer<B, E>, dry_run: Option<Arc<Settings>>) -> Answer<B, E> {
+    let Some(settings) = dry_run else {
+        return answer;
+    };
+    let mut resp = answer?;
+    let headers = resp.headers_mut();
+    let mut statuses: Vec<HeaderValue> = headers
+        .get_all(&settings.cache_status)
+        .iter()
+        .cloned()
+        .collect();
+    statuses.pop();
+    statuses
+        .push(CacheStatus::bypass(NoCacheReason::DryRun).header_value(&settings.config.cache.name));
+    headers.remove(&settings.cache_status);
+    for v in statuses {
+        headers.append(settings.cache_status.clone(), v);
+    }
+    headers.insert(X_CACHE, HeaderValue::from_static("BYPASS"));
+    Ok(resp)
 }
 
 /// The miss path, phase by phase. In the background (`plan.background`) it refreshes an
@@ -156,8 +185,16 @@ where
         }
     }
 
-    /// Decide: serve what the tiers hold, or go upstream (and why).
+    /// Decide: serve what the tiers hold, or go upstream (and why). In a dry run, count
+    /// what would have been served, and go upstream for a fresh copy whatever it is.
     fn decide<ResB>(&mut self, found: Found, tier: Tier) -> Phase<ResB> {
+        if self.plan.dry_run {
+            self.ctx
+                .settings
+                .counters(self.plan.rule)
+                .record_dry_run(found.servable());
+            return Phase::Join(None, Fwd::Miss);
+        }
         let now = now_ms();
         let fwd = match &found {
             Found::Stale(..) | Found::ServeStale(..) if self.plan.policy.revalidate => Fwd::Request,

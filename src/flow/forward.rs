@@ -5,11 +5,12 @@
 
 use bytes::Bytes;
 use http::header::{CONTENT_LOCATION, HOST, LOCATION};
-use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use tower::{Service, ServiceExt};
 
 use super::respond::pass_on;
+use super::rewarm::Rewarm;
 use super::route::{route_to, Forward};
 use super::Ctx;
 use crate::cache::{Cache, Settings};
@@ -27,6 +28,12 @@ struct Invalidations {
     url_tags: Vec<u64>,
     /// The request's authority, to tell same-origin `Location`s.
     host: Option<String>,
+    /// The target (`path?query`), re-warmed if its rule says so.
+    target: String,
+    /// The request's identity headers, for re-warming `per_user` entries as its user.
+    identity: HeaderMap,
+    /// A `POST` whose rule warms what it creates.
+    warm_created: bool,
 }
 
 impl Invalidations {
@@ -60,6 +67,9 @@ impl Invalidations {
             rule_tags,
             url_tags: vec![s.url_tag(&target)],
             host,
+            target,
+            identity: s.users.identity_headers(req.headers()),
+            warm_created: req.method() == Method::POST && rule.is_some_and(|r| r.warm_created),
         }
     }
 
@@ -74,6 +84,7 @@ impl Invalidations {
         if !(status.is_success() || status.is_redirection()) {
             return 0;
         }
+        let mut created = None;
         for name in [LOCATION, CONTENT_LOCATION] {
             let Some(uri) = headers
                 .get(&name)
@@ -89,12 +100,28 @@ impl Invalidations {
             if same_origin && uri.path().starts_with('/') {
                 let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
                 self.url_tags.push(s.url_tag(target));
+                if name == LOCATION {
+                    created = Some(target.to_string());
+                }
             }
         }
+        // What re-warming rules are about to lose, found before it goes.
+        let mut rewarm = if status.is_success() {
+            let mut ids = self.url_tags.clone();
+            ids.extend(self.rule_tags.iter().map(|t| crate::key::tag_id(t)));
+            Rewarm::planned(cache, s, &Invalidation::Tags(ids), &self.target)
+        } else {
+            Rewarm::default()
+        };
         let mut n = cache.apply(&Invalidation::Tags(self.url_tags), false).await;
         if status.is_success() && !self.rule_tags.is_empty() {
             n += cache.invalidate_tags(&self.rule_tags).await;
         }
+        if let Some(location) = created.filter(|_| status.is_success()) {
+            let warm_created = self.warm_created;
+            rewarm.add(s, location, |r| warm_created || r.warm_created);
+        }
+        rewarm.run(cache, self.identity).await;
         n
     }
 }

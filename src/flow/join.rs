@@ -26,6 +26,11 @@ where
     /// tier, then fetch themselves if none came).
     pub(super) async fn join<ResB>(&mut self, stale: Option<StaleEntry>, fwd: Fwd) -> Phase<ResB> {
         let cache = self.ctx.cache.clone();
+        if self.plan.dry_run {
+            // Every request of a dry run goes upstream itself.
+            let tokens = cache.tiers().begin_fill().await;
+            return Phase::Fetch(stale, fwd, tokens);
+        }
         let wait = self.ctx.settings.config.cache.coalesce_wait;
         match cache.inner.coalescer.join(self.key) {
             Role::Leader(guard) => self._leader = Some(guard),

@@ -80,13 +80,15 @@ where
             ))
         }
     };
-    let hash = match body_hash(&parts.headers, &bytes) {
+    let fields = s.rule(plan.rule).and_then(|r| r.key_body_fields.as_deref());
+    let hash = match body_hash(&parts.headers, &bytes, fields) {
         Ok(h) => h,
-        Err(BodyKeyError::TooDeep) => {
-            return Err(Unkeyed::Bypass(
-                NoCacheReason::BodyTooDeep,
-                CacheBody::full(bytes),
-            ))
+        Err(e) => {
+            let reason = match e {
+                BodyKeyError::TooDeep => NoCacheReason::BodyTooDeep,
+                BodyKeyError::NotJson => NoCacheReason::BodyNotJson,
+            };
+            return Err(Unkeyed::Bypass(reason, CacheBody::full(bytes)));
         }
     };
     let path = normalize_percent(parts.uri.path());

@@ -23,6 +23,7 @@ mod keyed;
 mod miss;
 pub(crate) mod respond;
 mod revalidate;
+mod rewarm;
 mod route;
 mod stream;
 

@@ -38,6 +38,9 @@ pub(crate) struct Plan {
     pub looked_below: Option<Tier>,
     /// The tiers the rule's entries may live in.
     pub tiers: TierSet,
+    /// `cache.dry_run`: go upstream whatever the tiers hold; count what they would have
+    /// served.
+    pub dry_run: bool,
     /// When the request arrived.
     pub started: Instant,
 }
@@ -122,6 +125,7 @@ pub(crate) fn route<B>(s: &Settings, req: &Request<B>, upgrade: bool) -> Route {
         background: false,
         looked_below: None,
         tiers: rule.map_or(TierSet::ALL, |r| r.tiers),
+        dry_run: s.config.cache.dry_run,
         started: Instant::now(),
     })
 }
@@ -177,10 +181,15 @@ pub(crate) fn route_to(extensions: &mut http::Extensions, rule: Option<&Rule>) {
     }
 }
 
-/// The body hash of a `key_body` request.
-pub(crate) fn body_hash(headers: &HeaderMap, body: &[u8]) -> Result<BodyHash, BodyKeyError> {
-    BodyHash::of(
-        headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()),
-        body,
-    )
+/// The body hash of a `key_body` request: the whole body, or the rule's chosen fields.
+pub(crate) fn body_hash(
+    headers: &HeaderMap,
+    body: &[u8],
+    fields: Option<&[String]>,
+) -> Result<BodyHash, BodyKeyError> {
+    let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    match fields {
+        Some(pointers) => BodyHash::of_fields(content_type, body, pointers),
+        None => BodyHash::of(content_type, body),
+    }
 }

@@ -30,7 +30,7 @@ mod tags;
 mod url;
 mod user;
 
-pub use body::{canonical_json, media_type, BodyHash, BodyKeyError};
+pub use body::{canonical_json, is_json_pointer, media_type, BodyHash, BodyKeyError};
 pub use tags::{tag_id, url_tag, user_tag};
 pub use url::{normalize_percent, normalized_url};
 use url::{param_matches, QueryParams};

@@ -120,6 +120,12 @@ impl<S> CacheService<S> {
             ),
             None => Found::Miss,
         };
+        if plan.dry_run {
+            // Nothing is served from the cache: the miss path goes upstream and counts
+            // what `found` would have answered.
+            let settings = Guard::into_inner(settings);
+            return ResponseFuture::boxed(fill::run(self.ctx(settings), req, plan, found));
+        }
         let answering = Answering::new(&self.cache, &settings, &plan);
         let c = &settings.config.cache;
         match found {

@@ -82,6 +82,25 @@ fn render_not_stored(stats: &super::report::StatsReport, out: &mut String) {
             );
         }
     }
+    let _ = writeln!(out, "# HELP larder_dry_run_requests_total In a dry run, requests by what the cache would have done: hit or miss.\n# TYPE larder_dry_run_requests_total counter");
+    for (rule, s) in &stats.per_rule {
+        for (outcome, n) in [("hit", s.would_hit), ("miss", s.would_miss)] {
+            let _ = writeln!(
+                out,
+                "larder_dry_run_requests_total{{rule=\"{}\",outcome=\"{outcome}\"}} {n}",
+                label(rule)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP larder_dry_run_hit_ratio In a dry run, the hit ratio the cache would have had, by rule.\n# TYPE larder_dry_run_hit_ratio gauge");
+    for (rule, s) in &stats.per_rule {
+        let _ = writeln!(
+            out,
+            "larder_dry_run_hit_ratio{{rule=\"{}\"}} {}",
+            label(rule),
+            s.would_hit_ratio
+        );
+    }
     let _ = writeln!(out, "# HELP larder_rule_upstream_errors_total Trips upstream that failed (unreachable, timed out, 5xx), by rule.\n# TYPE larder_rule_upstream_errors_total counter");
     for (rule, s) in &stats.per_rule {
         let _ = writeln!(

@@ -19,6 +19,12 @@ pub struct StatsReport {
     pub bypass: u64,
     /// (hits + stale) / (hits + stale + misses).
     pub hit_ratio: f64,
+    /// Whether the cache runs dry (`cache.dry_run`): it forwards everything.
+    pub dry_run: bool,
+    /// In a dry run: requests the cache would have answered itself.
+    pub would_hit: u64,
+    /// In a dry run: the hit ratio the cache would have had.
+    pub would_hit_ratio: f64,
     /// Entries in the store.
     pub entries: u64,
     /// Bytes in the store.
@@ -118,6 +124,9 @@ impl Cache {
             stale: total.stale,
             bypass: total.bypass,
             hit_ratio: total.hit_ratio,
+            dry_run: settings.config.cache.dry_run,
+            would_hit: total.would_hit,
+            would_hit_ratio: total.would_hit_ratio,
             entries: store.entries,
             bytes: store.bytes,
             max_bytes: store.max_bytes,

@@ -100,6 +100,9 @@ pub struct Counters {
     upstream_errors: AtomicU64,
     /// Answers not stored, by reason.
     not_stored: [AtomicU64; NoCacheReason::ALL.len()],
+    /// In a dry run: requests the cache would have answered, and those it would not.
+    would_hit: AtomicU64,
+    would_miss: AtomicU64,
     /// The hit-ratio alert: raised for the last window, and that window's ratio.
     alerting: AtomicBool,
     window_ratio: AtomicU64,
@@ -136,6 +139,12 @@ pub struct CountersSnapshot {
     pub error_rate: f64,
     /// Answers that went upstream and were not stored, by reason.
     pub not_stored: NotStored,
+    /// In a dry run (`cache.dry_run`): requests the cache would have answered itself...
+    pub would_hit: u64,
+    /// ...and requests it would have sent upstream.
+    pub would_miss: u64,
+    /// would_hit / (would_hit + would_miss).
+    pub would_hit_ratio: f64,
 }
 
 /// Answers not stored, by reason (serialised as a map of the reasons seen).
@@ -190,6 +199,16 @@ impl Counters {
         }
     }
 
+    /// Counts a dry-run request: whether the cache would have answered it.
+    pub fn record_dry_run(&self, would_hit: bool) {
+        let c = if would_hit {
+            &self.would_hit
+        } else {
+            &self.would_miss
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
     /// Counts an answer given without going upstream, of `bytes` decoded body bytes.
     pub fn record_avoided(&self, bytes: u64) {
         self.avoided.fetch_add(1, Relaxed);
@@ -231,9 +250,13 @@ impl Counters {
             upstream_errors: self.upstream_errors.load(Relaxed),
             error_rate: 0.0,
             not_stored: NotStored(std::array::from_fn(|i| self.not_stored[i].load(Relaxed))),
+            would_hit: self.would_hit.load(Relaxed),
+            would_miss: self.would_miss.load(Relaxed),
+            would_hit_ratio: 0.0,
         };
         s.hit_ratio = ratio(s.hits + s.stale, s.hits + s.stale + s.misses);
         s.error_rate = ratio(s.upstream_errors, s.upstream_requests);
+        s.would_hit_ratio = ratio(s.would_hit, s.would_hit + s.would_miss);
         s
     }
 
@@ -249,6 +272,8 @@ impl Counters {
             &self.avoided,
             &self.bytes_avoided,
             &self.upstream_errors,
+            &self.would_hit,
+            &self.would_miss,
         ]
         .into_iter()
         .chain(&self.not_stored)
@@ -309,9 +334,13 @@ impl std::ops::Add for CountersSnapshot {
             not_stored: NotStored(std::array::from_fn(|i| {
                 self.not_stored.0[i] + o.not_stored.0[i]
             })),
+            would_hit: self.would_hit + o.would_hit,
+            would_miss: self.would_miss + o.would_miss,
+            would_hit_ratio: 0.0,
         };
         s.hit_ratio = ratio(s.hits + s.stale, s.hits + s.stale + s.misses);
         s.error_rate = ratio(s.upstream_errors, s.upstream_requests);
+        s.would_hit_ratio = ratio(s.would_hit, s.would_hit + s.would_miss);
         s
     }
 }

@@ -41,6 +41,8 @@ pub struct Rule {
     pub per_user: bool,
     /// Key by the hash of the request body.
     pub key_body: bool,
+    /// Key only by these fields of a JSON body (JSON pointers; implies `key_body`).
+    pub key_body_fields: Option<Vec<String>>,
     /// Store responses that set cookies (the stored copy never carries `Set-Cookie`).
     pub allow_set_cookie: bool,
     /// The answers are the same for every caller: store them even when the request carries
@@ -71,6 +73,12 @@ pub struct Rule {
     pub upstream: Option<std::sync::Arc<str>>,
     /// The tiers its entries may live in (all by default).
     pub tiers: crate::status::TierSet,
+    /// After a 2xx mutation drops this rule's entries, fetch them again in the background
+    /// (with the mutating request's identity, for `per_user` rules).
+    pub rewarm_on_invalidate: bool,
+    /// After a 2xx `POST`, fetch its `Location` (on this rule, or on the rule the
+    /// `Location` matches).
+    pub warm_created: bool,
 }
 
 impl Rule {
@@ -93,6 +101,7 @@ impl Rule {
             cache_control: None,
             per_user: false,
             key_body: false,
+            key_body_fields: None,
             allow_set_cookie: false,
             shared: false,
             key_query: None,
@@ -104,6 +113,8 @@ impl Rule {
             prefetch: Vec::new(),
             upstream: None,
             tiers: crate::status::TierSet::ALL,
+            rewarm_on_invalidate: false,
+            warm_created: false,
             tags: Vec::new(),
             invalidates: Vec::new(),
         })

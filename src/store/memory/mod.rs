@@ -379,6 +379,22 @@ impl MemoryStore {
         }
     }
 
+    /// The URLs of the entries `what` names (each once), for re-warming what an
+    /// invalidation is about to drop.
+    pub fn urls_of(&self, what: &Invalidation) -> Vec<String> {
+        let mut urls: Vec<String> = self
+            .keys_for(what)
+            .into_iter()
+            .filter_map(|k| {
+                let shard = self.shard(&k).read();
+                shard.map.get(&k).map(|slot| slot.entry.url().to_string())
+            })
+            .collect();
+        urls.sort();
+        urls.dedup();
+        urls
+    }
+
     /// Marks what `what` names stale instead of removing it (a soft purge): entries stay
     /// usable for revalidation and within their stale windows (e.g. `stale-if-error`)
     /// while they are refreshed. Returns how many.
