@@ -45,6 +45,7 @@ pub(crate) struct Inner {
     pub(crate) tiers: Tiers,
     pub(crate) coalescer: Coalescer,
     pub(crate) stats: Stats,
+    pub(crate) hot: crate::ops::hot::HotList,
     secret: Vec<u8>,
     warmer: OnceLock<Arc<dyn Warm>>,
 }
@@ -101,6 +102,7 @@ impl Cache {
                 tiers,
                 coalescer: Coalescer::default(),
                 stats,
+                hot: crate::ops::hot::HotList::default(),
                 secret: secret.to_vec(),
                 warmer: OnceLock::new(),
             }),

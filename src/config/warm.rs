@@ -20,6 +20,11 @@ pub struct WarmConfig {
     pub at_start: bool,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// How many of the hottest shared entries to fetch again at start-up and after a purge
+    /// (0: none).
+    pub top: usize,
+    /// Warming requests per second at most, per upstream (below client traffic).
+    pub rate: f64,
 }
 
 const KEYS: &[Key] = &[
@@ -28,6 +33,8 @@ const KEYS: &[Key] = &[
     ("every", Live),
     ("at_start", Live),
     ("concurrency", Live),
+    ("top", Live),
+    ("rate", Live),
 ];
 
 impl WarmConfig {
@@ -69,6 +76,10 @@ impl WarmConfig {
             every: t.opt_positive_duration("every")?,
             at_start: t.bool("at_start", true)?,
             concurrency: t.int("concurrency", 4, 1..=256)? as usize,
+            top: t.int("top", 0, 0..=crate::ops::hot::CAPACITY as i64)? as usize,
+            rate: t
+                .opt_float("rate", |x| x > 0.0, "must be greater than zero")?
+                .unwrap_or(20.0),
         };
         Ok((warm, t.finish(KEYS)?))
     }

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub(crate) mod alerts;
+pub mod hot;
 pub mod metrics;
 mod reload;
 pub mod report;
@@ -67,6 +68,12 @@ impl Tasks {
                 c.memory_store().sweep(now_ms());
             },
         );
+        let hot = every(
+            &handle,
+            weak.clone(),
+            |_| Duration::from_secs(30),
+            |c| c.sample_hot(),
+        );
         let mut previous: HashMap<String, (u64, u64)> = HashMap::new();
         let alerts = every(
             &handle,
@@ -75,7 +82,7 @@ impl Tasks {
             move |c| alerts::check_hit_ratios(c, &mut previous),
         );
         Tasks {
-            handles: vec![sweeper, alerts],
+            handles: vec![sweeper, hot, alerts],
         }
     }
 
@@ -105,6 +112,15 @@ impl Tasks {
 }
 
 async fn warm_on_schedule(cache: Cache) {
+    // What was hot before the restart comes back first.
+    cache.restore_hot().await;
+    if let Some(w) = cache.warm_top().await {
+        tracing::info!(
+            warmed = w.warmed,
+            failed = w.failed.len(),
+            "warmed the hottest entries"
+        );
+    }
     let mut first = true;
     loop {
         let warm = cache.settings().config.warm.clone();

@@ -27,10 +27,25 @@ impl Cache {
         let warmer = self.warmer().ok_or(crate::Error::NoWarmer)?;
         let limit = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
+        let settings = self.settings();
+        // The budget: at most `[warm] rate` requests a second to each upstream.
+        let gap = std::time::Duration::from_secs_f64(1.0 / settings.config.warm.rate);
+        let start = tokio::time::Instant::now();
+        let mut next: std::collections::HashMap<Option<Arc<str>>, tokio::time::Instant> =
+            std::collections::HashMap::new();
         for url in urls {
+            let path = url.split('?').next().unwrap_or("");
+            let upstream = settings
+                .rules
+                .find(&http::Method::GET, &crate::key::normalize_percent(path))
+                .and_then(|r| r.upstream.clone());
+            let slot = next.entry(upstream).or_insert(start);
+            let at = *slot;
+            *slot += gap;
             let (warmer, limit, url, headers) =
                 (warmer.clone(), limit.clone(), url.clone(), headers.clone());
             tasks.spawn(async move {
+                tokio::time::sleep_until(at).await;
                 let _permit = limit.acquire_owned().await;
                 let result = warmer.get(url.clone(), headers).await;
                 (url, result)

@@ -220,7 +220,16 @@ impl Admin {
                         json!({ "path": path, "hits": hits, "bytes": bytes })
                     })
                     .collect();
-                json_response(StatusCode::OK, json!({ "keys": keys }))
+                let hot: Vec<_> = self
+                    .cache
+                    .hot(n)
+                    .into_iter()
+                    .map(|h| {
+                        let path = h.url.split('?').next().unwrap_or("").to_string();
+                        json!({ "path": path, "rule": h.rule, "score": h.score })
+                    })
+                    .collect();
+                json_response(StatusCode::OK, json!({ "keys": keys, "hot": hot }))
             }
             (Method::POST, "/admin/warm") => self.warm(&body).await,
             (Method::POST, "/admin/reload") => match self.cache.reload_file() {
@@ -231,10 +240,14 @@ impl Admin {
                 Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
             },
             (Method::POST, "/admin/purge") => match serde_json::from_slice::<PurgeRequest>(&body) {
-                Ok(p) if p.confirm == "PURGE_ALL" => json_response(
-                    StatusCode::OK,
-                    json!({ "purged": self.cache.purge().await }),
-                ),
+                Ok(p) if p.confirm == "PURGE_ALL" => {
+                    // What was hot before the purge is fetched again right after it.
+                    self.cache.sample_hot();
+                    let purged = self.cache.purge().await;
+                    let cache = self.cache.clone();
+                    tokio::spawn(async move { cache.warm_top().await });
+                    json_response(StatusCode::OK, json!({ "purged": purged }))
+                }
                 _ => error(
                     StatusCode::BAD_REQUEST,
                     "send {\"confirm\":\"PURGE_ALL\"} to purge everything",

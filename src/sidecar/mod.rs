@@ -63,6 +63,9 @@ impl Running {
             let _ = t.await;
         }
         self.tasks.shutdown();
+        // What is hot now is warmed first at the next start.
+        self.cache.sample_hot();
+        self.cache.keep_hot().await;
         // Write-back entries still queued reach the disk.
         self.cache.tiers().flush().await;
     }

@@ -150,6 +150,16 @@ pub trait LowerTier: Send + Sync + 'static {
     fn flush(&self) -> BoxFuture<'_, ()> {
         Box::pin(std::future::ready(()))
     }
+
+    /// Keeps a small named record (the hot list) across restarts, if the tier lasts.
+    fn keep<'a>(&'a self, _name: &'a str, _bytes: Vec<u8>) -> BoxFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// A record kept earlier, if any.
+    fn kept<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Option<Vec<u8>>> {
+        Box::pin(std::future::ready(None))
+    }
 }
 
 /// One fill per key across every instance sharing a tier.

@@ -408,4 +408,49 @@ impl LowerTier for DiskTier {
     fn flush(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.inner.flush())
     }
+
+    fn keep<'a>(&'a self, name: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, ()> {
+        let path = kept_path(&self.inner.dir, name);
+        Box::pin(async move {
+            let Some(path) = path else { return };
+            let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes));
+            if let Ok(Err(e)) = written.await {
+                tracing::debug!(error = %e, "the disk tier could not keep a record");
+            }
+        })
+    }
+
+    fn kept<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<Vec<u8>>> {
+        let path = kept_path(&self.inner.dir, name);
+        Box::pin(async move {
+            let path = path?;
+            tokio::task::spawn_blocking(move || std::fs::read(path).ok())
+                .await
+                .ok()
+                .flatten()
+        })
+    }
+}
+
+/// Where a kept record lives (`<name>.kept`; plain names only).
+fn kept_path(dir: &Path, name: &str) -> Option<PathBuf> {
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        .then(|| dir.join(format!("{name}.kept")))
+}
+
+/// Replaces a file's contents so that a crash leaves the old contents or the new.
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("kept.tmp");
+    {
+        use std::io::Write;
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        segments::sync_dir(dir)?;
+    }
+    Ok(())
 }

@@ -365,6 +365,22 @@ impl RedisTier {
         Entry::decode(bytes?).ok().map(Arc::new)
     }
 
+    /// Keeps a small named record (`{prefix}:kept:{name}`), shared by the fleet.
+    pub async fn keep(&self, name: &str, bytes: Vec<u8>) {
+        let client = self.pool.next().with_options(&self.options);
+        let key = format!("{}:kept:{name}", self.settings.prefix);
+        let set = client.set::<(), _, _>(key, Bytes::from(bytes), None, None, false);
+        let _ = self.call("keep", set).await;
+    }
+
+    /// A record kept earlier.
+    pub async fn kept(&self, name: &str) -> Option<Vec<u8>> {
+        let client = self.pool.next().with_options(&self.options);
+        let key = format!("{}:kept:{name}", self.settings.prefix);
+        let got: Option<Bytes> = self.call("kept", client.get(key)).await.ok()?;
+        got.map(|b| b.to_vec())
+    }
+
     /// The invalidation epoch before a fill goes upstream (`None`: do not write to L2).
     pub async fn begin_fill(&self) -> Option<u64> {
         let client = self.pool.next().with_options(&self.options);

@@ -58,6 +58,14 @@ impl LowerTier for RedisTier {
     fn fleet(&self) -> Option<&dyn FleetLease> {
         Some(self)
     }
+
+    fn keep<'a>(&'a self, name: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, ()> {
+        Box::pin(RedisTier::keep(self, name, bytes))
+    }
+
+    fn kept<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<Vec<u8>>> {
+        Box::pin(RedisTier::kept(self, name))
+    }
 }
 
 impl FleetLease for RedisTier {
