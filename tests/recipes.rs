@@ -135,14 +135,17 @@ async fn ai_origin() -> Origin {
 /// The summary request for a transcript, with the JSON keys in a varying order (as
 /// different client libraries write them).
 fn summary_body(video: u64, lang: &str, length: &str, model: &str, shuffle: bool) -> String {
+    static REQUEST: AtomicU64 = AtomicU64::new(0);
+    // Every request carries its own id, as client libraries add: not part of the key.
+    let id = REQUEST.fetch_add(1, Ordering::SeqCst);
     let transcript = format!("transcript of video {video} in {lang}");
     if shuffle {
         format!(
-            r#"{{ "model": "{model}", "options": {{ "focus_areas": ["pacing"], "length": "{length}" }}, "transcript": "{transcript}" }}"#
+            r#"{{ "model": "{model}", "request_id": "r{id}", "options": {{ "focus_areas": ["pacing"], "length": "{length}" }}, "transcript": "{transcript}" }}"#
         )
     } else {
         format!(
-            r#"{{"transcript":"{transcript}","options":{{"length":"{length}","focus_areas":["pacing"]}},"model":"{model}"}}"#
+            r#"{{"transcript":"{transcript}","options":{{"length":"{length}","focus_areas":["pacing"]}},"model":"{model}","request_id":"r{id}"}}"#
         )
     }
 }
@@ -165,6 +168,7 @@ async fn recipe_ai_video_summaries() {
 
     let mut rng = Rng(7);
     let (mut requests, mut transcripts, mut summaries) = (0u64, HashSet::new(), HashSet::new());
+    let mut summary_requests = 0u64;
     for popular in 1..=3 {
         transcripts.insert(format!("popular-{popular}/en"));
     }
@@ -208,6 +212,7 @@ async fn recipe_ai_video_summaries() {
             assert_eq!(s.status, 200);
             summaries.insert(format!("{video}/{lang}/{length}"));
             requests += 1;
+            summary_requests += 1;
         }
     }
     let transcript_calls = origin
@@ -272,6 +277,11 @@ async fn recipe_ai_video_summaries() {
 
     let with = (transcript_calls + summary_calls) as u64;
     report("ai-summaries", with, requests, requests);
+    // Keyed on the whole body, every summary request (each with its own request_id) would
+    // have been an LLM call.
+    eprintln!(
+        "RECIPE ai-summaries: {summary_requests} summary requests; LLM calls with key_body_fields {summary_calls}, with whole-body keys {summary_requests}"
+    );
 }
 
 /// One larder on the memory store, or two sharing a Redis (the recipe behind a load
@@ -618,6 +628,7 @@ async fn job_polling(on_redis: bool) {
     let c = client();
     let started = Instant::now();
     let mut mutations = 0u64;
+    let mut rewarmed_hits = 0u64;
     let mut slowest_elsewhere = Duration::ZERO;
     let run = Duration::from_secs(6);
     while started.elapsed() < run {
@@ -644,6 +655,10 @@ async fn job_polling(on_redis: bool) {
             let path = format!("/api/v2/jobs/{job}");
             let g = send(c.get(here.url(&path)).header("authorization", &auth)).await;
             assert_eq!(g.text(), expected, "a stale status after the {action}");
+            if viewer == job {
+                // The user who made the change: re-warmed with their identity.
+                rewarmed_hits += u64::from(g.x_cache() == "HIT");
+            }
             let elsewhere = fleet.at(mutations + 1);
             let took = settles(
                 &c,
@@ -680,6 +695,11 @@ async fn job_polling(on_redis: bool) {
             "RECIPE job-polling: a change reached the other instance within {slowest_elsewhere:?}"
         );
     }
+    // Without rewarm_on_invalidate each of these polls was a miss.
+    assert_eq!(rewarmed_hits, mutations, "the changer's next poll is a hit");
+    eprintln!(
+        "RECIPE job-polling: the changer's poll right after each of {mutations} changes: {rewarmed_hits} hits with rewarm_on_invalidate (0 without)"
+    );
     report(
         &format!("job-polling, {} (2 min in 6 s)", fleet.describe()),
         upstream,
