@@ -277,3 +277,59 @@ async fn a_dry_run_forwards_everything_and_reports_what_it_would_have_hit() {
     assert_eq!(get(&larder.url("/videos/5")).await.x_cache(), "HIT");
     assert_eq!(origin.calls("/videos/5"), 4);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_re_warm_never_fetches_another_users_url_with_the_mutating_users_identity() {
+    let origin = Origin::start(|req| async move { ok(&[], req.uri.path().to_string()) }).await;
+    let larder = Larder::start(&config(
+        origin.addr,
+        "",
+        r#"
+[users]
+sources = ["header:X-User-Id"]
+
+[[rule]]
+name = "inbox"
+path = "/inbox/{owner}"
+ttl = "1h"
+per_user = true
+tags = ["inboxes"]
+rewarm_on_invalidate = true
+
+[[rule]]
+name = "send"
+path = "/send"
+cache = false
+invalidate_on = ["POST"]
+invalidates = ["inboxes"]
+"#,
+    ));
+    as_user(&larder, Method::GET, "/inbox/alice", "alice").await;
+    as_user(&larder, Method::GET, "/inbox/bob", "bob").await;
+    let r = as_user(&larder, Method::POST, "/send", "alice").await;
+    assert_eq!(r.status, 200);
+    let seen: Vec<(String, String)> = origin
+        .seen()
+        .iter()
+        .map(|s| {
+            let who = s
+                .headers
+                .get("x-user-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            (s.uri.path().to_string(), who)
+        })
+        .collect();
+    assert!(
+        !seen.contains(&("/inbox/bob".to_string(), "alice".to_string())),
+        "{seen:?}"
+    );
+    // Alice's own inbox was re-warmed for her.
+    assert_eq!(
+        as_user(&larder, Method::GET, "/inbox/alice", "alice")
+            .await
+            .x_cache(),
+        "HIT"
+    );
+}

@@ -46,6 +46,9 @@ pub(crate) struct Inner {
     pub(crate) coalescer: Coalescer,
     pub(crate) stats: Stats,
     pub(crate) hot: crate::ops::hot::HotList,
+    /// When each upstream may take its next warming request (one budget for all warming).
+    pub(crate) warm_slots:
+        parking_lot::Mutex<std::collections::HashMap<Option<Arc<str>>, tokio::time::Instant>>,
     secret: Vec<u8>,
     warmer: OnceLock<Arc<dyn Warm>>,
 }
@@ -103,6 +106,7 @@ impl Cache {
                 coalescer: Coalescer::default(),
                 stats,
                 hot: crate::ops::hot::HotList::default(),
+                warm_slots: parking_lot::Mutex::default(),
                 secret: secret.to_vec(),
                 warmer: OnceLock::new(),
             }),

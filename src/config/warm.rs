@@ -78,7 +78,11 @@ impl WarmConfig {
             concurrency: t.int("concurrency", 4, 1..=256)? as usize,
             top: t.int("top", 0, 0..=crate::ops::hot::CAPACITY as i64)? as usize,
             rate: t
-                .opt_float("rate", |x| x > 0.0, "must be greater than zero")?
+                .opt_float(
+                    "rate",
+                    |x| (0.01..=100_000.0).contains(&x),
+                    "must be between 0.01 and 100000",
+                )?
                 .unwrap_or(20.0),
         };
         Ok((warm, t.finish(KEYS)?))

@@ -108,6 +108,8 @@ pub enum CtlError {
         /// Why.
         why: String,
     },
+    /// `$LARDER_ADMIN_TOKEN` cannot be sent in a header.
+    BadToken,
     /// The admin API refused the token (or none was given).
     Unauthorized {
         /// Whether a token was sent.
@@ -129,6 +131,9 @@ impl fmt::Display for CtlError {
             CtlError::Unreachable { url, why } => write!(
                 f,
                 "cannot reach the admin API at {url}: {why} (is larder running? set --admin or $LARDER_ADMIN_URL to its [admin] listen address)"
+            ),
+            CtlError::BadToken => f.write_str(
+                "$LARDER_ADMIN_TOKEN holds characters a header cannot carry",
             ),
             CtlError::Unauthorized { had_token: false } => f.write_str(
                 "the admin API wants a token: set $LARDER_ADMIN_TOKEN to the token larder was started with",
@@ -161,10 +166,11 @@ impl Admin {
         if !matches!(base.scheme_str(), Some("http" | "https")) || base.authority().is_none() {
             return Err(CtlError::BadUrl(url.into()));
         }
-        Ok(Admin {
-            base,
-            token: token.filter(|t| !t.is_empty()),
-        })
+        let token = token.filter(|t| !t.is_empty());
+        if let Some(t) = &token {
+            http::HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| CtlError::BadToken)?;
+        }
+        Ok(Admin { base, token })
     }
 
     /// Runs `action`; the admin API's JSON answer (pretty-printed for stats).

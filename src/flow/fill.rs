@@ -80,6 +80,10 @@ fn dry_run_stamped<B, E>(answer: Answer<B, E>, dry_run: Option<Arc<Settings>>) -
     };
     let mut resp = answer?;
     let headers = resp.headers_mut();
+    if headers.get(X_CACHE).is_some_and(|v| v == "BYPASS") {
+        // Not cacheable anyway (a body that cannot be keyed, say): its own reason stands.
+        return Ok(resp);
+    }
     let mut statuses: Vec<HeaderValue> = headers
         .get_all(&settings.cache_status)
         .iter()
@@ -126,6 +130,7 @@ where
         fill: None,
         _leader: None,
         _lease: None,
+        dry_hit: false,
     };
     let mut phase = Phase::Lookup(found);
     loop {
@@ -189,10 +194,11 @@ where
     /// what would have been served, and go upstream for a fresh copy whatever it is.
     fn decide<ResB>(&mut self, found: Found, tier: Tier) -> Phase<ResB> {
         if self.plan.dry_run {
+            self.dry_hit = found.servable();
             self.ctx
                 .settings
                 .counters(self.plan.rule)
-                .record_dry_run(found.servable());
+                .record_dry_run(self.dry_hit);
             return Phase::Join(None, Fwd::Miss);
         }
         let now = now_ms();
@@ -315,6 +321,9 @@ where
         response: &http::HeaderMap,
         (request_time, response_time): (u64, u64),
     ) -> Result<Freshness, NoCacheReason> {
+        if self.dry_hit {
+            return Err(NoCacheReason::DryRun);
+        }
         let s = &*self.ctx.settings;
         let fill = self
             .fill

@@ -34,6 +34,8 @@ struct Invalidations {
     identity: HeaderMap,
     /// A `POST` whose rule warms what it creates.
     warm_created: bool,
+    /// The request's user, when re-warming needs to know whose entries to refill.
+    user: Option<crate::key::UserId>,
 }
 
 impl Invalidations {
@@ -70,6 +72,13 @@ impl Invalidations {
             target,
             identity: s.users.identity_headers(req.headers()),
             warm_created: req.method() == Method::POST && rule.is_some_and(|r| r.warm_created),
+            user: s
+                .rules
+                .rules()
+                .iter()
+                .any(|r| r.rewarm_on_invalidate || r.warm_created)
+                .then(|| s.users.identify(req.headers()))
+                .flatten(),
         }
     }
 
@@ -109,7 +118,7 @@ impl Invalidations {
         let mut rewarm = if status.is_success() {
             let mut ids = self.url_tags.clone();
             ids.extend(self.rule_tags.iter().map(|t| crate::key::tag_id(t)));
-            Rewarm::planned(cache, s, &Invalidation::Tags(ids), &self.target)
+            Rewarm::planned(cache, s, &Invalidation::Tags(ids), &self.target, self.user)
         } else {
             Rewarm::default()
         };
@@ -119,7 +128,7 @@ impl Invalidations {
         }
         if let Some(location) = created.filter(|_| status.is_success()) {
             let warm_created = self.warm_created;
-            rewarm.add(s, location, |r| warm_created || r.warm_created);
+            rewarm.add(s, location, true, |r| warm_created || r.warm_created);
         }
         rewarm.run(cache, self.identity).await;
         n

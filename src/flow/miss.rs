@@ -64,6 +64,9 @@ pub(super) struct Miss<S, B> {
     pub(super) _leader: Option<LeaderGuard>,
     /// Held until the fill is done: the fleet-wide lease.
     pub(super) _lease: Option<LeaseGuard>,
+    /// A dry run where the tiers held a servable entry: the answer fetched anyway is not
+    /// stored (the entry keeps the life it would really have had).
+    pub(super) dry_hit: bool,
 }
 
 /// A fleet-wide fill lease; released (and waiters told) when the fill is done, however it

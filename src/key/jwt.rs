@@ -45,8 +45,9 @@ pub struct JwtKeys {
 
 /// Verifies Bearer tokens and reads their claims.
 pub struct JwtVerifier {
-    keys: Vec<(Algorithm, DecodingKey)>,
-    validation: Validation,
+    /// Each key with the one algorithm it verifies and the checks to apply.
+    keys: Vec<(Algorithm, DecodingKey, Validation)>,
+    leeway: u64,
     verified: Mutex<HashMap<[u8; 16], Verified>>,
 }
 
@@ -58,7 +59,7 @@ struct Verified {
 
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let algs: Vec<Algorithm> = self.keys.iter().map(|(a, _)| *a).collect();
+        let algs: Vec<Algorithm> = self.keys.iter().map(|(a, _, _)| *a).collect();
         f.debug_struct("JwtVerifier")
             .field("algorithms", &algs)
             .finish_non_exhaustive()
@@ -85,21 +86,32 @@ impl JwtVerifier {
         if keys.is_empty() {
             return Err("no key to verify tokens with".into());
         }
-        let mut validation = Validation::new(keys[0].0);
-        validation.algorithms = keys.iter().map(|(a, _)| *a).collect();
-        validation.leeway = k.leeway.as_secs();
-        validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
-        if let Some(iss) = &k.issuer {
-            validation.set_issuer(&[iss]);
-        }
-        match &k.audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
-        }
+        let checks = |alg: Algorithm| {
+            // One algorithm per key: a token's alg picks its key, and nothing else verifies.
+            let mut v = Validation::new(alg);
+            v.leeway = k.leeway.as_secs();
+            v.validate_nbf = true;
+            let mut required = vec!["exp"];
+            if let Some(iss) = &k.issuer {
+                v.set_issuer(&[iss]);
+                required.push("iss");
+            }
+            match &k.audience {
+                Some(aud) => {
+                    v.set_audience(&[aud]);
+                    required.push("aud");
+                }
+                None => v.validate_aud = false,
+            }
+            v.set_required_spec_claims(&required);
+            v
+        };
         Ok(JwtVerifier {
-            keys,
-            validation,
+            keys: keys
+                .into_iter()
+                .map(|(alg, key)| (alg, key, checks(alg)))
+                .collect(),
+            leeway: k.leeway.as_secs(),
             verified: Mutex::new(HashMap::new()),
         })
     }
@@ -125,8 +137,8 @@ impl JwtVerifier {
             }
         }
         let header = jsonwebtoken::decode_header(token).ok()?;
-        let (_, key) = self.keys.iter().find(|(alg, _)| *alg == header.alg)?;
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation).ok()?;
+        let (_, key, checks) = self.keys.iter().find(|(alg, _, _)| *alg == header.alg)?;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, checks).ok()?;
         let claims = Arc::new(data.claims);
         // `exp` is required and was checked as a number.
         let exp = claims.get("exp").and_then(Value::as_u64)?;
@@ -138,7 +150,7 @@ impl JwtVerifier {
             id,
             Verified {
                 claims: claims.clone(),
-                until: exp.saturating_add(self.validation.leeway),
+                until: exp.saturating_add(self.leeway),
             },
         );
         Some(claims)
@@ -216,6 +228,48 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn a_configured_issuer_and_audience_must_be_present() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let v = JwtVerifier::new(JwtKeys {
+            secret: Some(b"k".to_vec()),
+            issuer: Some("idp".into()),
+            audience: Some("larder".into()),
+            ..JwtKeys::default()
+        })
+        .unwrap();
+        let ok = json!({"sub": "a", "exp": now + 60, "iss": "idp", "aud": "larder"});
+        assert_eq!(v.claim(&hs(&ok), "sub").as_deref(), Some("a"));
+        for bad in [
+            json!({"sub": "a", "exp": now + 60, "iss": "idp"}),
+            json!({"sub": "a", "exp": now + 60, "aud": "larder"}),
+            json!({"sub": "a", "exp": now + 60, "iss": "other", "aud": "larder"}),
+        ] {
+            assert_eq!(v.claim(&hs(&bad), "sub"), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_secret_and_a_public_key_both_verify_their_own_tokens() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let v = JwtVerifier::new(JwtKeys {
+            secret: Some(b"k".to_vec()),
+            public_pem: Some(pair.public_key_pem().into_bytes()),
+            ..JwtKeys::default()
+        })
+        .unwrap();
+        let claims = json!({"sub": "e", "exp": now + 60});
+        let es = encode(
+            &Header::new(Algorithm::ES256),
+            &claims,
+            &EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v.claim(&es, "sub").as_deref(), Some("e"));
+        assert_eq!(v.claim(&hs(&claims), "sub").as_deref(), Some("e"));
     }
 
     #[test]

@@ -129,7 +129,29 @@ impl HotList {
     }
 }
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Settings};
+
+/// The rule a URL's GET falls under if its entries are shared and fetched by a plain GET:
+/// not `per_user`, not keyed by a body (those are never warmed without their user or
+/// body); no rule at all only when no rule (for any method) matches the path.
+fn shared_rule(s: &Settings, url: &str) -> Option<String> {
+    let path = crate::key::normalize_percent(url.split('?').next().unwrap_or(""));
+    match s.rules.find(&http::Method::GET, &path) {
+        Some(r) if !r.per_user && !r.key_body && r.caches(&http::Method::GET) => {
+            Some(r.name.clone())
+        }
+        Some(_) => None,
+        None if s
+            .rules
+            .rules()
+            .iter()
+            .any(|r| r.pattern.captures(&path).is_some()) =>
+        {
+            None
+        }
+        None => Some(crate::ops::stats::UNMATCHED.to_string()),
+    }
+}
 
 /// The name the hot list is kept under in the tiers below memory.
 const KEPT: &str = "hot";
@@ -139,23 +161,18 @@ impl Cache {
     /// never one keyed to a user) and keeps the list in the tiers below memory.
     pub fn sample_hot(&self) {
         let settings = self.settings();
-        let sample: Vec<(String, String, u32)> = self
-            .inner
-            .tiers
-            .memory()
-            .top(2 * CAPACITY)
+        // One row per URL: variants (Vary, hosts) of one URL add up.
+        let mut by_url: HashMap<String, (String, u32)> = HashMap::new();
+        for (url, hits, _) in self.inner.tiers.memory().top(2 * CAPACITY) {
+            let Some(rule) = shared_rule(&settings, &url) else {
+                continue;
+            };
+            let row = by_url.entry(url).or_insert((rule, 0));
+            row.1 = row.1.saturating_add(hits);
+        }
+        let sample: Vec<(String, String, u32)> = by_url
             .into_iter()
-            .filter_map(|(url, hits, _)| {
-                let path = url.split('?').next().unwrap_or("");
-                let rule = settings
-                    .rules
-                    .find(&http::Method::GET, &crate::key::normalize_percent(path));
-                match rule {
-                    Some(r) if r.per_user || !r.caches(&http::Method::GET) => None,
-                    Some(r) => Some((url, r.name.clone(), hits)),
-                    None => Some((url, crate::ops::stats::UNMATCHED.to_string(), hits)),
-                }
-            })
+            .map(|(url, (rule, hits))| (url, rule, hits))
             .collect();
         self.inner.hot.observe(&sample);
         let cache = self.clone();
@@ -195,7 +212,14 @@ impl Cache {
         if warm.top == 0 {
             return None;
         }
-        let urls: Vec<String> = self.hot(warm.top).into_iter().map(|h| h.url).collect();
+        // Re-checked against the rules in force: a kept list may predate a reload.
+        let settings = self.settings();
+        let urls: Vec<String> = self
+            .hot(warm.top)
+            .into_iter()
+            .filter(|h| shared_rule(&settings, &h.url).is_some())
+            .map(|h| h.url)
+            .collect();
         if urls.is_empty() {
             return None;
         }

@@ -28,20 +28,23 @@ impl Cache {
         let limit = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
         let settings = self.settings();
-        // The budget: at most `[warm] rate` requests a second to each upstream.
+        // The budget: at most `[warm] rate` requests a second to each upstream, shared by
+        // every warming run (start-up, schedule, re-warms, after a purge).
         let gap = std::time::Duration::from_secs_f64(1.0 / settings.config.warm.rate);
-        let start = tokio::time::Instant::now();
-        let mut next: std::collections::HashMap<Option<Arc<str>>, tokio::time::Instant> =
-            std::collections::HashMap::new();
         for url in urls {
             let path = url.split('?').next().unwrap_or("");
             let upstream = settings
                 .rules
                 .find(&http::Method::GET, &crate::key::normalize_percent(path))
                 .and_then(|r| r.upstream.clone());
-            let slot = next.entry(upstream).or_insert(start);
-            let at = *slot;
-            *slot += gap;
+            let at = {
+                let now = tokio::time::Instant::now();
+                let mut slots = self.inner.warm_slots.lock();
+                let slot = slots.entry(upstream).or_insert(now);
+                let at = (*slot).max(now);
+                *slot = at + gap;
+                at
+            };
             let (warmer, limit, url, headers) =
                 (warmer.clone(), limit.clone(), url.clone(), headers.clone());
             tasks.spawn(async move {

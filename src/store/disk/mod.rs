@@ -441,7 +441,10 @@ fn kept_path(dir: &Path, name: &str) -> Option<PathBuf> {
 
 /// Replaces a file's contents so that a crash leaves the old contents or the new.
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("kept.tmp");
+    // A temporary name of its own: two writers never share one.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Relaxed);
+    let tmp = path.with_extension(format!("kept.{}.{n}.tmp", std::process::id()));
     {
         use std::io::Write;
         let mut f = File::create(&tmp)?;
