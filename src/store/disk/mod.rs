@@ -154,16 +154,25 @@ fn store_error(dir: &Path, what: &str, e: io::Error) -> crate::Error {
     crate::Error::Store(format!("store.disk.path {}: {what}: {e}", dir.display()))
 }
 
-/// Takes the directory's lock, so two processes never append to the same files.
+/// Takes the directory's lock, so two processes never append to the same files. A holder
+/// that is still shutting down (a restart) gets two seconds to let go.
 fn lock_dir(dir: &Path) -> Result<File, crate::Error> {
     let file = File::create(dir.join("lock")).map_err(|e| store_error(dir, "lock", e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(crate::Error::Store(format!(
-            "store.disk.path {}: in use by another larder process",
-            dir.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(store_error(dir, "lock", e)),
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(crate::Error::Store(format!(
+                    "store.disk.path {}: in use by another larder process",
+                    dir.display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(store_error(dir, "lock", e)),
+        }
     }
 }
 
