@@ -68,9 +68,9 @@ fn render_histograms(cache: &Cache, out: &mut String) {
     }
 }
 
-/// Answers not stored by rule and reason, and failed trips upstream by rule (labels stay
-/// bounded: rule names and a fixed set of reasons).
-fn render_not_stored(stats: &super::report::StatsReport, out: &mut String) {
+/// Per rule: answers not stored by reason, dry-run outcomes, failed trips upstream (labels
+/// stay bounded: rule names and fixed sets of reasons and outcomes).
+fn render_rule_outcomes(stats: &super::report::StatsReport, out: &mut String) {
     let _ = writeln!(out, "# HELP larder_not_stored_total Answers that went upstream and were not stored, by rule and reason.\n# TYPE larder_not_stored_total counter");
     for (rule, s) in &stats.per_rule {
         for (reason, n) in s.not_stored.iter() {
@@ -92,24 +92,20 @@ fn render_not_stored(stats: &super::report::StatsReport, out: &mut String) {
             );
         }
     }
-    let _ = writeln!(out, "# HELP larder_dry_run_hit_ratio In a dry run, the hit ratio the cache would have had, by rule.\n# TYPE larder_dry_run_hit_ratio gauge");
-    for (rule, s) in &stats.per_rule {
-        let _ = writeln!(
-            out,
-            "larder_dry_run_hit_ratio{{rule=\"{}\"}} {}",
-            label(rule),
-            s.would_hit_ratio
-        );
-    }
-    let _ = writeln!(out, "# HELP larder_rule_upstream_errors_total Trips upstream that failed (unreachable, timed out, 5xx), by rule.\n# TYPE larder_rule_upstream_errors_total counter");
-    for (rule, s) in &stats.per_rule {
-        let _ = writeln!(
-            out,
-            "larder_rule_upstream_errors_total{{rule=\"{}\"}} {}",
-            label(rule),
-            s.upstream_errors
-        );
-    }
+    per_rule(
+        out,
+        stats,
+        ("larder_dry_run_hit_ratio", "gauge"),
+        "In a dry run, the hit ratio the cache would have had, by rule.",
+        |s| s.would_hit_ratio,
+    );
+    per_rule(
+        out,
+        stats,
+        ("larder_rule_upstream_errors_total", "counter"),
+        "Trips upstream that failed (unreachable, timed out, 5xx), by rule.",
+        |s| s.upstream_errors as f64,
+    );
 }
 
 fn render_savings(cache: &Cache, stats: &super::report::StatsReport, out: &mut String) {
@@ -182,7 +178,7 @@ pub fn render(cache: &Cache) -> String {
     render_histograms(cache, &mut out);
     render_savings(cache, &stats, &mut out);
     render_upstream_errors(cache, &mut out);
-    render_not_stored(&stats, &mut out);
+    render_rule_outcomes(&stats, &mut out);
     let _ = writeln!(
         out,
         "# HELP larder_requests_total Requests by rule and outcome."
@@ -277,6 +273,20 @@ pub fn render(cache: &Cache) -> String {
         }
     }
     out
+}
+
+/// One sample per rule of a series (name, type).
+fn per_rule(
+    out: &mut String,
+    stats: &super::report::StatsReport,
+    (name, kind): (&str, &str),
+    help: &str,
+    value: impl Fn(&super::stats::CountersSnapshot) -> f64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (rule, s) in &stats.per_rule {
+        let _ = writeln!(out, "{name}{{rule=\"{}\"}} {}", label(rule), value(s));
+    }
 }
 
 /// Plain series, one sample each: name, type, help, value.
