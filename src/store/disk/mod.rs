@@ -351,7 +351,10 @@ async fn maintain(inner: Weak<Inner>) {
         n += 1;
         let Some(inner) = inner.upgrade() else { return };
         if inner.up.load(Relaxed) {
-            inner.flush().await;
+            // (A fill waiting for its write flushes itself; this is for write-back.)
+            if !inner.state.lock().queue.is_empty() {
+                inner.flush().await;
+            }
             if n.is_multiple_of(300) {
                 inner.tidy().await;
             }
