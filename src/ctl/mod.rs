@@ -210,9 +210,10 @@ impl Admin {
             url: self.base.to_string(),
             why,
         };
+        // The system's roots, as for upstreams (none is fine for an http:// admin API).
+        let tls = crate::sidecar::upstream::tls::client_config(None).map_err(unreachable)?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| unreachable(format!("no TLS roots: {e}")))?
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .build();

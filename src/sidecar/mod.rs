@@ -14,7 +14,7 @@
 
 mod admin;
 mod listener;
-mod upstream;
+pub(crate) mod upstream;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -17,7 +17,7 @@
 //! # }
 //! ```
 
-mod tls;
+pub(crate) mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -22,7 +22,7 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
 }
 
 /// The client config for one upstream: system roots, plus `ca_file` when given.
-pub(super) fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, String> {
+pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, String> {
     let mut roots = RootCertStore::empty();
     let (_added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(path) = ca_file {
