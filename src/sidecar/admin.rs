@@ -245,7 +245,10 @@ impl Admin {
                     self.cache.sample_hot();
                     let purged = self.cache.purge().await;
                     let cache = self.cache.clone();
-                    tokio::spawn(async move { cache.warm_top().await });
+                    let warming = tokio::spawn(async move { cache.warm_top().await });
+                    // Answered once the hottest entries are back (or after a few seconds,
+                    // while they finish in the background).
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), warming).await;
                     json_response(StatusCode::OK, json!({ "purged": purged }))
                 }
                 _ => error(
