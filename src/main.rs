@@ -67,6 +67,9 @@ enum CtlCommand {
         /// Mark stale instead of removing (served while refreshed).
         #[arg(long)]
         soft: bool,
+        /// Yes, even when the scope matches every entry (an empty or `/` prefix).
+        #[arg(long)]
+        yes: bool,
     },
     /// Drop everything, in every tier and every instance.
     Purge {
@@ -96,13 +99,15 @@ fn ctl(admin: &str, command: CtlCommand) -> ExitCode {
             prefix,
             user_id,
             soft,
-        } => Action::Invalidate {
+            yes,
+        } => Action::Invalidate(larder::ctl::Scope {
             tags,
             urls,
             prefix,
             user_id,
             soft,
-        },
+            confirm_all: yes,
+        }),
         CtlCommand::Purge { yes: false } => {
             eprintln!("larder ctl: purge drops every entry in every tier: pass --yes");
             return ExitCode::from(2);

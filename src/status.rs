@@ -123,11 +123,14 @@ pub enum NoCacheReason {
     DryRun,
     /// A `key_body_fields` request whose body is not a JSON document.
     BodyNotJson,
+    /// The answer's content coding is not one larder serves from the cache (gzip or
+    /// none): it could reach clients that never accepted it.
+    Coding,
 }
 
 impl NoCacheReason {
     /// Every reason, in a fixed order (a slot each for counting).
-    pub const ALL: [NoCacheReason; 22] = [
+    pub const ALL: [NoCacheReason; 23] = [
         NoCacheReason::Status,
         NoCacheReason::NoStore,
         NoCacheReason::Private,
@@ -150,6 +153,7 @@ impl NoCacheReason {
         NoCacheReason::BadRequest,
         NoCacheReason::DryRun,
         NoCacheReason::BodyNotJson,
+        NoCacheReason::Coding,
     ];
 
     /// Its slot in [`NoCacheReason::ALL`].
@@ -182,6 +186,7 @@ impl NoCacheReason {
             NoCacheReason::BadRequest => "bad-request",
             NoCacheReason::DryRun => "dry-run",
             NoCacheReason::BodyNotJson => "body-not-json",
+            NoCacheReason::Coding => "coding",
         }
     }
 }

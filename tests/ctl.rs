@@ -11,7 +11,7 @@ use common::*;
 /// Runs `larder ctl --admin <admin> args…` with `token` in the environment; exit code,
 /// stdout, stderr.
 async fn ctl(admin: &str, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_larder"));
+    let mut cmd = Command::new(larder_bin());
     cmd.arg("ctl").arg("--admin").arg(admin).args(args);
     cmd.env_remove("LARDER_ADMIN_TOKEN")
         .env_remove("LARDER_ADMIN_URL");
@@ -142,4 +142,72 @@ async fn ctl_says_why_it_cannot_do_it() {
     let (code, _, err) = ctl(&admin, Some(TOKEN), &["warm", "no-slash"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("400"), "{err}");
+}
+
+/// A fake admin API (what a hostile or mistaken `--admin` URL may reach): answers every
+/// request with `head`, then `body` forever (`endless`) or once.
+async fn fake_admin(head: &'static str, body: &'static [u8], endless: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(head.as_bytes()).await;
+                loop {
+                    if s.write_all(body).await.is_err() || !endless {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctl_reads_a_bounded_answer_and_never_prints_terminal_controls() {
+    // An endless answer: ctl stops at its bound, says so, and exits 1.
+    static MIB: [u8; 1 << 20] = [b'a'; 1 << 20];
+    let endless = fake_admin("HTTP/1.1 200 OK\r\n\r\n", &MIB, true).await;
+    let started = std::time::Instant::now();
+    let (code, _, err) = ctl(&endless, Some(TOKEN), &["stats"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("read up to"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // An answer carrying escape sequences (clear the screen, retitle the window).
+    let hostile = fake_admin(
+        "HTTP/1.1 200 OK\r\ncontent-length: 26\r\n\r\n",
+        b"ok\x1b[2J\x1b]0;pwned\x07 done.....",
+        false,
+    )
+    .await;
+    let (code, out, _) = ctl(&hostile, None, &["health"]).await;
+    assert_eq!(code, 0);
+    assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
+    assert!(out.contains("\\u{1b}[2J"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctl_needs_yes_for_a_scope_that_matches_everything() {
+    let origin = Origin::start(|req| async move { ok(&[], req.uri.path().to_string()) }).await;
+    let larder = Larder::start(&config(origin.addr, "", rules()));
+    let admin = format!("http://{}", larder.admin);
+    get(&larder.url("/jobs/1")).await;
+    // An unset shell variable: `larder ctl invalidate --prefix "$DIR"`.
+    let (code, _, err) = ctl(&admin, Some(TOKEN), &["invalidate", "--prefix", ""]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(get(&larder.url("/jobs/1")).await.x_cache(), "HIT");
+    let (code, out, err) = ctl(
+        &admin,
+        Some(TOKEN),
+        &["invalidate", "--prefix", "", "--yes"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"invalidated\":1"), "{out}");
+    assert_eq!(get(&larder.url("/jobs/1")).await.x_cache(), "MISS");
 }

@@ -466,3 +466,261 @@ async fn an_instance_down_during_a_fleet_invalidation_applies_it_before_its_disk
     let a = Larder::start(&with_disk);
     assert_eq!(fetch(&a, "/items/2").await, "larder; fwd=miss; stored");
 }
+
+/// One entry record as it lies in a segment.
+struct Found {
+    header: larder::store::disk::record::Header,
+    payload: Vec<u8>,
+}
+
+impl Found {
+    fn url(&self) -> String {
+        larder::entry::Entry::peek(&self.payload).unwrap().url
+    }
+
+    fn body(&self) -> String {
+        let entry = larder::entry::Entry::decode(bytes::Bytes::from(self.payload.clone())).unwrap();
+        String::from_utf8_lossy(&entry.body()).into_owned()
+    }
+}
+
+/// Every entry record in the tier's segments.
+fn records(dir: &Dir) -> Vec<Found> {
+    use larder::store::disk::record::{Kind, Record, HEADER};
+    let mut out = Vec::new();
+    for seg in dir.segments() {
+        let bytes = std::fs::read(seg).unwrap();
+        let mut at = 0;
+        while let Ok(h) = Record::verify(&bytes[at..]) {
+            if h.kind == Kind::Entry {
+                let payload = bytes[at + HEADER..at + h.total()].to_vec();
+                out.push(Found { header: h, payload });
+            }
+            at += h.total();
+        }
+    }
+    out
+}
+
+/// Appends records to the newest segment, as anyone who can write the directory could.
+fn plant(dir: &Dir, records: &[(u64, [u8; 16], &[u8])]) {
+    use larder::store::disk::record::{Kind, Record};
+    let seg = dir.segments().pop().unwrap();
+    let mut file = std::fs::OpenOptions::new().append(true).open(seg).unwrap();
+    for (seq, key, payload) in records {
+        let bytes = Record::encode(Kind::Entry, *seq, 0, key, payload);
+        std::io::Write::write_all(&mut file, &bytes).unwrap();
+    }
+}
+
+fn trust_config(origin: SocketAddr, dir: &Dir) -> String {
+    disk_config(origin, dir, "through", "")
+        + r#"
+[users]
+sources = ["header:X-User-Id"]
+
+[[rule]]
+name = "me"
+path = "/me"
+ttl = "1h"
+per_user = true
+"#
+}
+
+/// An origin whose answers name the path and, for `/me`, the user.
+async fn user_origin() -> Origin {
+    Origin::start(|req| async move {
+        let user = req
+            .headers
+            .get("x-user-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string();
+        let body = if req.uri.path() == "/me" {
+            format!("the account of {user}")
+        } else {
+            body_of(req.uri.path())
+        };
+        ok(&[("content-type", "text/plain")], body)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_planted_under_another_key_is_damage_never_an_answer() {
+    let dir = Dir::new("planted");
+    let origin = user_origin().await;
+    let config = trust_config(origin.addr, &dir);
+    let env = [
+        ("LARDER_ADMIN_TOKEN", TOKEN),
+        ("LARDER_USER_SECRET", "s3cret"),
+    ];
+    let mut larder = Larder::start_with_env(&config, &env);
+    let c = client();
+    fetch(&larder, "/items/1").await;
+    fetch(&larder, "/items/2").await;
+    for who in ["alice", "bob"] {
+        let g = send(c.get(larder.url("/me")).header("x-user-id", who)).await;
+        assert_eq!(g.text(), format!("the account of {who}"));
+    }
+    larder.kill9();
+
+    // Someone with write access to the directory copies /items/1 over /items/2's key, and
+    // alice's account over bob's, with valid checksums and newer sequence numbers.
+    let found = records(&dir);
+    let by = |f: &dyn Fn(&Found) -> bool| found.iter().find(|r| f(r)).unwrap();
+    let one = by(&|r| r.url() == "/items/1");
+    let two = by(&|r| r.url() == "/items/2");
+    let alice = by(&|r| r.url() == "/me" && r.body().contains("alice"));
+    let bob = by(&|r| r.url() == "/me" && r.body().contains("bob"));
+    let seq = found.iter().map(|r| r.header.seq).max().unwrap();
+    plant(
+        &dir,
+        &[
+            (seq + 1, two.header.key, &one.payload),
+            (seq + 2, bob.header.key, &alice.payload),
+        ],
+    );
+
+    let larder = Larder::start_with_env(&config, &env);
+    assert_eq!(fetch(&larder, "/items/2").await, "larder; fwd=miss; stored");
+    let g = send(c.get(larder.url("/me")).header("x-user-id", "bob")).await;
+    assert_eq!(
+        g.text(),
+        "the account of bob",
+        "{}",
+        g.header("cache-status")
+    );
+    assert!(metric(&larder, "larder_disk_corrupt_total").await >= 2.0);
+    // What was not tampered with is still served from disk.
+    assert!(fetch(&larder, "/items/1").await.ends_with("detail=disk"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_claiming_an_absurd_sequence_number_cannot_outlive_an_invalidation() {
+    let dir = Dir::new("seq");
+    let origin = origin().await;
+    let config = disk_config(origin.addr, &dir, "through", "");
+    let mut larder = Larder::start(&config);
+    fetch(&larder, "/items/1").await;
+    larder.kill9();
+    let found = records(&dir);
+    let one = found.iter().find(|r| r.url() == "/items/1").unwrap();
+    plant(&dir, &[(u64::MAX, one.header.key, &one.payload)]);
+
+    let mut larder = Larder::start(&config);
+    let c = client();
+    let r =
+        send(admin(&c, &larder, Method::POST, "/admin/invalidate").body(r#"{"tags":["item:1"]}"#))
+            .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    larder.kill9();
+    let larder = Larder::start(&config);
+    assert_eq!(
+        fetch(&larder, "/items/1").await,
+        "larder; fwd=miss; stored",
+        "an invalidated entry came back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_journal_beside_entries_starts_the_tier_empty() {
+    for lose in ["truncate", "delete"] {
+        let dir = Dir::new(&format!("journal-{lose}"));
+        let origin = origin().await;
+        let config = disk_config(origin.addr, &dir, "through", "");
+        let mut larder = Larder::start(&config);
+        fetch(&larder, "/items/1").await;
+        fetch(&larder, "/items/2").await;
+        let c = client();
+        let r = send(
+            admin(&c, &larder, Method::POST, "/admin/invalidate").body(r#"{"tags":["item:1"]}"#),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        larder.kill9();
+        // logrotate's copytruncate, or an operator clearing *.log.
+        let journal = dir.path().join("journal.log");
+        match lose {
+            "truncate" => std::fs::File::create(&journal).map(drop).unwrap(),
+            _ => std::fs::remove_file(&journal).unwrap(),
+        }
+        let larder = Larder::start(&config);
+        assert_eq!(
+            fetch(&larder, "/items/1").await,
+            "larder; fwd=miss; stored",
+            "{lose}: an invalidated entry came back"
+        );
+        assert_eq!(fetch(&larder, "/items/2").await, "larder; fwd=miss; stored");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_up_reads_no_more_than_the_tier_s_bound() {
+    use larder::entry::{Entry, NewEntry, StoredBody};
+    let origin = origin().await;
+    // A fresh tier: the process's memory before anything is planted.
+    let empty = Dir::new("bound-empty");
+    let small = |dir: &Dir| {
+        disk_config(origin.addr, dir, "through", "").replace("max = \"64MiB\"", "max = \"4MiB\"")
+    };
+    let mut larder = Larder::start(&small(&empty));
+    let baseline = rss_kib(larder.pid()).0;
+    larder.kill9();
+
+    let dir = Dir::new("bound");
+    let mut larder = Larder::start(&small(&dir));
+    fetch(&larder, "/items/1").await;
+    larder.kill9();
+    // 48 MiB of well-formed records beside a 4 MiB tier, each naming 2,000 tags (what the
+    // directory keeps in memory per entry).
+    let tags: Vec<u64> = (0..2000).collect();
+    let headers = http::HeaderMap::new();
+    let last = dir.segments().len() as u32;
+    let mut seq = 1_000u64;
+    for s in 1..=6u32 {
+        let mut bytes = Vec::new();
+        while bytes.len() < 8 << 20 {
+            seq += 1;
+            let url = format!("/planted/{seq}");
+            let entry = Entry::encode(&NewEntry {
+                status: http::StatusCode::OK,
+                headers: &headers,
+                body: StoredBody::Identity(b"x"),
+                url: &url,
+                tags: &tags,
+                freshness: larder::policy::Freshness {
+                    lifetime_ms: 3_600_000,
+                    ..Default::default()
+                },
+                response_time: larder::policy::now_ms(),
+                vary: None,
+            });
+            let mut key = [0u8; 16];
+            key[..8].copy_from_slice(&seq.to_le_bytes());
+            larder::store::disk::record::Record::encode_into(
+                &mut bytes,
+                larder::store::disk::record::Kind::Entry,
+                seq,
+                0,
+                &key,
+                entry.bytes(),
+            );
+        }
+        std::fs::write(dir.path().join(format!("{:08}.seg", last + s)), bytes).unwrap();
+    }
+    let larder = Larder::start(&small(&dir));
+    let rss = rss_kib(larder.pid()).0;
+    assert!(
+        rss < baseline + 12 * 1024,
+        "start-up took {} KiB more than an empty tier",
+        rss.saturating_sub(baseline)
+    );
+    let on_disk: u64 = dir
+        .segments()
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(on_disk <= 4 << 20, "{on_disk} bytes of segments kept");
+    get(&larder.url("/items/2")).await;
+}

@@ -480,3 +480,33 @@ async fn ttl_of_new_entry_sync(larder: &Larder, salt: u128) -> i64 {
         .parse()
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_refuses_whatever_serve_refuses_and_keeps_the_running_config() {
+    let origin = origin(Duration::ZERO).await;
+    let rules = "[[rule]]\nname = \"video\"\npath = \"/v/{id}\"\nttl = \"1h\"\n";
+    let mut larder = Larder::start(&config(origin.addr, "", rules));
+    let path = larder.config_path.clone();
+    assert_eq!(get(&larder.url("/v/1")).await.x_cache(), "MISS");
+    let refused = [
+        // An empty file: `larder serve` refuses it (no upstream).
+        String::new(),
+        // Per-user keys on Redis without a shared user secret.
+        config(origin.addr, "", rules)
+            + "[store]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:1\"\n"
+            + "[[rule]]\nname = \"me\"\npath = \"/me\"\nper_user = true\n",
+    ];
+    for text in &refused {
+        std::fs::write(&path, text).unwrap();
+        let r = send(admin(&client(), &larder, Method::POST, "/admin/reload")).await;
+        assert_eq!(r.status, 400, "{text:?}: {}", r.text());
+        // SIGHUP too.
+        larder.hangup();
+        let r = send(admin(&client(), &larder, Method::POST, "/admin/reload")).await;
+        assert_eq!(r.status, 400);
+        // The rules in force still serve their entries.
+        let g = get(&larder.url("/v/1")).await;
+        assert_eq!(g.x_cache(), "HIT", "{text:?}: {}", g.header("cache-status"));
+    }
+    assert_eq!(larder.terminate().code(), Some(0));
+}

@@ -26,7 +26,7 @@ use crate::coalesce::Coalescer;
 use crate::config::Config;
 use crate::ops::stats::Stats;
 use crate::store::{MemoryStore, StoreStats, Tiers};
-pub(crate) use settings::random_secret;
+pub(crate) use settings::{random_secret, user_secret};
 
 /// Sends a GET through the cache the way a client would — for warming, re-warming and
 /// related prefetch. The sidecar provides one; a layer user can set their own with

@@ -4,7 +4,10 @@
 //!
 //! Waiters share a key, and the key includes the user for `per_user` rules, so a waiter
 //! only ever reads an entry its own request could have stored. When the leader's answer
-//! was not storable, waiters find nothing and go upstream themselves.
+//! was not storable, waiters find nothing and go upstream themselves. A waiter joins a
+//! streaming fill only when the fill's [`stream::Audience`] includes it (the answer's
+//! `Vary` selects the same variant for its request); one it does not include stops
+//! waiting at once and goes upstream itself.
 //!
 //! ```
 //! use larder::coalesce::{Coalescer, Role};
@@ -15,7 +18,8 @@
 //! let Role::Leader(guard) = c.join(key) else { panic!() };
 //! let Role::Follower(wait) = c.join(key) else { panic!() };
 //! drop(guard); // the leader finished
-//! assert!(matches!(wait.wait(std::time::Duration::from_secs(1), None).await, larder::coalesce::Waited::Done));
+//! let me = larder::coalesce::JoinAs { key, headers: &http::HeaderMap::new(), gzip: None };
+//! assert!(matches!(wait.wait(std::time::Duration::from_secs(1), me).await, larder::coalesce::Waited::Done));
 //! # });
 //! ```
 
@@ -25,6 +29,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderMap;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -81,18 +86,40 @@ pub enum Waited {
     Streaming(Arc<FillStream>),
     /// The leader took longer than the wait allows.
     TimedOut,
+    /// The leader's answer is for another variant: go upstream without waiting.
+    OtherVariant,
+}
+
+/// Who is waiting: the request's key and headers (to tell whether a fill's answer is for
+/// its variant) and whether it can take a streaming fill's bytes as they come (`gzip`:
+/// `Some(whether it accepts gzip)`; `None` waits for the stored entry).
+#[derive(Clone, Copy)]
+pub struct JoinAs<'a> {
+    /// The key the request waits on.
+    pub key: CacheKey,
+    /// The request's headers.
+    pub headers: &'a HeaderMap,
+    /// `Some(accepts gzip)` when it can follow a fill live.
+    pub gzip: Option<bool>,
 }
 
 impl Follower {
     /// Waits until the leader is done or `limit` passes — or, for a follower that can
-    /// join (`join`: whether it accepts gzip), until the leader's fill streams in a coding it
-    /// can take, still whole.
-    pub async fn wait(mut self, limit: Duration, join: Option<bool>) -> Waited {
+    /// join (`me.gzip`), until the leader's fill streams in a coding it can take, still
+    /// whole. A fill whose answer is for another variant of the request ends the wait at
+    /// once ([`Waited::OtherVariant`]).
+    pub async fn wait(mut self, limit: Duration, me: JoinAs<'_>) -> Waited {
         let outcome = tokio::time::timeout(limit, async {
             loop {
-                if let Some(gzip) = join {
-                    let stream = self.0.borrow_and_update().clone();
-                    if let Some(s) = stream.filter(|s| s.joinable() && s.servable_to(gzip)) {
+                let stream = self.0.borrow_and_update().clone();
+                if let Some(s) = stream {
+                    if !s.audience().includes(&me.key, me.headers) {
+                        return Waited::OtherVariant;
+                    }
+                    if me
+                        .gzip
+                        .is_some_and(|gzip| s.joinable() && s.servable_to(gzip))
+                    {
                         return Waited::Streaming(s);
                     }
                 }

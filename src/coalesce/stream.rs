@@ -11,7 +11,8 @@
 //! use http_body_util::BodyExt;
 //! use larder::coalesce::stream::FillStream;
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let fill = FillStream::new(http::StatusCode::OK, http::HeaderMap::new());
+//! use larder::coalesce::stream::Audience;
+//! let fill = FillStream::new(http::StatusCode::OK, http::HeaderMap::new(), Audience::Everyone);
 //! let early = fill.reader();
 //! fill.push(Bytes::from_static(b"data: 1\n\n"));
 //! let late = fill.reader(); // joins after the first event: gets it at once
@@ -28,9 +29,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderName, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use parking_lot::Mutex;
+
+use crate::key::CacheKey;
 
 /// How far (in bytes) the slowest reader may fall behind a fill that is no longer stored
 /// before the producer waits for it.
@@ -65,10 +68,32 @@ struct State {
     producer_waiting: Option<Waker>,
 }
 
+/// Who may take a fill's answer: what a request for the same key would be served from
+/// the entry once it is stored (its `Vary` variant).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// The answer does not vary: every request for the key.
+    Everyone,
+    /// The answer varies on these request headers: only requests whose variant of them is
+    /// this key (the variant the fill stores).
+    Variant(Vec<HeaderName>, CacheKey),
+}
+
+impl Audience {
+    /// Whether a request for `primary` with `headers` would be served this answer.
+    pub fn includes(&self, primary: &CacheKey, headers: &HeaderMap) -> bool {
+        match self {
+            Audience::Everyone => true,
+            Audience::Variant(names, variant) => primary.variant(names, headers) == *variant,
+        }
+    }
+}
+
 /// A fill's shared state; see the module docs.
 pub struct FillStream {
     status: StatusCode,
     headers: HeaderMap,
+    audience: Audience,
     state: Mutex<State>,
 }
 
@@ -83,12 +108,13 @@ impl std::fmt::Debug for FillStream {
 }
 
 impl FillStream {
-    /// A fill whose answer has this status and these headers (as clients see them, before
-    /// each one's `Cache-Status`).
-    pub fn new(status: StatusCode, headers: HeaderMap) -> Arc<FillStream> {
+    /// A fill whose answer has this status and these headers (as clients other than the
+    /// one that caused it see them, before each one's `Cache-Status`), for `audience`.
+    pub fn new(status: StatusCode, headers: HeaderMap, audience: Audience) -> Arc<FillStream> {
         Arc::new(FillStream {
             status,
             headers,
+            audience,
             state: Mutex::new(State {
                 chunks: VecDeque::new(),
                 base: 0,
@@ -126,6 +152,11 @@ impl FillStream {
             id,
             next: start,
         }
+    }
+
+    /// Who may take the answer.
+    pub fn audience(&self) -> &Audience {
+        &self.audience
     }
 
     /// Whether a client can take the body as it comes (gzip only if it accepts gzip).
@@ -334,7 +365,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_fill_is_an_error_for_every_reader() {
-        let fill = FillStream::new(StatusCode::OK, HeaderMap::new());
+        let fill = FillStream::new(StatusCode::OK, HeaderMap::new(), Audience::Everyone);
         let r = fill.reader();
         fill.push(Bytes::from_static(b"part"));
         fill.fail();
@@ -344,7 +375,7 @@ mod tests {
 
     #[test]
     fn memory_is_let_go_once_the_fill_is_not_kept() {
-        let fill = FillStream::new(StatusCode::OK, HeaderMap::new());
+        let fill = FillStream::new(StatusCode::OK, HeaderMap::new(), Audience::Everyone);
         let mut r = fill.reader();
         for _ in 0..10 {
             fill.push(Bytes::from(vec![0u8; 1000]));

@@ -5,8 +5,8 @@
 //! # async fn demo() -> Result<(), larder::ctl::CtlError> {
 //! use larder::ctl::{Action, Admin};
 //! let admin = Admin::new("http://127.0.0.1:9091", Some("token".into()))?;
-//! let answer = admin.run(&Action::Invalidate { tags: vec!["job:7".into()], urls: vec![],
-//!     prefix: None, user_id: None, soft: false }).await?;
+//! let scope = larder::ctl::Scope { tags: vec!["job:7".into()], ..Default::default() };
+//! let answer = admin.run(&Action::Invalidate(scope)).await?;
 //! println!("{answer}");
 //! # Ok(()) }
 //! ```
@@ -24,6 +24,52 @@ use serde_json::{json, Value};
 /// How long one call to the admin API may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The most of an answer `larder ctl` reads: far more than any answer of the admin API,
+/// far less than an endless one from a hostile or mistaken `--admin` URL can take.
+pub const MAX_ANSWER: usize = 16 << 20;
+
+/// What an invalidation drops.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Tags to drop.
+    pub tags: Vec<String>,
+    /// URLs (`/path?query`) to drop.
+    pub urls: Vec<String>,
+    /// A URL prefix to drop.
+    pub prefix: Option<String>,
+    /// A user whose entries to drop (a header value or a JWT claim).
+    pub user_id: Option<String>,
+    /// Mark stale instead of removing.
+    pub soft: bool,
+    /// Yes, even a scope that matches every entry (an empty prefix, say).
+    pub confirm_all: bool,
+}
+
+impl Scope {
+    fn body(&self) -> Value {
+        let mut body = json!({});
+        if !self.tags.is_empty() {
+            body["tags"] = json!(self.tags);
+        }
+        if !self.urls.is_empty() {
+            body["urls"] = json!(self.urls);
+        }
+        if let Some(p) = &self.prefix {
+            body["prefix"] = json!(p);
+        }
+        if let Some(u) = &self.user_id {
+            body["user_id"] = json!(u);
+        }
+        if self.soft {
+            body["soft"] = json!(true);
+        }
+        if self.confirm_all {
+            body["confirm"] = json!("PURGE_ALL");
+        }
+        body
+    }
+}
+
 /// What to ask the admin API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -32,18 +78,7 @@ pub enum Action {
     /// `GET /admin/stats`.
     Stats,
     /// `POST /admin/invalidate`.
-    Invalidate {
-        /// Tags to drop.
-        tags: Vec<String>,
-        /// URLs (`/path?query`) to drop.
-        urls: Vec<String>,
-        /// A URL prefix to drop.
-        prefix: Option<String>,
-        /// A user whose entries to drop (a header value or a JWT claim).
-        user_id: Option<String>,
-        /// Mark stale instead of removing.
-        soft: bool,
-    },
+    Invalidate(Scope),
     /// `POST /admin/purge` (everything).
     Purge,
     /// `POST /admin/warm`.
@@ -60,31 +95,7 @@ impl Action {
         match self {
             Action::Health => (Method::GET, "/health", None),
             Action::Stats => (Method::GET, "/admin/stats", None),
-            Action::Invalidate {
-                tags,
-                urls,
-                prefix,
-                user_id,
-                soft,
-            } => {
-                let mut body = json!({});
-                if !tags.is_empty() {
-                    body["tags"] = json!(tags);
-                }
-                if !urls.is_empty() {
-                    body["urls"] = json!(urls);
-                }
-                if let Some(p) = prefix {
-                    body["prefix"] = json!(p);
-                }
-                if let Some(u) = user_id {
-                    body["user_id"] = json!(u);
-                }
-                if *soft {
-                    body["soft"] = json!(true);
-                }
-                (Method::POST, "/admin/invalidate", Some(body))
-            }
+            Action::Invalidate(scope) => (Method::POST, "/admin/invalidate", Some(scope.body())),
             Action::Purge => (
                 Method::POST,
                 "/admin/purge",
@@ -173,8 +184,22 @@ impl Admin {
         Ok(Admin { base, token })
     }
 
-    /// Runs `action`; the admin API's JSON answer (pretty-printed for stats).
+    /// Runs `action`; the admin API's JSON answer (pretty-printed for stats), with every
+    /// control character escaped: what it prints cannot drive the terminal.
     pub async fn run(&self, action: &Action) -> Result<String, CtlError> {
+        self.run_raw(action)
+            .await
+            .map(|t| terminal_safe(&t))
+            .map_err(|e| match e {
+                CtlError::Refused { status, message } => CtlError::Refused {
+                    status,
+                    message: terminal_safe(&message),
+                },
+                e => e,
+            })
+    }
+
+    async fn run_raw(&self, action: &Action) -> Result<String, CtlError> {
         let (method, path, body) = action.request();
         let (status, bytes) = self.call(method, path, body).await?;
         let text = String::from_utf8_lossy(&bytes).trim_end().to_string();
@@ -240,11 +265,12 @@ impl Admin {
                 unreachable(why)
             })?;
             let status = resp.status();
-            let bytes = resp
-                .into_body()
+            let bytes = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
                 .collect()
                 .await
-                .map_err(|e| unreachable(e.to_string()))?
+                .map_err(|e| {
+                    unreachable(format!("{e} (answers are read up to {MAX_ANSWER} bytes)"))
+                })?
                 .to_bytes();
             Ok((status, bytes))
         };
@@ -254,19 +280,36 @@ impl Admin {
     }
 }
 
+/// `text` with every control character but newline and tab written as an escape
+/// (`\u{1b}`), so an answer cannot move the cursor, retitle the window or hide lines.
+///
+/// ```
+/// assert_eq!(larder::ctl::terminal_safe("ok\u{1b}[2J\n"), "ok\\u{1b}[2J\n");
+/// ```
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn actions_become_the_admin_api_s_requests() {
-        let (m, p, b) = Action::Invalidate {
+        let (m, p, b) = Action::Invalidate(Scope {
             tags: vec!["a".into()],
-            urls: vec![],
             prefix: Some("/x/".into()),
             user_id: Some("42".into()),
-            soft: false,
-        }
+            ..Scope::default()
+        })
         .request();
         assert_eq!((m, p), (Method::POST, "/admin/invalidate"));
         assert_eq!(

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{
-    HeaderMap, HeaderValue, AGE, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, EXPIRES, PRAGMA,
-    SET_COOKIE, VARY,
+    HeaderMap, HeaderName, HeaderValue, AGE, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH,
+    EXPIRES, PRAGMA, SET_COOKIE, VARY,
 };
 use http::{Method, StatusCode};
 
@@ -46,6 +46,9 @@ pub(crate) fn decide(
     if request.no_store {
         return Err(NoCacheReason::RequestNoStore);
     }
+    if !servable_coding(response) {
+        return Err(NoCacheReason::Coding);
+    }
     let c = &s.config.cache;
     policy::decide(&StoreInput {
         method: &fill.method,
@@ -64,9 +67,48 @@ pub(crate) fn decide(
     })
 }
 
-/// The headers to store for a response: hop-by-hop, framing, `Age`, cookies and the tag
-/// header removed; the rule's `cache_control` in place of the origin's; `Vary:
-/// Accept-Encoding` added when the stored body is gzip.
+/// Whether an answer's content coding is one the cache serves to every client: none, or
+/// gzip (decoded here for clients that do not take it). Another coding (an upstream that
+/// ignored the `Accept-Encoding` larder sent) would reach clients that never accepted it.
+fn servable_coding(response: &HeaderMap) -> bool {
+    let mut codings = response.get_all(CONTENT_ENCODING).iter();
+    match (codings.next(), codings.next()) {
+        (None, _) => true,
+        (Some(v), None) => {
+            let v = v.as_bytes().trim_ascii();
+            v.is_empty()
+                || [&b"identity"[..], b"gzip", b"x-gzip"]
+                    .iter()
+                    .any(|c| v.eq_ignore_ascii_case(c))
+        }
+        _ => false,
+    }
+}
+
+/// The fields of an answer that belong to the request that caused it and to no other:
+/// `Set-Cookie`, and what a qualified `no-cache` or `private` names (RFC 9111 §5.2.2.4,
+/// §5.2.2.7), whatever a rule overrides. Never stored, never seen by a follower of the
+/// fill; the request that caused the fill gets them with its answer.
+pub(crate) fn personal_fields(response: &HeaderMap, settings: &Settings) -> Vec<HeaderName> {
+    let mut names = crate::policy::withheld_fields(response, &settings.targeted);
+    names.push(SET_COOKIE);
+    names
+}
+
+/// The values of `names` in `response`, to hand back to the request that caused a fill.
+pub(crate) fn own_fields(response: &HeaderMap, names: &[HeaderName]) -> HeaderMap {
+    let mut own = HeaderMap::new();
+    for name in names {
+        for v in response.get_all(name) {
+            own.append(name.clone(), v.clone());
+        }
+    }
+    own
+}
+
+/// The headers to store for a response: hop-by-hop, framing, `Age`, the personal fields
+/// ([`personal_fields`]) and the tag header removed; the rule's `cache_control` in place
+/// of the origin's; `Vary: Accept-Encoding` added when the stored body is gzip.
 pub(crate) fn stored_headers(
     response: &HeaderMap,
     rule: Option<&Rule>,
@@ -81,7 +123,9 @@ pub(crate) fn stored_headers(
         h.remove(CONTENT_ENCODING);
     }
     h.remove(AGE);
-    h.remove(SET_COOKIE);
+    for name in personal_fields(response, settings) {
+        h.remove(name);
+    }
     h.remove(X_CACHE);
     strip_cache_fields(&mut h, settings);
     if let Some(cc) = rule.and_then(|r| r.cache_control.as_ref()) {
@@ -131,8 +175,6 @@ pub(crate) enum Kept {
         identity_len: u32,
         from_origin: bool,
     },
-    /// Another coding, kept as-is.
-    Encoded(Bytes),
 }
 
 impl Kept {
@@ -148,14 +190,13 @@ impl Kept {
                 identity_len: *identity_len,
                 from_origin: *from_origin,
             },
-            Kept::Encoded(b) => StoredBody::Encoded(b),
         }
     }
 }
 
 /// The form a complete body is kept in: the origin's gzip kept (if it decodes), identity
-/// bodies worth it compressed once, other codings as they are. `Err` when the origin's
-/// gzip does not decode.
+/// bodies worth it compressed once. `Err` when the origin's gzip does not decode, or the
+/// coding is another (admission refuses those first).
 pub(crate) fn keep_body(s: &Settings, response: &HeaderMap, bytes: Bytes) -> Result<Kept, Bytes> {
     let coding = response
         .get(CONTENT_ENCODING)
@@ -188,7 +229,7 @@ pub(crate) fn keep_body(s: &Settings, response: &HeaderMap, bytes: Bytes) -> Res
                 Err(_) => Err(bytes),
             }
         }
-        Some(_) => Ok(Kept::Encoded(bytes)),
+        Some(_) => Err(bytes),
     }
 }
 
@@ -197,6 +238,8 @@ pub(crate) fn keep_body(s: &Settings, response: &HeaderMap, bytes: Bytes) -> Res
 pub(crate) struct Admitted {
     pub entry: Arc<Entry>,
     pub store: Vec<(CacheKey, Arc<Entry>)>,
+    /// The fields that are the causing request's own ([`personal_fields`]).
+    pub own: HeaderMap,
 }
 
 /// Builds the entries for a complete, storable answer.
@@ -210,8 +253,7 @@ pub(crate) fn build(
     response_time: u64,
 ) -> Admitted {
     let gzip = matches!(body, Kept::Gzip { .. });
-    let other = matches!(body, Kept::Encoded(_));
-    let headers = stored_headers(response, rule, s, gzip, other);
+    let headers = stored_headers(response, rule, s, gzip, false);
     let tags = entry_tags(s, rule, fill, response);
     let url = key::normalized_url(
         &fill.path,
@@ -230,11 +272,13 @@ pub(crate) fn build(
         vary,
     };
     let entry = Arc::new(Entry::encode(&new(body.stored(), None)));
-    let vary = vary_names(response, other);
+    let own = own_fields(response, &personal_fields(response, s));
+    let vary = vary_names(response, false);
     if vary.is_empty() {
         return Admitted {
             store: vec![(fill.key, entry.clone())],
             entry,
+            own,
         };
     }
     // The marker lives as long as its variants can be used (same validators, same grace),
@@ -244,6 +288,7 @@ pub(crate) fn build(
     Admitted {
         store: vec![(fill.key, marker), (variant, entry.clone())],
         entry,
+        own,
     }
 }
 

@@ -19,10 +19,10 @@ use tower::{Service, ServiceExt};
 
 use super::admit::{self, FillRequest};
 use super::keyed::keyed_by_body;
-use super::miss::{Fetched, Miss, Phase, StaleEntry};
-use super::respond::{error_response, pass_on, respond, stamp, Answering, X_CACHE};
+use super::miss::{Fetched, Miss, OwnedBy, Phase, StaleEntry};
+use super::respond::{append_all, error_response, pass_on, respond, stamp, Answering, X_CACHE};
 use super::revalidate;
-use super::route::{route_to, Plan};
+use super::route::{keyed_target, route_to, Plan};
 use super::stream::{self, drain_ready, Drained};
 use super::Ctx;
 use crate::cache::Settings;
@@ -47,13 +47,11 @@ where
     B: PassBody,
     ResB: PassBody,
 {
+    let owner = OwnedBy::of(&ctx.settings, &plan, req.uri());
     if let (Some(key), false) = (plan.primary, ctx.cache.tiers().lower().is_empty()) {
         if !found.servable() && !plan.background {
-            let below = ctx
-                .cache
-                .tiers()
-                .lookup_lower(key, req.headers(), &plan.policy, plan.tiers)
-                .await;
+            let asked = owner.asked(req.headers(), &plan.policy, &plan);
+            let below = ctx.cache.tiers().lookup_lower(key, &asked).await;
             if let (Some((Found::Fresh(entry, key), tier)), false) = (&below, plan.dry_run) {
                 let now = now_ms();
                 let status = CacheStatus::hit(entry.ttl_ms(now) / 1000).tier(*tier);
@@ -63,12 +61,12 @@ where
             let (found, tier) = below.unwrap_or((found, Tier::L1));
             plan.looked_below = Some(tier);
             let dry = plan.dry_run.then(|| ctx.settings.clone());
-            let answer = Box::pin(drive(ctx, req.into_parts(), plan, found)).await;
+            let answer = Box::pin(drive(ctx, req.into_parts(), (plan, owner), found)).await;
             return dry_run_stamped(answer, dry);
         }
     }
     let dry = plan.dry_run.then(|| ctx.settings.clone());
-    let answer = Box::pin(drive(ctx, req.into_parts(), plan, found)).await;
+    let answer = Box::pin(drive(ctx, req.into_parts(), (plan, owner), found)).await;
     dry_run_stamped(answer, dry)
 }
 
@@ -105,7 +103,7 @@ fn dry_run_stamped<B, E>(answer: Answer<B, E>, dry_run: Option<Arc<Settings>>) -
 async fn drive<S, B, ResB>(
     ctx: Ctx<S>,
     (parts, body): (Parts, B),
-    plan: Plan,
+    (plan, owner): (Plan, OwnedBy),
     found: Found,
 ) -> Answer<ResB, S::Error>
 where
@@ -131,6 +129,7 @@ where
         _leader: None,
         _lease: None,
         dry_hit: false,
+        owner,
     };
     let mut phase = Phase::Lookup(found);
     loop {
@@ -176,15 +175,10 @@ where
         }
         self.plan.looked_below = Some(Tier::L1);
         let tiers = self.ctx.cache.tiers();
-        match tiers
-            .lookup_lower(
-                self.key,
-                &self.parts.headers,
-                &self.plan.policy,
-                self.plan.tiers,
-            )
-            .await
-        {
+        let asked = self
+            .owner
+            .asked(&self.parts.headers, &self.plan.policy, &self.plan);
+        match tiers.lookup_lower(self.key, &asked).await {
             Some((below, tier)) => Phase::Decide(below, tier),
             None => Phase::Decide(found, Tier::L1),
         }
@@ -269,10 +263,11 @@ where
             self.plan.info.gzip,
             stale.as_ref().map(|(e, _)| &**e),
         );
-        route_to(
-            &mut parts.extensions,
-            self.ctx.settings.rule(self.plan.rule),
-        );
+        let rule = self.ctx.settings.rule(self.plan.rule);
+        if let Some(keyed) = keyed_target(&self.ctx.settings, rule, &parts.uri) {
+            parts.uri = keyed;
+        }
+        route_to(&mut parts.extensions, rule);
         let body = self.body.take().unwrap_or_else(CacheBody::empty);
         let request_time = now_ms();
         let sent = std::time::Instant::now();
@@ -527,12 +522,10 @@ where
                 .cache
                 .prefetch(paths, s.users.identity_headers(&fill.headers));
         }
-        Phase::Respond(respond(
-            &admitted.entry,
-            &self.plan.info,
-            status,
-            s,
-            now_ms(),
-        ))
+        let mut resp = respond(&admitted.entry, &self.plan.info, status, s, now_ms());
+        // What is this request's own (a cookie, a field a qualified `private` names)
+        // reaches it with the answer, never from the entry.
+        append_all(resp.headers_mut(), &admitted.own);
+        Phase::Respond(resp)
     }
 }

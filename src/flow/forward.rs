@@ -145,6 +145,8 @@ where
     S: Service<Request<CacheBody<B>>, Response = Response<ResB>>,
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
+    ResB: Body<Data = Bytes>,
+    ResB::Error: Into<BoxError>,
 {
     let Ctx {
         inner,
@@ -187,6 +189,8 @@ pub(crate) async fn pass_through<S, B, ResB>(
 ) -> Result<Response<CacheBody<ResB>>, S::Error>
 where
     S: Service<Request<CacheBody<B>>, Response = Response<ResB>>,
+    ResB: Body<Data = Bytes>,
+    ResB::Error: Into<BoxError>,
 {
     let status = CacheStatus::bypass(reason);
     ctx.settings.counters(rule).record(&status);

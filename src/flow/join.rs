@@ -9,7 +9,7 @@ use tower::Service;
 use super::miss::{LeaseGuard, Miss, Phase, StaleEntry};
 use super::respond::stamp;
 use crate::coalesce::stream::FillStream;
-use crate::coalesce::{Role, Waited};
+use crate::coalesce::{JoinAs, Role, Waited};
 use crate::entry::Entry;
 use crate::key::CacheKey;
 use crate::layer::CacheBody;
@@ -39,20 +39,24 @@ where
                 return Phase::Respond(Response::new(CacheBody::empty()))
             }
             Role::Follower(follower) => {
-                let join = self.streamable().then_some(self.plan.info.gzip);
-                match follower.wait(wait, join).await {
+                let me = JoinAs {
+                    key: self.key,
+                    headers: &self.parts.headers,
+                    gzip: self.streamable().then_some(self.plan.info.gzip),
+                };
+                match follower.wait(wait, me).await {
                     Waited::Streaming(fill) => return Phase::Respond(self.follow(&fill)),
+                    Waited::OtherVariant => {
+                        // The fill in flight answers another variant of this URL: this
+                        // request makes its own (and stores its own variant).
+                        let tokens = cache.tiers().begin_fill().await;
+                        return Phase::Fetch(stale, fwd, tokens);
+                    }
                     Waited::Done => {
                         // The leader's answer is newer than this request, whatever it asked.
-                        let (found, tier) = cache
-                            .tiers()
-                            .lookup(
-                                self.key,
-                                &self.parts.headers,
-                                &RequestPolicy::default(),
-                                self.plan.tiers,
-                            )
-                            .await;
+                        let any = RequestPolicy::default();
+                        let asked = self.owner.asked(&self.parts.headers, &any, &self.plan);
+                        let (found, tier) = cache.tiers().lookup(self.key, &asked).await;
                         if let Found::Fresh(entry, key) = found {
                             return Phase::Respond(self.collapsed(&entry, &key, tier));
                         }
@@ -117,15 +121,9 @@ where
             }
             Lease::Busy => {
                 fleet.wait_fill(&self.key, waiter, wait).await;
-                let tiers = self.ctx.cache.tiers();
-                let below = tiers
-                    .lookup_lower(
-                        self.key,
-                        &self.parts.headers,
-                        &RequestPolicy::default(),
-                        self.plan.tiers,
-                    )
-                    .await;
+                let any = RequestPolicy::default();
+                let asked = self.owner.asked(&self.parts.headers, &any, &self.plan);
+                let below = self.ctx.cache.tiers().lookup_lower(self.key, &asked).await;
                 match below {
                     Some((Found::Fresh(entry, key), tier)) => {
                         Some(self.collapsed(&entry, &key, tier))

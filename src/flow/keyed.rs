@@ -39,6 +39,8 @@ where
     ) -> Result<Response<CacheBody<ResB>>, S::Error>
     where
         S: Service<Request<CacheBody<B>>, Response = Response<ResB>>,
+        ResB: Body<Data = Bytes>,
+        ResB::Error: Into<BoxError>,
     {
         match self {
             Unkeyed::Refuse(status, message) => Ok(error_response(status, message)),

@@ -15,7 +15,7 @@ use crate::entry::Entry;
 use crate::key::CacheKey;
 use crate::layer::CacheBody;
 use crate::status::{Fwd, Tier};
-use crate::store::{FillTokens, Found, LowerTier};
+use crate::store::{Asked, FillTokens, Found, LowerTier, Owner};
 
 /// A stale entry that may be revalidated, or stand in if the upstream fails.
 pub(super) type StaleEntry = (Arc<Entry>, CacheKey);
@@ -67,6 +67,42 @@ pub(super) struct Miss<S, B> {
     /// A dry run where the tiers held a servable entry: the answer fetched anyway is not
     /// stored (the entry keeps the life it would really have had).
     pub(super) dry_hit: bool,
+    /// Whose entry this request expects from a tier below memory.
+    pub(super) owner: OwnedBy,
+}
+
+/// Whose entry a request expects: its normalised URL and its user's tag.
+pub(super) struct OwnedBy {
+    pub url: String,
+    pub user_tag: Option<u64>,
+}
+
+impl OwnedBy {
+    /// The owner of `plan`'s entry for `uri`.
+    pub fn of(s: &crate::cache::Settings, plan: &Plan, uri: &http::Uri) -> OwnedBy {
+        OwnedBy {
+            url: super::route::entry_url(s, s.rule(plan.rule), uri),
+            user_tag: plan.user.as_ref().map(crate::key::user_tag),
+        }
+    }
+
+    /// What a request with `headers` and `policy` asks of the tiers.
+    pub fn asked<'a>(
+        &'a self,
+        headers: &'a http::HeaderMap,
+        policy: &'a crate::policy::RequestPolicy,
+        plan: &Plan,
+    ) -> Asked<'a> {
+        Asked {
+            headers,
+            policy,
+            allowed: plan.tiers,
+            owner: Owner {
+                url: &self.url,
+                user_tag: self.user_tag,
+            },
+        }
+    }
 }
 
 /// A fleet-wide fill lease; released (and waiters told) when the fill is done, however it

@@ -129,17 +129,49 @@ impl<'a> Answering<'a> {
     }
 }
 
-/// Hands the upstream's answer on uncached: tag header stripped, status stamped.
+/// Hands the upstream's answer on uncached: tag header stripped, framing checked, status
+/// stamped.
 pub(crate) fn pass_on<B>(
     mut parts: http::response::Parts,
     body: CacheBody<B>,
     head: bool,
     status: CacheStatus,
     s: &Settings,
-) -> Response<CacheBody<B>> {
+) -> Response<CacheBody<B>>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<crate::layer::BoxError>,
+{
     strip_cache_fields(&mut parts.headers, s);
+    if !head {
+        let exact = http_body::Body::size_hint(&body).exact();
+        keep_length_if(&mut parts.headers, exact);
+    }
     stamp(&mut parts.headers, &status, s);
     Response::from_parts(parts, if head { CacheBody::empty() } else { body })
+}
+
+/// Keeps the upstream's `Content-Length` only when it is the length of the body actually
+/// sent (`exact`, when known): an answer framed by `Transfer-Encoding` (which wins over a
+/// `Content-Length` beside it, RFC 9112 §6.3), or with two lengths, is passed on without
+/// one, so no client reads a cut body as complete.
+pub(crate) fn keep_length_if(headers: &mut HeaderMap, exact: Option<u64>) {
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    let declared = match (lengths.next(), lengths.next()) {
+        (None, _) => return,
+        (Some(v), None) => v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()),
+        _ => None,
+    };
+    if declared.is_none() || declared != exact {
+        headers.remove(CONTENT_LENGTH);
+    }
+}
+
+/// Appends every field of `from` to `to`.
+pub(crate) fn append_all(to: &mut HeaderMap, from: &HeaderMap) {
+    for (name, value) in from {
+        to.append(name.clone(), value.clone());
+    }
 }
 
 /// Removes the fields meant for this cache only: the tag header and the targeted

@@ -174,6 +174,38 @@ pub(crate) fn primary_key(
     }
 }
 
+/// The target a fill sends upstream when the key leaves query parameters out (`ignore_params`,
+/// `key_query`): the query as it was keyed, so the origin never acts on a parameter the key
+/// did not see (an origin that also splits on `;`, or lets the last duplicate win, would
+/// otherwise answer another request and have it stored under this key). `None`: the key
+/// saw every parameter, and the target goes as it came.
+pub(crate) fn keyed_target(s: &Settings, rule: Option<&Rule>, uri: &Uri) -> Option<Uri> {
+    let query = uri.query()?;
+    let ignore = &s.config.cache.ignore_params;
+    let only = rule.and_then(|r| r.key_query.as_deref());
+    if ignore.is_empty() && only.is_none() {
+        return None;
+    }
+    let path = uri.path();
+    let keyed = crate::key::normalized_url(path, Some(query), ignore, only);
+    if keyed == crate::key::normalized_url(path, Some(query), &[], None) {
+        return None;
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(keyed.parse().ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+/// The normalised URL an entry for `uri` is stored with (`path?query` as keyed).
+pub(crate) fn entry_url(s: &Settings, rule: Option<&Rule>, uri: &Uri) -> String {
+    crate::key::normalized_url(
+        &normalize_percent(uri.path()),
+        uri.query(),
+        &s.config.cache.ignore_params,
+        rule.and_then(|r| r.key_query.as_deref()),
+    )
+}
+
 /// Names the upstream of `rule` in a request about to go to the inner service.
 pub(crate) fn route_to(extensions: &mut http::Extensions, rule: Option<&Rule>) {
     if let Some(name) = rule.and_then(|r| r.upstream.clone()) {

@@ -15,16 +15,17 @@ use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::header::{HeaderValue, AGE, CONTENT_LENGTH};
 use http::{HeaderMap, Response, StatusCode};
+use http_body::Body;
 use http_body_util::BodyExt;
 
 use super::admit::{self, FillRequest};
 use super::miss::LeaseGuard;
-use super::respond::stamp;
+use super::respond::{self, stamp};
 use crate::cache::{Cache, Settings};
-use crate::coalesce::stream::FillStream;
+use crate::coalesce::stream::{Audience, FillStream};
 use crate::coalesce::LeaderGuard;
 use crate::layer::{CacheBody, PassBody};
-use crate::policy::Freshness;
+use crate::policy::{vary_names, Freshness};
 use crate::status::{CacheStatus, TierSet};
 use crate::store::FillTokens;
 
@@ -137,14 +138,18 @@ pub(super) fn start<ResB: PassBody>(
     let code = later.response.0;
     let response = &later.response.1;
     let mut headers = admit::stored_headers(response, s.rule(later.rule), &s, true, true);
+    // The upstream's length, only if it is the length of the bytes that follow.
+    let held: u64 = prefix.iter().map(|b| b.len() as u64).sum();
+    let exact = body.size_hint().exact().map(|rest| rest + held);
     if let Some(len) = response.get(CONTENT_LENGTH) {
         headers.insert(CONTENT_LENGTH, len.clone());
+        respond::keep_length_if(&mut headers, exact);
     }
     headers.insert(
         AGE,
         HeaderValue::from(later.freshness.initial_age_ms / 1000),
     );
-    let fill = FillStream::new(code, headers.clone());
+    let fill = FillStream::new(code, headers.clone(), audience(&later.fill, response));
     for chunk in prefix {
         fill.push(chunk);
     }
@@ -152,12 +157,27 @@ pub(super) fn start<ResB: PassBody>(
         leader.publish(fill.clone());
     }
     let reader = fill.reader();
+    // The fields that are this request's own (a cookie, what a qualified `private` names)
+    // reach it, and only it.
+    let own = admit::own_fields(response, &admit::personal_fields(response, &s));
+    respond::append_all(&mut headers, &own);
     tokio::spawn(drive(body, fill, later));
     stamp(&mut headers, &status, &s);
     let mut resp = Response::new(CacheBody::fill(reader));
     *resp.status_mut() = code;
     *resp.headers_mut() = headers;
     resp
+}
+
+/// Who may follow the fill: requests that the stored answer would serve (the same `Vary`
+/// variant as the request that caused it).
+fn audience(fill: &FillRequest, response: &HeaderMap) -> Audience {
+    let names = vary_names(response, false);
+    if names.is_empty() {
+        return Audience::Everyone;
+    }
+    let variant = fill.key.variant(&names, &fill.headers);
+    Audience::Variant(names, variant)
 }
 
 /// Reads the body into the fill; stores the entry if the body completed within the bound.

@@ -278,21 +278,26 @@ fn hash_query(h: &mut Hasher, query: Option<&str>, ignore: &[String], only: Opti
 /// A request header's value normalised for `Vary`; `None` if the header is absent.
 ///
 /// For the content-negotiation headers (`Accept`, `Accept-Charset`, `Accept-Encoding`,
-/// `Accept-Language`), whose values are case-insensitive lists, items are trimmed,
-/// lower-cased and sorted. Any other header keeps its exact bytes (lines joined by `,`),
-/// since its case or order may matter to the origin. Values are bytes, never decoded: two
-/// values that differ in any byte (non-UTF-8 ones included) are two variants.
+/// `Accept-Language`), whose members are case-insensitive, members are trimmed and
+/// lower-cased, in their order (an origin may prefer the first of equal weight). Any other
+/// header keeps its exact bytes, line by line (two lines are not one line with a comma: an
+/// origin that reads only the first would answer them differently). Values are bytes,
+/// never decoded: two values that differ in any byte (non-UTF-8 ones included) are two
+/// variants.
 ///
 /// ```
 /// use http::{HeaderMap, HeaderName, HeaderValue};
 /// let name = HeaderName::from_static("x-lang");
-/// let value = |v: &[u8]| {
+/// let value = |v: &[&[u8]]| {
 ///     let mut h = HeaderMap::new();
-///     h.insert(name.clone(), HeaderValue::from_bytes(v).unwrap());
+///     for line in v {
+///         h.append(name.clone(), HeaderValue::from_bytes(line).unwrap());
+///     }
 ///     larder::key::vary_value(&h, &name)
 /// };
-/// assert_ne!(value(b"\xff"), value(b"\xfe"));
-/// assert_eq!(value(b"a , b"), value(b"a,b"));
+/// assert_ne!(value(&[b"\xff"]), value(&[b"\xfe"]));
+/// assert_ne!(value(&[b"a , b"]), value(&[b"a,b"]));
+/// assert_ne!(value(&[b"a", b"b"]), value(&[b"a, b"]));
 /// ```
 pub fn vary_value(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8>> {
     let mut values = headers.get_all(name).iter().peekable();
@@ -301,27 +306,34 @@ pub fn vary_value(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8>> {
         name.as_str(),
         "accept" | "accept-charset" | "accept-encoding" | "accept-language"
     );
-    let mut items: Vec<Vec<u8>> = Vec::new();
-    for v in values {
-        for item in v.as_bytes().split(|&b| b == b',') {
-            let item = trim(item);
-            if !negotiation {
-                // Exact bytes, but whitespace around list separators is not significant.
-                items.push(item.to_vec());
-            } else if !item.is_empty() {
-                items.push(
-                    item.iter()
-                        .filter(|b| !b.is_ascii_whitespace())
-                        .map(u8::to_ascii_lowercase)
-                        .collect(),
-                );
+    let mut out: Vec<u8> = Vec::new();
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            // No field value holds a line feed: lines stay apart.
+            out.push(b'\n');
+        }
+        if !negotiation {
+            out.extend_from_slice(trim(v.as_bytes()));
+            continue;
+        }
+        let members = v
+            .as_bytes()
+            .split(|&b| b == b',')
+            .map(trim)
+            .filter(|m| !m.is_empty());
+        for (j, member) in members.enumerate() {
+            if j > 0 {
+                out.push(b',');
             }
+            out.extend(
+                member
+                    .iter()
+                    .filter(|b| !b.is_ascii_whitespace())
+                    .map(u8::to_ascii_lowercase),
+            );
         }
     }
-    if negotiation {
-        items.sort();
-    }
-    Some(items.join(&b','))
+    Some(out)
 }
 
 #[cfg(test)]
@@ -411,13 +423,15 @@ mod tests {
         let mut a = HeaderMap::new();
         a.insert("accept-language", "EN, fr ".parse().unwrap());
         let mut b = HeaderMap::new();
-        b.insert("accept-language", "fr,en".parse().unwrap());
+        b.insert("accept-language", "en,fr".parse().unwrap());
+        let mut c = HeaderMap::new();
+        c.insert("accept-language", "fr,en".parse().unwrap());
         let name = HeaderName::from_static("accept-language");
         let k = key("/a", None);
-        assert_eq!(
-            k.variant(std::slice::from_ref(&name), &a),
-            k.variant(std::slice::from_ref(&name), &b)
-        );
+        let v = |h: &HeaderMap| k.variant(std::slice::from_ref(&name), h);
+        assert_eq!(v(&a), v(&b));
+        // The order of preference is the client's: an origin may pick the first.
+        assert_ne!(v(&b), v(&c));
         assert_ne!(
             k.variant(std::slice::from_ref(&name), &a),
             k.variant(std::slice::from_ref(&name), &HeaderMap::new())

@@ -19,6 +19,7 @@ use http::HeaderMap;
 use tokio::task::JoinHandle;
 
 use crate::cache::{Cache, Inner};
+use crate::config::Config;
 use crate::policy::now_ms;
 
 /// The background tasks of one cache. Each holds the cache weakly and ends when it is
@@ -87,8 +88,9 @@ impl Tasks {
     }
 
     /// Adds what the sidecar runs besides: `[warm]` at start-up and on its schedule (read
-    /// afresh each time, so a reload applies), and a reload on SIGHUP.
-    pub fn start_sidecar(&mut self, cache: &Cache) {
+    /// afresh each time, so a reload applies), and a reload on SIGHUP, refused unless
+    /// `check` (what `larder serve` checks at start) passes.
+    pub fn start_sidecar(&mut self, cache: &Cache, check: fn(&Config) -> Result<(), crate::Error>) {
         self.handles
             .push(tokio::spawn(warm_on_schedule(cache.clone())));
         use tokio::signal::unix::{signal, SignalKind};
@@ -97,7 +99,7 @@ impl Tasks {
             self.handles.push(tokio::spawn(async move {
                 while hangups.recv().await.is_some() {
                     // The outcome (and any error, as file:line:col) is logged by reload_file.
-                    let _ = cache.reload_file();
+                    let _ = cache.reload_file_checked(check);
                 }
             }));
         }

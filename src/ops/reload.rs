@@ -11,12 +11,24 @@ impl Cache {
     /// take effect after a restart (listeners, upstream, store).
     /// A `jwt:` user source whose key cannot be read refuses the reload the same way.
     pub fn reload_file(&self) -> Result<Vec<String>, crate::Error> {
+        self.reload_file_checked(|_| Ok(()))
+    }
+
+    /// [`Cache::reload_file`], refusing also what `check` refuses: the sidecar passes the
+    /// checks `larder serve` makes at start, so a reload is as strict as a start.
+    pub fn reload_file_checked(
+        &self,
+        check: impl Fn(&Config) -> Result<(), crate::Error>,
+    ) -> Result<Vec<String>, crate::Error> {
         let old = self.settings();
-        let new = match Config::load(&old.config.path) {
+        let new = match Config::load(&old.config.path)
+            .map_err(crate::Error::from)
+            .and_then(|c| check(&c).map(|()| c))
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "reload refused; the running config stays in force");
-                return Err(e.into());
+                return Err(e);
             }
         };
         let restart = old.config.restart_needed(&new);

@@ -25,10 +25,16 @@ pub struct Directives {
     pub s_maxage: Option<u64>,
     /// `no-store`.
     pub no_store: bool,
-    /// `no-cache` (with or without field names).
+    /// `no-cache` without field names: the whole response is revalidated before each use.
     pub no_cache: bool,
-    /// `private` (with or without field names).
+    /// The fields a qualified `no-cache="…"` names (lower-case): never reused without
+    /// revalidation, so never stored (RFC 9111 §5.2.2.4).
+    pub no_cache_fields: Vec<String>,
+    /// `private` without field names: a shared cache does not store the response.
     pub private: bool,
+    /// The fields a qualified `private="…"` names (lower-case): a shared cache stores the
+    /// rest, never these (RFC 9111 §5.2.2.7).
+    pub private_fields: Vec<String>,
     /// `public`.
     pub public: bool,
     /// `must-revalidate`.
@@ -63,6 +69,19 @@ pub(crate) fn parse_delta(v: Option<&str>) -> Option<u64> {
     Some(v.parse::<u64>().map_or(DELTA_MAX, |n| n.min(DELTA_MAX)))
 }
 
+/// The field names of a qualified `no-cache` or `private` (`"a, b"`, or a bare token),
+/// lower-cased; `None` for the unqualified form (or an empty list, taken as unqualified:
+/// the safe side).
+fn field_names(arg: Option<&str>) -> Option<Vec<String>> {
+    let list = arg?.trim().trim_matches('"');
+    let names: Vec<String> = list
+        .split(',')
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    (!names.is_empty()).then_some(names)
+}
+
 impl Directives {
     /// Parses every value of a `Cache-Control`-like field. Unknown directives are ignored;
     /// an invalid `max-age`/`s-maxage` counts as 0 (stale), as RFC 9111 §4.2.1 encourages;
@@ -90,8 +109,14 @@ impl Directives {
                         d.s_maxage = Some(parse_delta(arg).unwrap_or(0))
                     }
                     "no-store" => d.no_store = true,
-                    "no-cache" => d.no_cache = true,
-                    "private" => d.private = true,
+                    "no-cache" => match field_names(arg) {
+                        Some(fields) => d.no_cache_fields.extend(fields),
+                        None => d.no_cache = true,
+                    },
+                    "private" => match field_names(arg) {
+                        Some(fields) => d.private_fields.extend(fields),
+                        None => d.private = true,
+                    },
                     "public" => d.public = true,
                     "must-revalidate" => d.must_revalidate = true,
                     "proxy-revalidate" => d.proxy_revalidate = true,
@@ -123,6 +148,31 @@ impl Directives {
     pub fn from_headers(headers: &HeaderMap) -> Directives {
         Directives::parse(headers.get_all(CACHE_CONTROL).iter())
     }
+}
+
+/// The response fields this cache must never store or hand to another request: those a
+/// qualified `no-cache` or `private` names, in `Cache-Control` or in any targeted field
+/// (all of them: the safe side).
+///
+/// ```
+/// let mut h = http::HeaderMap::new();
+/// h.insert("cache-control", r#"max-age=60, private="x-user", no-cache="set-cookie""#.parse().unwrap());
+/// let fields = larder::policy::withheld_fields(&h, &[]);
+/// assert_eq!(fields, ["set-cookie", "x-user"]);
+/// ```
+pub fn withheld_fields(headers: &HeaderMap, targeted: &[HeaderName]) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = std::iter::once(&CACHE_CONTROL)
+        .chain(targeted)
+        .filter(|n| headers.contains_key(*n))
+        .flat_map(|n| {
+            let d = Directives::parse(headers.get_all(n).iter());
+            d.no_cache_fields.into_iter().chain(d.private_fields)
+        })
+        .filter_map(|f| HeaderName::from_bytes(f.as_bytes()).ok())
+        .collect();
+    names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    names
 }
 
 /// The directives that govern this cache (RFC 9213 §2.1): the first targeted field (in
@@ -187,7 +237,8 @@ mod tests {
         ];
         let d = Directives::parse(v.iter());
         assert_eq!(d.max_age, Some(10));
-        assert!(d.no_cache && d.private);
+        assert!(!d.no_cache && d.private);
+        assert_eq!(d.no_cache_fields, ["set-cookie", "x"]);
         let v: Vec<HeaderValue> = vec!["max-age=abc".parse().unwrap()];
         assert_eq!(Directives::parse(v.iter()).max_age, Some(0));
         let v: Vec<HeaderValue> = vec!["max-age=99999999999999999999".parse().unwrap()];

@@ -9,7 +9,7 @@ mod freshness;
 mod request;
 mod usable;
 
-pub use directives::{cache_directives, Directives, DELTA_MAX};
+pub use directives::{cache_directives, withheld_fields, Directives, DELTA_MAX};
 pub use freshness::{
     decide, explicit_lifetime, has_validator, heuristically_cacheable, initial_age_ms, vary_names,
     vary_star, Freshness, StoreInput,

@@ -33,7 +33,7 @@ impl RequestPolicy {
         let pragma_no_cache = !d.present && has_token(headers, &PRAGMA, "no-cache");
         RequestPolicy {
             no_store: d.no_store,
-            revalidate: d.no_cache || pragma_no_cache,
+            revalidate: d.no_cache || !d.no_cache_fields.is_empty() || pragma_no_cache,
             only_if_cached: d.only_if_cached,
             max_age: d.max_age,
             max_stale: d.max_stale,

@@ -40,6 +40,18 @@ struct InvalidateRequest {
     /// Mark stale instead of removing (a soft purge).
     #[serde(default)]
     soft: bool,
+    /// `"PURGE_ALL"`: yes, even a scope that matches every entry.
+    confirm: Option<String>,
+}
+
+impl InvalidateRequest {
+    /// Whether a scope matches every entry (every stored URL starts with `/`): that is a
+    /// purge, and needs a purge's confirmation.
+    fn matches_everything(&self) -> bool {
+        self.prefix
+            .as_deref()
+            .is_some_and(|p| p.is_empty() || p == "/")
+    }
 }
 
 #[derive(Deserialize)]
@@ -232,13 +244,15 @@ impl Admin {
                 json_response(StatusCode::OK, json!({ "keys": keys, "hot": hot }))
             }
             (Method::POST, "/admin/warm") => self.warm(&body).await,
-            (Method::POST, "/admin/reload") => match self.cache.reload_file() {
-                Ok(restart) => json_response(
-                    StatusCode::OK,
-                    json!({ "reloaded": true, "restart_needed": restart }),
-                ),
-                Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
-            },
+            (Method::POST, "/admin/reload") => {
+                match self.cache.reload_file_checked(super::servable) {
+                    Ok(restart) => json_response(
+                        StatusCode::OK,
+                        json!({ "reloaded": true, "restart_needed": restart }),
+                    ),
+                    Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+                }
+            }
             (Method::POST, "/admin/purge") => match serde_json::from_slice::<PurgeRequest>(&body) {
                 Ok(p) if p.confirm == "PURGE_ALL" => {
                     // What was hot before the purge is fetched again right after it.
@@ -322,6 +336,12 @@ impl Admin {
             return error(
                 StatusCode::BAD_REQUEST,
                 "nothing to invalidate: give tags, urls, prefix, user_id or user",
+            );
+        }
+        if req.matches_everything() && req.confirm.as_deref() != Some("PURGE_ALL") {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "this scope matches every entry: add \"confirm\":\"PURGE_ALL\" (larder ctl: --yes), or use /admin/purge",
             );
         }
         if let Err(resp) = paths_only(&req.urls) {

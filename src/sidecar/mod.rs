@@ -94,8 +94,19 @@ fn local_addr(
         .map_err(|source| crate::Error::Listen { addr, what, source })
 }
 
+/// What `larder serve` refuses to run with, beyond what the config loader checks: no
+/// upstream, a CA file that does not load, per-user keys on Redis without a shared user
+/// secret. Start and every reload (SIGHUP, `POST /admin/reload`) run these same checks,
+/// so a reload is as strict as a start.
+pub fn servable(config: &Config) -> Result<(), crate::Error> {
+    crate::cache::user_secret(config)?;
+    Upstreams::new(&config.upstreams, Default::default())?;
+    Ok(())
+}
+
 /// Binds both listeners and starts serving `config`.
 pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
+    servable(&config)?;
     // The upstream only sees the client's Host with `host = "preserve"`; otherwise keying
     // by it would split the cache for nothing.
     if config.cache.key_host.is_none() {
@@ -125,7 +136,7 @@ pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
     // client and pool.
     cache.set_warmer(Arc::new(Through(service.clone())));
     let mut tasks = Tasks::start(&cache);
-    tasks.start_sidecar(&cache);
+    tasks.start_sidecar(&cache, servable);
     let limits = Limits::of(&config.proxy);
     let proxy = tokio::spawn(listener::serve(
         proxy_listener,

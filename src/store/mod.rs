@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 pub use invalidation::{Invalidation, InvalidationLog};
 pub use memory::MemoryStore;
-pub use tiered::{FillTokens, Found, Tiers};
+pub use tiered::{Asked, FillTokens, Found, Owner, Tiers};
 
 use crate::entry::Entry;
 use crate::key::CacheKey;
@@ -114,6 +114,10 @@ pub trait LowerTier: Send + Sync + 'static {
 
     /// Reads an entry (a corrupt record is `None`).
     fn get<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Option<Arc<Entry>>>;
+
+    /// The entry read under `key` is not what the key stands for (another URL, another
+    /// user): count it as damage and drop it.
+    fn reject(&self, _key: &CacheKey) {}
 
     /// The tier's invalidation epoch before a fill goes upstream; `None`: the fill must not
     /// write to this tier (it could not tell what was invalidated meanwhile).

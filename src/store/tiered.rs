@@ -54,6 +54,53 @@ impl Found {
     }
 }
 
+/// What one request asks of the tiers: its headers (they pick a `Vary` variant), its
+/// cache directives, the tiers its rule allows, and whose entry it expects.
+pub struct Asked<'a> {
+    /// The request's headers.
+    pub headers: &'a HeaderMap,
+    /// The request's cache directives.
+    pub policy: &'a RequestPolicy,
+    /// The tiers the rule's entries may live in.
+    pub allowed: TierSet,
+    /// Whose entry it is.
+    pub owner: Owner<'a>,
+}
+
+/// Whose entry a request expects. A tier below memory keeps its records where others may
+/// write them (a directory on a shared volume, a Redis server), so what it reads under a
+/// key must be the entry that key stands for: the same normalised URL and, for a key with
+/// a user, that user's tag. Anything else is damage, never an answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Owner<'a> {
+    /// The normalised URL (`path?query`) the entry was stored for.
+    pub url: &'a str,
+    /// The user's tag (`key::user_tag`), for a per-user key.
+    pub user_tag: Option<u64>,
+}
+
+impl Owner<'_> {
+    /// Whether `entry` is this request's.
+    pub fn owns(&self, entry: &Entry) -> bool {
+        entry.url() == self.url && self.user_tag.is_none_or(|u| entry.tags().any(|t| t == u))
+    }
+}
+
+/// Reads `key` from `tier`: an entry that is not `owner`'s is rejected (damage), one kept
+/// in a coding larder no longer stores (other than gzip) is a miss.
+async fn read_owned(
+    tier: &Arc<dyn LowerTier>,
+    key: &CacheKey,
+    owner: &Owner<'_>,
+) -> Option<Arc<Entry>> {
+    let entry = tier.get(key).await?;
+    if !owner.owns(&entry) {
+        tier.reject(key);
+        return None;
+    }
+    (!entry.other_encoding()).then_some(entry)
+}
+
 /// The starting points of one fill in each tier's invalidation history.
 #[derive(Clone, Debug)]
 pub struct FillTokens {
@@ -194,29 +241,32 @@ impl Tiers {
         }
     }
 
-    /// Looks `primary` up in the tiers below memory that `allowed` names, in order,
-    /// promoting what it finds into memory (if allowed). `None` when none has the URL.
+    /// Looks `primary` up in the tiers below memory that `asked.allowed` names, in order,
+    /// promoting what it finds into memory (if allowed). `None` when none has the URL. An
+    /// entry that is not [`Owner`]'s is damage: counted, dropped, a miss.
     pub async fn lookup_lower(
         &self,
         primary: CacheKey,
-        headers: &HeaderMap,
-        policy: &RequestPolicy,
-        allowed: TierSet,
+        asked: &Asked<'_>,
     ) -> Option<(Found, Tier)> {
-        let promote = allowed.contains(Tier::L1);
-        for tier in self.lower.iter().filter(|t| allowed.contains(t.tier())) {
+        let promote = asked.allowed.contains(Tier::L1);
+        for tier in self
+            .lower
+            .iter()
+            .filter(|t| asked.allowed.contains(t.tier()))
+        {
             // Taken before reading: an invalidation arriving meanwhile keeps the copy out
             // of memory.
             let token = self.memory.begin_fill();
-            let Some(entry) = tier.get(&primary).await else {
+            let Some(entry) = read_owned(tier, &primary, &asked.owner).await else {
                 continue;
             };
             let (entry, key) = if entry.is_vary_marker() {
-                let variant = primary.variant(&entry.vary_names(), headers);
+                let variant = primary.variant(&entry.vary_names(), asked.headers);
                 if promote {
                     self.promote(primary, entry, token);
                 }
-                match tier.get(&variant).await {
+                match read_owned(tier, &variant, &asked.owner).await {
                     Some(e) => (e, variant),
                     None => return Some((Found::VaryMiss, tier.tier())),
                 }
@@ -226,24 +276,24 @@ impl Tiers {
             if promote {
                 self.promote(key, entry.clone(), token);
             }
-            return Some((Found::of(entry, key, policy, now_ms()), tier.tier()));
+            return Some((Found::of(entry, key, asked.policy, now_ms()), tier.tier()));
         }
         None
     }
 
     /// Memory, then the tiers below.
-    pub async fn lookup(
-        &self,
-        primary: CacheKey,
-        headers: &HeaderMap,
-        policy: &RequestPolicy,
-        allowed: TierSet,
-    ) -> (Found, Tier) {
-        let found = self.lookup_memory(primary, headers, policy, now_ms(), allowed);
+    pub async fn lookup(&self, primary: CacheKey, asked: &Asked<'_>) -> (Found, Tier) {
+        let found = self.lookup_memory(
+            primary,
+            asked.headers,
+            asked.policy,
+            now_ms(),
+            asked.allowed,
+        );
         if found.servable() {
             return (found, Tier::L1);
         }
-        match self.lookup_lower(primary, headers, policy, allowed).await {
+        match self.lookup_lower(primary, asked).await {
             Some(below) => below,
             None => (found, Tier::L1),
         }

@@ -242,6 +242,12 @@ pub fn write_config(text: &str) -> PathBuf {
     path
 }
 
+/// The binary under test: this build's, or `$LARDER_TEST_BIN` (to show that a test fails
+/// on an earlier build).
+pub fn larder_bin() -> String {
+    std::env::var("LARDER_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_larder").to_string())
+}
+
 /// The `larder` binary under test, running `serve`.
 pub struct Larder {
     child: Child,
@@ -265,12 +271,12 @@ impl Larder {
     fn spawn(config: &str, env: &[(&str, &str)], limit: Option<&str>) -> Larder {
         let config_path = write_config(config);
         let mut cmd = match limit {
-            None => Command::new(env!("CARGO_BIN_EXE_larder")),
+            None => Command::new(larder_bin()),
             Some(limit) => {
                 let mut c = Command::new("sh");
                 c.arg("-c")
                     .arg(format!("{limit} && exec \"$0\" \"$@\""))
-                    .arg(env!("CARGO_BIN_EXE_larder"));
+                    .arg(larder_bin());
                 c
             }
         };

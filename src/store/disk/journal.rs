@@ -8,7 +8,10 @@
 //! - `l <invalidation>` — an invalidation made through this instance;
 //! - `f <epoch> <invalidation>` — one made elsewhere in the fleet, under Redis epoch `epoch`;
 //! - `w <epoch> <fleet>` — the fleet's invalidation log is applied up to `epoch` (`fleet`
-//!   names the Redis it came from).
+//!   names the Redis it came from);
+//! - `a <ms>` — the anchor, written when the journal is begun and kept by every rewrite: a
+//!   journal without it (deleted, emptied by `copytruncate`, cleared by hand) beside
+//!   segments holding records cannot say what was invalidated, and is damage.
 //!
 //! A line cut off by a crash was never acknowledged and is dropped. A damaged line is not
 //! skipped: what it said is unknown, so the tier starts empty.
@@ -18,7 +21,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::record::{Damage, Kind, Record, HEADER};
+use super::record::{Damage, Kind, Record, HEADER, MAX_SEQ};
 use super::segments::sync_dir;
 use crate::store::Invalidation;
 
@@ -33,6 +36,15 @@ pub(super) enum Line {
     Fleet(u64, Invalidation),
     /// The fleet's log is applied up to this epoch, from this Redis.
     Watermark(u64, String),
+    /// The journal was begun at this time (ms): it is whole from then on.
+    Anchor(u64),
+}
+
+impl Line {
+    /// Whether a rewrite of the journal always keeps this line (it covers no entry).
+    pub fn is_kept(&self) -> bool {
+        matches!(self, Line::Watermark(..) | Line::Anchor(_))
+    }
 }
 
 impl Line {
@@ -41,6 +53,7 @@ impl Line {
             Line::Local(what) => format!("l {}", what.encode()),
             Line::Fleet(epoch, what) => format!("f {epoch} {}", what.encode()),
             Line::Watermark(epoch, fleet) => format!("w {epoch} {fleet}"),
+            Line::Anchor(at) => format!("a {at}"),
         }
     }
 
@@ -59,6 +72,7 @@ impl Line {
                 let (epoch, fleet) = rest.split_once(' ')?;
                 Some(Line::Watermark(epoch.parse().ok()?, fleet.to_string()))
             }
+            "a" => Some(Line::Anchor(rest.parse().ok()?)),
             _ => None,
         }
     }
@@ -117,6 +131,11 @@ impl Journal {
         &self.lines
     }
 
+    /// Whether the journal holds its anchor (it was begun by this tier and never lost).
+    pub fn anchored(&self) -> bool {
+        self.lines.iter().any(|(_, l)| matches!(l, Line::Anchor(_)))
+    }
+
     /// The last fleet watermark.
     pub fn watermark(&self) -> Option<(u64, &str)> {
         self.lines.iter().rev().find_map(|(_, l)| match l {
@@ -152,8 +171,8 @@ impl Journal {
         Ok(())
     }
 
-    /// Rewrites the journal with only the lines `keep` keeps (and the last watermark),
-    /// atomically: a crash leaves the old journal or the new one.
+    /// Rewrites the journal with only the lines `keep` keeps (and the anchor and the last
+    /// watermark), atomically: a crash leaves the old journal or the new one.
     pub fn compact(&mut self, keep: impl Fn(u64, &Line) -> bool) -> io::Result<()> {
         let last_mark = self
             .lines
@@ -163,7 +182,9 @@ impl Journal {
             .lines
             .iter()
             .enumerate()
-            .filter(|(i, (seq, l))| Some(*i) == last_mark || keep(*seq, l))
+            .filter(|(i, (seq, l))| {
+                Some(*i) == last_mark || matches!(l, Line::Anchor(_)) || keep(*seq, l)
+            })
             .map(|(_, l)| l.clone())
             .collect();
         let tmp = self.dir.join(format!("{NAME}.tmp"));
@@ -197,7 +218,8 @@ fn parse(bytes: &[u8]) -> (Vec<(u64, Line)>, usize, bool) {
     while at < bytes.len() {
         let rest = &bytes[at..];
         match Record::verify(rest) {
-            Ok(h) if h.kind == Kind::Journal => {
+            // A sequence number no tier could have reached is damage, not a line.
+            Ok(h) if h.kind == Kind::Journal && h.seq <= MAX_SEQ => {
                 let payload = &rest[HEADER..h.total()];
                 let Some(line) = std::str::from_utf8(payload).ok().and_then(Line::decode) else {
                     return (lines, at, true);

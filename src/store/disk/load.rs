@@ -1,7 +1,13 @@
 //! Start: the directory rebuilt from the segments (a torn tail cut off), the journal
-//! replayed over it, expired entries dropped. A damaged journal, or a disk tier that
+//! replayed over it, expired entries dropped. A damaged journal, a journal that lost its
+//! anchor (deleted or emptied beside segments holding records), or a disk tier that
 //! followed no Redis (or another one) now asked to follow one, starts empty: what it
 //! missed cannot be known.
+//!
+//! What start reads is bounded by `[store.disk] max`, not by what the directory holds:
+//! the newest segments that fit are kept, older ones (they would be evicted at once) are
+//! deleted unread. A record claiming a sequence number no tier could have reached is
+//! damage, and so is a record whose index fields run past what any entry needs.
 
 use std::collections::VecDeque;
 use std::io;
@@ -9,6 +15,7 @@ use std::path::Path;
 
 use super::index::{Index, Scope, Slot};
 use super::journal::{Journal, Line, Opened};
+use super::record::MAX_SEQ;
 use super::segments::{self, Segment};
 use crate::key::CacheKey;
 use crate::policy::now_ms;
@@ -28,8 +35,9 @@ pub(super) struct Loaded {
 }
 
 impl Loaded {
-    /// Reads the tier in `dir`; `fleet` names the Redis it is to follow, if any.
-    pub fn read(dir: &Path, fleet: Option<&str>) -> io::Result<Loaded> {
+    /// Reads the tier in `dir` (at most `max` bytes of segments); `fleet` names the Redis
+    /// it is to follow, if any.
+    pub fn read(dir: &Path, max: u64, fleet: Option<&str>) -> io::Result<Loaded> {
         let Opened {
             mut journal,
             damaged,
@@ -38,11 +46,15 @@ impl Loaded {
         let mut segs = VecDeque::new();
         let mut max_seq = 0;
         let mut corrupt = u64::from(damaged);
-        let ids = segments::list(dir)?;
+        let ids = within_bound(dir, segments::list(dir)?, max)?;
         for (i, &id) in ids.iter().enumerate() {
             let mut seg = segments::open(dir, id)?;
             let mut min_seq = u64::MAX;
             let good = segments::scan(&seg, |f| {
+                if f.seq > MAX_SEQ {
+                    corrupt += 1;
+                    return;
+                }
                 min_seq = min_seq.min(f.seq);
                 max_seq = max_seq.max(f.seq);
                 index.insert(
@@ -77,7 +89,8 @@ impl Loaded {
             segs.push_back(seg);
         }
         let journal_seq = journal.lines().iter().map(|(s, _)| *s).max().unwrap_or(0);
-        let next_seq = max_seq.max(journal_seq) + 1;
+        // Both are at most MAX_SEQ (larger ones are damage), so this cannot wrap.
+        let mut next_seq = max_seq.max(journal_seq).saturating_add(1);
         let followed = journal.watermark().and_then(|(epoch, mark)| {
             let (name, generation) = match mark.split_once('@') {
                 Some((n, g)) => (n, Some(g.to_string())),
@@ -87,11 +100,15 @@ impl Loaded {
         });
         let watermark = followed.clone();
         let unfollowed = fleet.is_some() && followed.is_none() && index.len() > 0;
-        if damaged || unfollowed {
+        // Records on disk and no anchor: the journal that covered them is gone.
+        let unanchored = !journal.anchored() && max_seq > 0;
+        if damaged || unfollowed || unanchored {
             tracing::warn!(
                 damaged_journal = damaged,
+                lost_journal = unanchored,
                 "the disk tier cannot tell what was invalidated while it was away: starting it empty"
             );
+            corrupt += u64::from(unanchored);
             index.clear();
             let ids: Vec<u32> = segs.drain(..).map(|s| s.id).collect();
             segments::remove(dir, &ids)?;
@@ -103,6 +120,10 @@ impl Loaded {
                     .iter()
                     .filter_map(|(seq, line)| scoped(*seq, line)),
             );
+        }
+        if !journal.anchored() {
+            journal.append(vec![(next_seq, Line::Anchor(now_ms()))])?;
+            next_seq += 1;
         }
         index.expire(now_ms());
         if segs.is_empty() {
@@ -129,6 +150,30 @@ fn scoped(seq: u64, line: &Line) -> Option<(Scope, &Invalidation)> {
     match line {
         Line::Local(what) => Some((Scope::Before(seq), what)),
         Line::Fleet(epoch, what) => Some((Scope::FleetBefore { seq, epoch: *epoch }, what)),
-        Line::Watermark(..) => None,
+        Line::Watermark(..) | Line::Anchor(_) => None,
     }
+}
+
+/// The newest segments of `ids` whose files fit in `max` bytes, oldest first; the older
+/// ones are deleted unread (the tier would evict them at once, and reading them first
+/// would cost memory the bound does not allow).
+fn within_bound(dir: &Path, ids: Vec<u32>, max: u64) -> io::Result<Vec<u32>> {
+    let mut total = 0u64;
+    let mut keep = ids.len();
+    for (i, id) in ids.iter().enumerate().rev() {
+        let len = std::fs::metadata(segments::path(dir, *id)).map_or(0, |m| m.len());
+        total = total.saturating_add(len);
+        if total > max {
+            break;
+        }
+        keep = i;
+    }
+    if keep > 0 {
+        tracing::warn!(
+            segments = keep,
+            "the disk tier's directory holds more than store.disk.max: the oldest segments are deleted unread"
+        );
+        segments::remove(dir, &ids[..keep])?;
+    }
+    Ok(ids[keep..].to_vec())
 }

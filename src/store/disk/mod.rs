@@ -184,7 +184,7 @@ impl DiskTier {
         std::fs::create_dir_all(&dir).map_err(|e| store_error(&dir, "create", e))?;
         let lock = lock_dir(&dir)?;
         let segment_size = (settings.max / 16).clamp(256 << 10, 64 << 20);
-        let loaded = load::Loaded::read(&dir, settings.fleet.as_deref())
+        let loaded = load::Loaded::read(&dir, settings.max, settings.fleet.as_deref())
             .map_err(|e| store_error(&dir, "read", e))?;
         let ready = settings.fleet.is_none();
         let inner = Arc::new(Inner {
@@ -269,15 +269,27 @@ impl Inner {
         match read_entry(&file, key, &slot) {
             Some(entry) => Some(Arc::new(entry)),
             None => {
-                self.counters.corrupt.fetch_add(1, Relaxed);
-                tracing::warn!(key = %key, "a damaged record on disk: dropped, served as a miss");
-                let mut st = self.state.lock();
-                if st.index.get(key).is_some_and(|s| s.seq == slot.seq) {
-                    st.index.remove(key);
-                }
+                self.drop_damaged(key, Some(slot.seq));
                 None
             }
         }
+    }
+
+    /// Counts a record that cannot be served (its bytes damaged, or an entry that is not
+    /// what its key stands for) and drops it from the directory (only the record with
+    /// sequence number `seq`, when given: a newer write stays).
+    fn drop_damaged(&self, key: &CacheKey, seq: Option<u64>) {
+        self.counters.corrupt.fetch_add(1, Relaxed);
+        tracing::warn!(key = %key, "a damaged record on disk: dropped, served as a miss");
+        let mut st = self.state.lock();
+        if st
+            .index
+            .get(key)
+            .is_some_and(|s| seq.is_none_or(|q| s.seq == q))
+        {
+            st.index.remove(key);
+        }
+        st.pending.remove(key);
     }
 
     fn report(&self) -> TierReport {
@@ -378,6 +390,10 @@ impl LowerTier for DiskTier {
         // far less than handing it to a blocking thread.
         let found = self.inner.get(key);
         Box::pin(std::future::ready(found))
+    }
+
+    fn reject(&self, key: &CacheKey) {
+        self.inner.drop_damaged(key, None);
     }
 
     fn begin_fill(&self) -> BoxFuture<'_, Option<u64>> {

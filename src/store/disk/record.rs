@@ -33,6 +33,11 @@ pub const VERSION: u8 = 1;
 pub const HEADER: usize = 48;
 /// The largest payload a record may claim (a length beyond is damage).
 pub const MAX_PAYLOAD: usize = 1 << 30;
+/// The largest sequence number a record may carry: one per record and journal line, so a
+/// million a second for a hundred years stays below it. A record claiming more was not
+/// written by a tier (it would wrap the counter, and no later invalidation would cover
+/// it): damage.
+pub const MAX_SEQ: u64 = 1 << 52;
 
 /// What a record holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

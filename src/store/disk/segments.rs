@@ -87,6 +87,10 @@ pub(super) fn free_bytes(dir: &Path) -> io::Result<u64> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
+/// The most an entry's index fields (its header, tags and URL) may take: 65,535 tags and a
+/// URL far longer than any request head. A record claiming more is damage, not read.
+const MAX_PEEK: usize = 1 << 20;
+
 /// One entry record found by a scan: where it is and what an index needs of it.
 pub(super) struct Found {
     pub offset: u64,
@@ -127,7 +131,7 @@ pub(super) fn scan(seg: &Segment, mut found: impl FnMut(Found)) -> io::Result<u6
         if end > seg.len || header.len < 64 || header.kind != Kind::Entry {
             break;
         }
-        let Some(need) = Entry::peek_len(&head[HEADER..]) else {
+        let Some(need) = Entry::peek_len(&head[HEADER..]).filter(|n| *n <= MAX_PEEK) else {
             break;
         };
         let prefix = if need <= 64 {

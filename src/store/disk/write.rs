@@ -155,9 +155,9 @@ impl Inner {
             on_disk.chain(queued).min().unwrap_or(st.next_seq)
         };
         let mut journal = self.journal.lock();
-        // The last watermark is always kept: it alone does not call for a rewrite.
-        let stale =
-            |(seq, line): &(u64, Line)| *seq <= floor && !matches!(line, Line::Watermark(..));
+        // The anchor and the last watermark are always kept: they alone do not call for a
+        // rewrite.
+        let stale = |(seq, line): &(u64, Line)| *seq <= floor && !line.is_kept();
         if journal.lines().iter().any(stale) {
             journal.compact(|seq, _| seq > floor)?;
         }
