@@ -140,7 +140,7 @@ pub fn compressible(headers: &HeaderMap) -> bool {
     let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return true;
     };
-    let ct = crate::key::media_type(ct);
+    let ct = crate::semantics::media::media_type(ct);
     !(ct.starts_with("image/") && ct != "image/svg+xml"
         || ct.starts_with("video/")
         || ct.starts_with("audio/")

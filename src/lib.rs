@@ -37,6 +37,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod body;
 pub mod cache;
 pub mod coalesce;
 pub mod compress;
@@ -52,13 +53,16 @@ pub mod policy;
 pub mod rules;
 pub mod semantics;
 pub mod sidecar;
+pub mod stats;
 pub mod status;
 pub mod store;
+pub mod time;
+pub mod tls;
 pub mod units;
 
 pub use cache::{Cache, Target};
 pub use config::{Config, ConfigError};
 pub use error::Error;
 pub use layer::{CacheBody, CacheLayer, CacheService, ClientAddr};
-pub use ops::{metrics, stats};
+pub use ops::metrics;
 pub use rules::{Rule, RuleBuilder};

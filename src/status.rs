@@ -15,6 +15,9 @@
 
 use std::fmt::Write;
 
+/// `X-Cache`: `HIT`, `MISS`, `BYPASS` or `STALE`, for tools that expect it.
+pub const X_CACHE: http::HeaderName = http::HeaderName::from_static("x-cache");
+
 use http::HeaderValue;
 
 /// The outcome class of a request, as counted in stats and metrics.

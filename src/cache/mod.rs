@@ -6,12 +6,16 @@
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let cache = larder::Cache::new(larder::Config::default()).unwrap();
 //! assert_eq!(cache.invalidate_tags(&["jobs"]).await, 0);
-//! assert_eq!(cache.stats().entries, 0);
+//! assert_eq!(cache.store_stats().entries, 0);
 //! # });
 //! ```
 
+mod hot;
 mod invalidate;
+mod reload;
 mod settings;
+pub(crate) mod tiers;
+mod warm;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,12 +25,13 @@ use arc_swap::ArcSwap;
 
 pub use invalidate::Target;
 pub use settings::Settings;
+pub use warm::Warmed;
 
 use crate::coalesce::Coalescer;
 use crate::config::Config;
-use crate::ops::stats::Stats;
+use crate::stats::Stats;
 use crate::store::{MemoryStore, StoreStats, Tiers};
-pub(crate) use settings::{random_secret, user_secret};
+pub(crate) use settings::user_secret;
 
 /// Sends a GET through the cache the way a client would — for warming, re-warming and
 /// related prefetch. The sidecar provides one; a layer user can set their own with
@@ -45,12 +50,23 @@ pub(crate) struct Inner {
     pub(crate) tiers: Tiers,
     pub(crate) coalescer: Coalescer,
     pub(crate) stats: Stats,
-    pub(crate) hot: crate::ops::hot::HotList,
+    pub(crate) hot: crate::store::hot::HotList,
     /// When each upstream may take its next warming request (one budget for all warming).
     pub(crate) warm_slots:
         parking_lot::Mutex<std::collections::HashMap<Option<Arc<str>>, tokio::time::Instant>>,
     secret: Vec<u8>,
     warmer: OnceLock<Arc<dyn Warm>>,
+}
+
+/// A handle on a cache that does not keep it alive.
+#[derive(Clone)]
+pub struct WeakCache(std::sync::Weak<Inner>);
+
+impl WeakCache {
+    /// The cache, while it lives.
+    pub fn upgrade(&self) -> Option<Cache> {
+        self.0.upgrade().map(|inner| Cache { inner })
+    }
 }
 
 /// A handle on one cache; clones share it.
@@ -85,7 +101,7 @@ impl Cache {
     pub fn with_secret(config: Config, secret: &[u8]) -> Result<Cache, crate::Error> {
         let stats = Stats::default();
         let settings = Settings::new(config, &stats, secret)?;
-        let tiers = Tiers::from_config(&settings.config.store)?;
+        let tiers = tiers::open(&settings.config.store)?;
         Ok(Cache::from_parts(settings, stats, secret, tiers))
     }
 
@@ -105,12 +121,30 @@ impl Cache {
                 tiers,
                 coalescer: Coalescer::default(),
                 stats,
-                hot: crate::ops::hot::HotList::default(),
+                hot: crate::store::hot::HotList::default(),
                 warm_slots: parking_lot::Mutex::default(),
                 secret: secret.to_vec(),
                 warmer: OnceLock::new(),
             }),
         }
+    }
+
+    /// A handle that does not keep the cache alive (background tasks hold one and end
+    /// with the cache).
+    pub fn downgrade(&self) -> WeakCache {
+        WeakCache(Arc::downgrade(&self.inner))
+    }
+
+    /// The settings in force, without taking a reference count (the hit path's way: a
+    /// guard for the length of one call).
+    #[inline]
+    pub(crate) fn settings_guard(&self) -> arc_swap::Guard<Arc<Settings>> {
+        self.inner.settings.load()
+    }
+
+    /// The fills in flight, one per key.
+    pub(crate) fn coalescer(&self) -> &Coalescer {
+        &self.inner.coalescer
     }
 
     /// The settings in force.

@@ -8,8 +8,8 @@ use http::header::HeaderName;
 use crate::config::{Backend, Config, UsersConfig};
 use crate::key::jwt::{JwtKeys, JwtVerifier};
 use crate::key::{self, Users};
-use crate::ops::stats::{Counters, Stats, UNMATCHED};
 use crate::rules::RuleSet;
+use crate::stats::{Counters, Stats, UNMATCHED};
 
 /// Everything a request needs to know from the config, compiled once per (re)load.
 pub struct Settings {
@@ -152,17 +152,7 @@ pub(crate) fn user_secret(config: &Config) -> Result<Vec<u8>, crate::Error> {
                     "no user secret set; per-user keys use a random secret and do not survive a restart"
                 );
             }
-            Ok(random_secret().to_vec())
+            Ok(key::random_secret().to_vec())
         }
     }
-}
-
-/// 32 random bytes (from the OS; a hash of the time and pid if it has none).
-pub(crate) fn random_secret() -> [u8; 32] {
-    let mut buf = [0u8; 32];
-    if getrandom::fill(&mut buf).is_err() {
-        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
-        buf.copy_from_slice(blake3::hash(seed.as_bytes()).as_bytes());
-    }
-    buf
 }

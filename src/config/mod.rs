@@ -39,11 +39,11 @@ use std::path::{Path, PathBuf};
 use http::Method;
 use toml::de::DeTable;
 
+pub use crate::error::ConfigError;
 pub use admin::AdminConfig;
 pub use cache::CacheConfig;
 pub use log::LogConfig;
 pub use proxy::{HostHeader, ProxyConfig};
-pub use source::ConfigError;
 pub use store::{mask_password, with_password, Backend, DiskConfig, StoreConfig};
 pub use table::{expand_env, Reload, Setting};
 pub use upstream::UpstreamConfig;

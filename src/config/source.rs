@@ -1,38 +1,8 @@
 //! Where a config value sits: byte offsets turned into `file:line:col` errors.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// A config error: where it is and what is wrong.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The config file (as given).
-    pub file: PathBuf,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    pub col: usize,
-    /// Dotted path of the offending field, e.g. `rule[2].ttl`.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}: {}",
-            self.file.display(),
-            self.line,
-            self.col,
-            self.field,
-            self.message
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use crate::error::ConfigError;
 
 /// The config text and its file name, for errors.
 pub(crate) struct Source<'a> {

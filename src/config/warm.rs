@@ -76,7 +76,7 @@ impl WarmConfig {
             every: t.opt_positive_duration("every")?,
             at_start: t.bool("at_start", true)?,
             concurrency: t.int("concurrency", 4, 1..=256)? as usize,
-            top: t.int("top", 0, 0..=crate::ops::hot::CAPACITY as i64)? as usize,
+            top: t.int("top", 0, 0..=crate::store::hot::CAPACITY as i64)? as usize,
             rate: t
                 .opt_float(
                     "rate",

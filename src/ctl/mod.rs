@@ -236,7 +236,7 @@ impl Admin {
             why,
         };
         // The system's roots, as for upstreams (none is fine for an http:// admin API).
-        let tls = crate::sidecar::upstream::tls::client_config(None).map_err(unreachable)?;
+        let tls = crate::tls::client_config(None).map_err(unreachable)?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()

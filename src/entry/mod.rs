@@ -36,9 +36,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue, ETAG, LAST_MODIFIED};
 use http::StatusCode;
 
-use crate::policy::Freshness;
-
+mod freshness;
 mod headers;
+
+pub use freshness::Freshness;
 
 use headers::write_head;
 pub use headers::HeaderIter;
@@ -47,7 +48,7 @@ const MAGIC: u8 = b'L';
 const VERSION: u8 = 1;
 const FIXED: usize = 64;
 /// Upper bound of stored times (ms): RFC 9111's largest delta-seconds, so sums never overflow.
-const TIME_MAX: u64 = crate::policy::DELTA_MAX * 1000;
+const TIME_MAX: u64 = crate::semantics::dates::DELTA_MAX * 1000;
 /// Upper bound of a stored body's decoded length.
 const IDENTITY_MAX: u32 = 1 << 30;
 

@@ -8,11 +8,11 @@ use tower::Service;
 
 use super::miss::{LeaseGuard, Miss, Phase, StaleEntry};
 use super::respond::stamp;
+use crate::body::CacheBody;
 use crate::coalesce::stream::FillStream;
 use crate::coalesce::{JoinAs, Role, Waited};
 use crate::entry::Entry;
 use crate::key::CacheKey;
-use crate::layer::CacheBody;
 use crate::policy::{now_ms, RequestPolicy};
 use crate::status::{CacheStatus, Fwd, Tier};
 use crate::store::{Found, Lease, LowerTier};
@@ -32,7 +32,7 @@ where
             return Phase::Fetch(stale, fwd, tokens);
         }
         let wait = self.ctx.settings.config.cache.coalesce_wait;
-        match cache.inner.coalescer.join(self.key) {
+        match cache.coalescer().join(self.key) {
             Role::Leader(guard) => self._leader = Some(guard),
             // Someone is fetching it already: a background refresh has nothing to add.
             Role::Follower(_) if self.plan.background => {

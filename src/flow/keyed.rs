@@ -11,12 +11,12 @@ use super::forward::pass_through;
 use super::respond::error_response;
 use super::route::{body_hash, primary_key, Plan};
 use super::Ctx;
+use crate::body::{buffer_within, BoxError, Buffered, CacheBody};
 use crate::cache::{Cache, Settings};
 use crate::key::{normalize_percent, BodyKeyError, CacheKey};
-use crate::layer::{buffer_within, BoxError, Buffered, CacheBody};
-use crate::policy::now_ms;
 use crate::status::NoCacheReason;
 use crate::store::Found;
+use crate::time::now_ms;
 
 /// A `key_body` request answered before it could be keyed.
 pub(super) enum Unkeyed<B> {

@@ -10,10 +10,10 @@ use http::Response;
 use super::admit::{self, FillRequest};
 use super::route::Plan;
 use super::Ctx;
+use crate::body::CacheBody;
 use crate::coalesce::LeaderGuard;
 use crate::entry::Entry;
 use crate::key::CacheKey;
-use crate::layer::CacheBody;
 use crate::status::{Fwd, Tier};
 use crate::store::{Asked, FillTokens, Found, LowerTier, Owner};
 

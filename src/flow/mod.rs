@@ -32,7 +32,8 @@ use std::sync::Arc;
 use crate::cache::{Cache, Settings};
 
 pub(crate) use forward::forward;
-pub(crate) use respond::{error_response, Answering, X_CACHE};
+pub(crate) use respond::{error_response, Answering};
+pub use route::RouteTo;
 pub(crate) use route::{route, Plan, Route};
 
 /// What one request works with: the inner service, the cache, and the settings it began

@@ -8,21 +8,20 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, ACCEPT_RANGES, AGE, CACHE_CONTROL, CONTENT_ENCODING,
-    CONTENT_LENGTH, CONTENT_RANGE, RANGE,
+    HeaderMap, HeaderValue, ACCEPT_RANGES, AGE, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH,
+    CONTENT_RANGE, RANGE,
 };
 use http::{Method, Request, Response, StatusCode};
 
+use crate::body::CacheBody;
 use crate::cache::{Cache, Settings};
 use crate::entry::Entry;
 use crate::key::CacheKey;
-use crate::layer::CacheBody;
 use crate::semantics::conditionals::{strengthen_etag, weaken_etag, Conditions};
 use crate::semantics::ranges::{parse_range, ByteRange, RangeRequest};
 use crate::status::{CacheStatus, Tier};
 
-/// `X-Cache`.
-pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+pub use crate::status::X_CACHE;
 
 /// What of the request shapes the answer from an entry.
 #[derive(Clone, Debug, Default)]
@@ -140,7 +139,7 @@ pub(crate) fn pass_on<B>(
 ) -> Response<CacheBody<B>>
 where
     B: http_body::Body<Data = Bytes>,
-    B::Error: Into<crate::layer::BoxError>,
+    B::Error: Into<crate::body::BoxError>,
 {
     strip_cache_fields(&mut parts.headers, s);
     if !head {

@@ -15,6 +15,12 @@ use crate::semantics::hygiene::FORWARDING_KEYED;
 use crate::semantics::ranges::{parse_range, RangeRequest};
 use crate::status::{NoCacheReason, Tier, TierSet};
 
+/// The upstream a request goes to, by name (`rule.upstream`): put in the request's
+/// extensions by the layer before it calls the inner service, read by the sidecar's
+/// upstream client. Absent: the default upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteTo(pub std::sync::Arc<str>);
+
 /// A request the cache will not serve: forward it, and maybe invalidate afterwards.
 pub(crate) struct Forward {
     pub rule: Option<usize>,
@@ -209,7 +215,7 @@ pub(crate) fn entry_url(s: &Settings, rule: Option<&Rule>, uri: &Uri) -> String 
 /// Names the upstream of `rule` in a request about to go to the inner service.
 pub(crate) fn route_to(extensions: &mut http::Extensions, rule: Option<&Rule>) {
     if let Some(name) = rule.and_then(|r| r.upstream.clone()) {
-        extensions.insert(crate::layer::RouteTo(name));
+        extensions.insert(RouteTo(name));
     }
 }
 

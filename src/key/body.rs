@@ -160,15 +160,7 @@ pub fn is_json_pointer(text: &str) -> bool {
     })
 }
 
-/// The media type of a `Content-Type` value, lower-cased, without parameters.
-pub fn media_type(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
+pub use crate::semantics::media::media_type;
 
 /// JSON with object keys sorted and insignificant whitespace removed; `None` if the body
 /// is not JSON, is ambiguous (a duplicate key, which parsers resolve differently) or is

@@ -26,16 +26,18 @@ use http::Method;
 mod body;
 pub mod json;
 pub mod jwt;
+mod source;
 mod tags;
 mod url;
 mod user;
 
 pub use body::{canonical_json, is_json_pointer, media_type, BodyHash, BodyKeyError};
+pub use source::UserSource;
 pub use tags::{tag_id, url_tag, user_tag};
 pub use url::{normalize_percent, normalized_url};
 use url::{param_matches, QueryParams};
 use user::trim;
-pub use user::{UserId, Users};
+pub use user::{random_secret, UserId, Users};
 
 /// A cache key: 16 bytes of a blake3 hash over length-prefixed components.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -339,7 +341,6 @@ pub fn vary_value(headers: &HeaderMap, name: &HeaderName) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::UserSource;
     use http::header::COOKIE;
 
     fn key(path: &str, query: Option<&str>) -> CacheKey {

@@ -7,7 +7,7 @@ use http::header::{HeaderMap, AUTHORIZATION, COOKIE};
 
 use super::hex;
 use super::jwt::{bearer, JwtVerifier};
-use crate::config::UserSource;
+use super::UserSource;
 
 /// A user's identity as a keyed hash (never the raw credential).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -176,4 +176,13 @@ fn cookie_value<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
         let eq = pair.iter().position(|&b| b == b'=')?;
         (trim(&pair[..eq]) == name).then(|| trim(&pair[eq + 1..]))
     })
+}
+/// 32 random bytes (from the OS; a hash of the time and pid if it has none).
+pub fn random_secret() -> [u8; 32] {
+    let mut buf = [0u8; 32];
+    if getrandom::fill(&mut buf).is_err() {
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        buf.copy_from_slice(blake3::hash(seed.as_bytes()).as_bytes());
+    }
+    buf
 }

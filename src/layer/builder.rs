@@ -6,12 +6,12 @@ use std::time::Duration;
 use http::HeaderName;
 
 use super::CacheLayer;
-use crate::cache::{random_secret, Cache, Settings};
+use crate::cache::{Cache, Settings};
 use crate::config::{Config, UserSource};
-use crate::ops::stats::Stats;
+use crate::key::random_secret;
 use crate::ops::Tasks;
 use crate::rules::RuleBuilder;
-use crate::store::Tiers;
+use crate::stats::Stats;
 
 /// Builds a [`CacheLayer`] in code; see [`CacheLayer::builder`].
 #[derive(Debug)]
@@ -90,7 +90,7 @@ impl Builder {
         let secret = self.secret.unwrap_or_else(|| random_secret().to_vec());
         let stats = Stats::default();
         let settings = Settings::new(config, &stats, &secret)?;
-        let tiers = Tiers::from_config(&settings.config.store)?;
+        let tiers = crate::cache::tiers::open(&settings.config.store)?;
         let cache = Cache::from_parts(settings, stats, &secret, tiers);
         // The tasks hold the cache weakly and end with it.
         let _ = Tasks::start(&cache);

@@ -34,17 +34,14 @@
 //! # });
 //! ```
 
-mod body;
 mod builder;
 mod future;
 mod service;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body::Body;
-use tower::{Layer, Service};
+use tower::Layer;
 
-pub use body::{buffer, buffer_within, BoxError, Buffered, CacheBody};
+pub use crate::body::{buffer, buffer_within, BoxError, Buffered, CacheBody, Inner, PassBody};
+pub use crate::flow::RouteTo;
 pub use builder::Builder;
 pub use future::ResponseFuture;
 pub use service::CacheService;
@@ -53,50 +50,11 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::ops::Tasks;
 
-/// A body the layer takes in or hands on: bytes, an error it can box, sendable.
-pub trait PassBody: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
-
-impl<T> PassBody for T
-where
-    T: Body<Data = Bytes> + Send + 'static,
-    T::Error: Into<BoxError>,
-{
-}
-
-/// What the layer wraps: a cloneable service that answers requests carrying a
-/// [`CacheBody`] with responses whose body the layer can hand on (an axum `Router`, the
-/// sidecar's upstream client).
-pub trait Inner<B, ResB>:
-    Service<
-        Request<CacheBody<B>>,
-        Response = Response<ResB>,
-        Future: Send + 'static,
-        Error: Send + 'static,
-    > + Clone
-    + Send
-    + 'static
-{
-}
-
-impl<S, B, ResB> Inner<B, ResB> for S
-where
-    S: Service<Request<CacheBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-}
-
 /// The address of the client that sent a request. The sidecar puts it in each request's
 /// extensions; the layer trusts forwarding fields only from peers listed in
 /// `proxy.trusted_proxies` (a layer user can insert it for their own listener).
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub std::net::SocketAddr);
-
-/// The upstream a request goes to, by name (`rule.upstream`): put in the request's
-/// extensions by the layer before it calls the inner service, read by the sidecar's
-/// upstream client. Absent: the default upstream.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteTo(pub std::sync::Arc<str>);
 
 /// Mounts a [`Cache`] in front of a service.
 #[derive(Clone, Debug)]

@@ -66,7 +66,7 @@ impl<S> CacheService<S> {
         ResB: PassBody,
     {
         // A guard, not a clone of the Arc: the hit path takes no reference count.
-        let settings = self.cache.inner.settings.load();
+        let settings = self.cache.settings_guard();
         let trusted = trusted_peer(&settings, &req);
         let upgrade = match admit(&mut req, trusted) {
             Ok(admitted) => admitted.upgrade,
@@ -172,7 +172,7 @@ impl<S> CacheService<S> {
     {
         let busy = plan
             .primary
-            .is_some_and(|k| self.cache.inner.coalescer.is_in_flight(&k));
+            .is_some_and(|k| self.cache.coalescer().is_in_flight(&k));
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

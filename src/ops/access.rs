@@ -8,7 +8,7 @@ use http::{Method, Request, Response};
 use http_body::Body;
 
 use crate::cache::Settings;
-use crate::flow::X_CACHE;
+use crate::status::X_CACHE;
 
 /// What the line needs from the request, taken before it is handed on.
 pub(crate) struct Access {
@@ -36,7 +36,7 @@ impl Access {
         Some(Access {
             method: req.method().clone(),
             path: path.to_string(),
-            rule: rule.map_or_else(|| super::stats::UNMATCHED.to_string(), |r| r.name.clone()),
+            rule: rule.map_or_else(|| crate::stats::UNMATCHED.to_string(), |r| r.name.clone()),
             user,
             started: Instant::now(),
         })

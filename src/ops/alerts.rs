@@ -8,7 +8,7 @@ use crate::cache::Cache;
 /// Compares each alerting rule's hit ratio over the window that just ended with its
 /// `alert_hit_ratio`: below it (with enough requests), one warning and the gauge set.
 pub(crate) fn check_hit_ratios(cache: &Cache, previous: &mut HashMap<String, (u64, u64)>) {
-    let settings = cache.inner.settings.load();
+    let settings = cache.settings();
     let min = settings.config.cache.alert_min_requests;
     for rule in settings.rules.rules() {
         let counters = settings.counters(Some(rule.index));

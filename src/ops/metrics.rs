@@ -11,8 +11,8 @@
 
 use std::fmt::Write;
 
-use super::stats::{HistogramSnapshot, BUCKETS_US};
 use crate::cache::Cache;
+use crate::stats::{HistogramSnapshot, BUCKETS_US};
 
 fn render_upstream_errors(cache: &Cache, out: &mut String) {
     let _ = writeln!(out, "# HELP larder_upstream_errors_total Trips upstream that failed, by upstream and kind (connect, timeout, tls, status_5xx, body); larder's own 502/504 answers included.");
@@ -173,7 +173,7 @@ fn label(v: &str) -> String {
 
 /// Renders every metric in the Prometheus text format.
 pub fn render(cache: &Cache) -> String {
-    let stats = cache.stats();
+    let stats = super::report::stats(cache);
     let mut out = String::with_capacity(8192);
     render_histograms(cache, &mut out);
     render_savings(cache, &stats, &mut out);
@@ -281,7 +281,7 @@ fn per_rule(
     stats: &super::report::StatsReport,
     (name, kind): (&str, &str),
     help: &str,
-    value: impl Fn(&super::stats::CountersSnapshot) -> f64,
+    value: impl Fn(&crate::stats::CountersSnapshot) -> f64,
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (rule, s) in &stats.per_rule {

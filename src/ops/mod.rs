@@ -4,23 +4,18 @@
 
 pub mod access;
 pub(crate) mod alerts;
-pub mod hot;
 pub mod metrics;
-mod reload;
 pub mod report;
-pub mod stats;
-pub mod warm;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use http::HeaderMap;
 use tokio::task::JoinHandle;
 
-use crate::cache::{Cache, Inner};
+use crate::cache::{Cache, WeakCache};
 use crate::config::Config;
-use crate::policy::now_ms;
+use crate::time::now_ms;
 
 /// The background tasks of one cache. Each holds the cache weakly and ends when it is
 /// gone; [`Tasks::shutdown`] stops them at once.
@@ -32,7 +27,7 @@ pub struct Tasks {
 /// Runs `step` every `every` (read afresh each time) while the cache lives.
 fn every<P, S>(
     handle: &tokio::runtime::Handle,
-    cache: Weak<Inner>,
+    cache: WeakCache,
     period: P,
     mut step: S,
 ) -> JoinHandle<()>
@@ -43,12 +38,12 @@ where
     handle.spawn(async move {
         loop {
             let wait = match cache.upgrade() {
-                Some(inner) => period(&Cache { inner }),
+                Some(c) => period(&c),
                 None => return,
             };
             tokio::time::sleep(wait).await;
-            let Some(inner) = cache.upgrade() else { return };
-            step(&Cache { inner });
+            let Some(c) = cache.upgrade() else { return };
+            step(&c);
         }
     })
 }
@@ -60,7 +55,7 @@ impl Tasks {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return Tasks::default();
         };
-        let weak = Arc::downgrade(&cache.inner);
+        let weak = cache.downgrade();
         let sweeper = every(
             &handle,
             weak.clone(),

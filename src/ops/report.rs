@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use super::stats::CountersSnapshot;
 use crate::cache::Cache;
+use crate::stats::CountersSnapshot;
 use crate::store::TierReport;
 
 /// `/admin/stats` as data.
@@ -87,66 +87,64 @@ pub struct WarmReport {
     pub failed: u64,
 }
 
-impl Cache {
-    /// Counters and store size, as `/admin/stats` reports them.
-    pub fn stats(&self) -> StatsReport {
-        let per_rule = self.inner.stats.per_rule();
-        let total = per_rule
+/// Counters and store size, as `/admin/stats` reports them.
+pub fn stats(cache: &Cache) -> StatsReport {
+    let per_rule = cache.counters().per_rule();
+    let total = per_rule
+        .iter()
+        .fold(CountersSnapshot::default(), |acc, (_, s)| acc + *s);
+    let store = cache.store_stats();
+    let settings = cache.settings();
+    let mut saved = SavedReport::default();
+    for (name, s) in &per_rule {
+        let miss_cost = settings
+            .rules
+            .rules()
             .iter()
-            .fold(CountersSnapshot::default(), |acc, (_, s)| acc + *s);
-        let store = self.store_stats();
-        let settings = self.settings();
-        let mut saved = SavedReport::default();
-        for (name, s) in &per_rule {
-            let miss_cost = settings
-                .rules
-                .rules()
-                .iter()
-                .find(|r| &r.name == name)
-                .and_then(|r| r.miss_cost);
-            let rule = SavedRule {
-                requests_avoided: s.requests_avoided,
-                bytes_not_fetched: s.bytes_not_fetched,
-                upstream_seconds_saved: round3(s.upstream_mean_seconds * s.requests_avoided as f64),
-                cost_saved: round3(miss_cost.unwrap_or(0.0) * s.requests_avoided as f64),
-            };
-            saved.requests_avoided += rule.requests_avoided;
-            saved.bytes_not_fetched += rule.bytes_not_fetched;
-            saved.upstream_seconds_saved =
-                round3(saved.upstream_seconds_saved + rule.upstream_seconds_saved);
-            saved.cost_saved = round3(saved.cost_saved + rule.cost_saved);
-            saved.per_rule.insert(name.clone(), rule);
-        }
-        let (runs, warmed, failed) = self.inner.stats.warm();
-        StatsReport {
-            hits: total.hits,
-            misses: total.misses,
-            stale: total.stale,
-            bypass: total.bypass,
-            hit_ratio: total.hit_ratio,
-            dry_run: settings.config.cache.dry_run,
-            would_hit: total.would_hit,
-            would_hit_ratio: total.would_hit_ratio,
-            entries: store.entries,
-            bytes: store.bytes,
-            max_bytes: store.max_bytes,
-            evictions: store.evictions,
-            invalidated: self.inner.stats.invalidated(),
-            per_rule: per_rule.into_iter().collect(),
-            tiers: self.inner.stats.tiers(),
-            lower: self
-                .tiers()
-                .lower()
-                .iter()
-                .map(|t| (t.section(), t.report()))
-                .collect(),
-            saved,
-            warm: WarmReport {
-                runs,
-                warmed,
-                failed,
-            },
-        }
+            .find(|r| &r.name == name)
+            .and_then(|r| r.miss_cost);
+        let rule = SavedRule {
+            requests_avoided: s.requests_avoided,
+            bytes_not_fetched: s.bytes_not_fetched,
+            upstream_seconds_saved: round3(s.upstream_mean_seconds * s.requests_avoided as f64),
+            cost_saved: round3(miss_cost.unwrap_or(0.0) * s.requests_avoided as f64),
+        };
+        saved.requests_avoided += rule.requests_avoided;
+        saved.bytes_not_fetched += rule.bytes_not_fetched;
+        saved.upstream_seconds_saved =
+            round3(saved.upstream_seconds_saved + rule.upstream_seconds_saved);
+        saved.cost_saved = round3(saved.cost_saved + rule.cost_saved);
+        saved.per_rule.insert(name.clone(), rule);
+    }
+    let (runs, warmed, failed) = cache.counters().warm();
+    StatsReport {
+        hits: total.hits,
+        misses: total.misses,
+        stale: total.stale,
+        bypass: total.bypass,
+        hit_ratio: total.hit_ratio,
+        dry_run: settings.config.cache.dry_run,
+        would_hit: total.would_hit,
+        would_hit_ratio: total.would_hit_ratio,
+        entries: store.entries,
+        bytes: store.bytes,
+        max_bytes: store.max_bytes,
+        evictions: store.evictions,
+        invalidated: cache.counters().invalidated(),
+        per_rule: per_rule.into_iter().collect(),
+        tiers: cache.counters().tiers(),
+        lower: cache
+            .tiers()
+            .lower()
+            .iter()
+            .map(|t| (t.section(), t.report()))
+            .collect(),
+        saved,
+        warm: WarmReport {
+            runs,
+            warmed,
+            failed,
+        },
     }
 }
 

@@ -13,8 +13,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL};
 use crate::semantics::lists::split_list;
 use crate::semantics::structured::valid_sf_dictionary;
 
-/// The largest delta-seconds value (RFC 9111 §1.2.2).
-pub const DELTA_MAX: u64 = 2_147_483_648;
+pub use crate::semantics::dates::DELTA_MAX;
 
 /// Parsed `Cache-Control` directives (request or response).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -22,22 +22,7 @@ pub fn heuristically_cacheable(status: StatusCode) -> bool {
     )
 }
 
-/// How long a stored response stays fresh and what may be done with it once stale.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Freshness {
-    /// Freshness lifetime in milliseconds.
-    pub lifetime_ms: u64,
-    /// Corrected initial age in milliseconds (RFC 9111 §4.2.3).
-    pub initial_age_ms: u64,
-    /// Must be revalidated before every use (`no-cache`).
-    pub no_cache: bool,
-    /// Must not be served stale (`must-revalidate`, `proxy-revalidate`, `s-maxage`).
-    pub must_revalidate: bool,
-    /// `stale-while-revalidate` window in seconds.
-    pub stale_while_revalidate: u32,
-    /// `stale-if-error` window in seconds.
-    pub stale_if_error: u32,
-}
+pub use crate::entry::Freshness;
 
 /// Everything the store decision needs to know.
 pub struct StoreInput<'a> {
@@ -316,7 +301,7 @@ fn heuristic_lifetime(input: &StoreInput<'_>, d: &Directives) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::semantics::dates::now_ms;
+    use crate::time::now_ms;
 
     #[test]
     fn two_expires_lines_mean_expired() {

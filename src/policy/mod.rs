@@ -17,4 +17,5 @@ pub use freshness::{
 pub use request::RequestPolicy;
 pub use usable::{classify, refresh_ahead_due, stale_if_error_allows, upstream_failed, Usable};
 
-pub use crate::semantics::dates::{format_date, now_ms, parse_date};
+pub use crate::semantics::dates::{format_date, parse_date};
+pub use crate::time::now_ms;

@@ -1,15 +1,11 @@
-//! HTTP dates (RFC 9110 §5.6.7) and the clock they are compared with.
+//! HTTP dates (RFC 9110 §5.6.7).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use http::HeaderValue;
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+/// The largest delta-seconds value (RFC 9111 §1.2.2).
+pub const DELTA_MAX: u64 = 2_147_483_648;
 
 /// Parses an HTTP date (IMF-fixdate, RFC 850 or asctime) to seconds since the epoch.
 ///
@@ -134,7 +130,7 @@ fn clock(b: &[u8]) -> Option<u64> {
 
 /// An RFC 850 two-digit year: this century's, unless that is more than 50 years ahead.
 fn full_year(yy: u64) -> u64 {
-    let this_year = 1970 + now_ms() / 1000 / 31_556_952;
+    let this_year = 1970 + crate::time::now_ms() / 1000 / 31_556_952;
     let year = this_year / 100 * 100 + yy;
     if year > this_year + 50 {
         year - 100

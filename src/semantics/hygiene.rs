@@ -35,7 +35,7 @@ use http::header::{
 use http::{HeaderMap, Method, Request, Uri, Version};
 use http_body::Body;
 
-use crate::key::normalize_percent;
+use crate::semantics::uri::normalize_percent;
 
 /// The hop-by-hop fields (RFC 9110 §7.6.1), never stored or forwarded.
 pub const HOP_BY_HOP: [HeaderName; 8] = [

@@ -8,5 +8,7 @@ pub mod conditionals;
 pub mod dates;
 pub mod hygiene;
 pub mod lists;
+pub mod media;
 pub mod ranges;
 pub mod structured;
+pub mod uri;

@@ -182,7 +182,7 @@ impl Admin {
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
     where
         B: Body<Data = Bytes>,
-        B::Error: Into<crate::layer::BoxError>,
+        B::Error: Into<crate::body::BoxError>,
     {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
@@ -402,7 +402,7 @@ impl Admin {
     }
 
     fn stats_json(&self) -> serde_json::Value {
-        serde_json::to_value(self.cache.stats()).unwrap_or_else(|_| json!({}))
+        serde_json::to_value(crate::ops::report::stats(&self.cache)).unwrap_or_else(|_| json!({}))
     }
 
     fn metrics(&self) -> Response<Full<Bytes>> {

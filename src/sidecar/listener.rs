@@ -38,7 +38,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-use crate::layer::BoxError;
+use crate::body::BoxError;
 
 /// The limits a listener enforces.
 #[derive(Clone, Copy, Debug)]

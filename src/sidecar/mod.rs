@@ -36,9 +36,10 @@ pub use admin::Admin;
 pub use listener::{default_max_connections, Limits};
 pub use upstream::{Counted, UpstreamBody, Upstreams};
 
+use crate::body::CacheBody;
 use crate::cache::{Cache, Warm};
 use crate::config::{Config, HostHeader};
-use crate::layer::{CacheBody, CacheService, ClientAddr};
+use crate::layer::{CacheService, ClientAddr};
 use crate::ops::Tasks;
 
 /// A started server.

@@ -7,6 +7,7 @@
 //! this folder names a concrete lower tier.
 
 pub mod disk;
+pub mod hot;
 pub mod invalidation;
 mod memory;
 pub mod redis;
@@ -22,7 +23,7 @@ use tokio::sync::watch;
 
 pub use invalidation::{Invalidation, InvalidationLog};
 pub use memory::MemoryStore;
-pub use tiered::{Asked, FillTokens, Found, Owner, Tiers};
+pub use tiered::{Asked, FillTokens, Found, Owner, TierSettings, Tiers};
 
 use crate::entry::Entry;
 use crate::key::CacheKey;

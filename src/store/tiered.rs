@@ -16,7 +16,6 @@ use tokio::sync::Notify;
 use super::disk::{DiskSettings, DiskTier};
 use super::redis::{Event, RedisSettings, RedisTier};
 use super::{FillToken, Invalidation, LowerTier, MemoryStore};
-use crate::config::{Backend, StoreConfig};
 use crate::entry::Entry;
 use crate::key::CacheKey;
 use crate::policy::{classify, now_ms, RequestPolicy, Usable};
@@ -109,6 +108,22 @@ pub struct FillTokens {
     lower: Vec<Option<u64>>,
 }
 
+/// What tiers to open: the memory bound, the disk tier and Redis if any, and how memory
+/// serves in front of them.
+#[derive(Clone, Debug)]
+pub struct TierSettings {
+    /// The memory tier's bound in bytes.
+    pub memory_max: u64,
+    /// The disk tier (its `fleet` is set when Redis is there too).
+    pub disk: Option<DiskSettings>,
+    /// Redis.
+    pub redis: Option<RedisSettings>,
+    /// Whether memory answers lookups in front of lower tiers (`store.l1`).
+    pub l1: bool,
+    /// A shorter life for memory copies of entries that live below (`store.l1_ttl`).
+    pub l1_ttl: Option<Duration>,
+}
+
 /// Every tier of one cache.
 pub struct Tiers {
     memory: Arc<MemoryStore>,
@@ -142,43 +157,31 @@ impl Tiers {
         }
     }
 
-    /// The tiers `[store]` asks for: memory, then the disk tier (read back before this
+    /// The tiers `settings` asks for: memory, then the disk tier (read back before this
     /// returns), then Redis (connected in the background). The disk tier and Redis need a
     /// Tokio runtime.
-    pub fn from_config(c: &StoreConfig) -> Result<Tiers, crate::Error> {
-        let mut tiers = Tiers::memory_only(c.memory_max);
-        let redis_url = match (c.backend, &c.redis_url) {
-            (Backend::Redis, Some(url)) => Some(url),
-            _ => None,
-        };
-        if (redis_url.is_some() || c.disk.is_some())
+    pub fn open(settings: TierSettings) -> Result<Tiers, crate::Error> {
+        let mut tiers = Tiers::memory_only(settings.memory_max);
+        if (settings.redis.is_some() || settings.disk.is_some())
             && tokio::runtime::Handle::try_current().is_err()
         {
             return Err(crate::Error::Runtime(
                 "the disk and redis tiers need a Tokio runtime".into(),
             ));
         }
-        let disk = match &c.disk {
-            Some(d) => Some(Arc::new(DiskTier::open(DiskSettings {
-                path: d.path.clone(),
-                max: d.max,
-                write: d.write,
-                fleet: redis_url.map(|url| fleet_name(url, &c.redis_prefix)),
-            })?)),
+        let fleet = settings
+            .redis
+            .as_ref()
+            .map(|r| fleet_name(&r.url, &r.prefix));
+        let disk = match settings.disk {
+            Some(d) => Some(Arc::new(DiskTier::open(DiskSettings { fleet, ..d })?)),
             None => None,
         };
         if let Some(disk) = &disk {
             tiers.lower.push(disk.clone());
         }
-        if let Some(url) = redis_url {
-            let redis = RedisTier::new(RedisSettings {
-                url: url.clone(),
-                prefix: c.redis_prefix.clone(),
-                pool: c.redis_pool,
-                timeout: c.redis_timeout,
-                connect_timeout: c.redis_connect_timeout,
-                lease: c.redis_lease,
-            })?;
+        if let Some(r) = settings.redis {
+            let redis = RedisTier::new(r)?;
             let nudge = Arc::new(Notify::new());
             listen(&redis, &tiers.memory, disk.as_ref(), nudge.clone());
             if let Some(disk) = &disk {
@@ -187,8 +190,8 @@ impl Tiers {
             tiers.lower.push(redis);
         }
         if !tiers.lower.is_empty() {
-            tiers.serve_memory = c.l1;
-            tiers.memory_ttl = c.l1_ttl;
+            tiers.serve_memory = settings.l1;
+            tiers.memory_ttl = settings.l1_ttl;
         }
         Ok(tiers)
     }

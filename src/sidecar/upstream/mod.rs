@@ -17,8 +17,6 @@
 //! # }
 //! ```
 
-pub(crate) mod tls;
-
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -41,10 +39,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::Service;
 
+use crate::body::BoxError;
 use crate::config::{HostHeader, UpstreamConfig};
-use crate::layer::{BoxError, ClientAddr, RouteTo};
-use crate::ops::stats::{UpstreamError, UpstreamErrors};
+use crate::flow::RouteTo;
+use crate::layer::ClientAddr;
 use crate::semantics::hygiene::strip_hop_by_hop;
+use crate::stats::{UpstreamError, UpstreamErrors};
 
 /// The body of an upstream answer: the origin's stream (its failures counted), or larder's
 /// own short error.
@@ -154,9 +154,9 @@ impl Upstream {
         http.enforce_http(false);
         // Plain-HTTP upstreams never use the TLS config; they skip reading the roots.
         let tls = if c.is_https() {
-            tls::client_config(c.ca_file.as_deref()).map_err(fail)?
+            crate::tls::client_config(c.ca_file.as_deref()).map_err(fail)?
         } else {
-            tls::client_config(None).map_err(fail)?
+            crate::tls::client_config(None).map_err(fail)?
         };
         // A `Host` other than its own cannot travel as HTTP/2's `:authority` on a
         // connection to it: such upstreams are spoken to in HTTP/1.1.
@@ -326,7 +326,7 @@ fn failure(e: &hyper_util::client::legacy::Error) -> (UpstreamError, &'static st
     let mut at: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = at {
         if let Some(t) = err.downcast_ref::<rustls::Error>() {
-            return (UpstreamError::Tls, tls::reason(t));
+            return (UpstreamError::Tls, crate::tls::reason(t));
         }
         // An io::Error's own `source` skips the error it wraps: descend into it.
         at = match err.downcast_ref::<std::io::Error>() {

@@ -18,8 +18,8 @@ use super::journal::{Journal, Line, Opened};
 use super::record::MAX_SEQ;
 use super::segments::{self, Segment};
 use crate::key::CacheKey;
-use crate::policy::now_ms;
 use crate::store::Invalidation;
+use crate::time::now_ms;
 
 /// What a disk tier finds at start.
 pub(super) struct Loaded {

@@ -57,8 +57,8 @@ use super::memory::KeyHasherBuilder;
 use super::{BoxFuture, Invalidation, InvalidationLog, LowerTier, TierReport};
 use crate::entry::Entry;
 use crate::key::CacheKey;
-use crate::policy::now_ms;
 use crate::status::Tier;
+use crate::time::now_ms;
 
 /// When a write to the disk tier is durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

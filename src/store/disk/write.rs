@@ -16,7 +16,7 @@ use super::record::{Kind, Record, HEADER, MAX_PAYLOAD};
 use super::{segments, Inner, Queued, State, WriteMode};
 use crate::entry::Entry;
 use crate::key::CacheKey;
-use crate::policy::now_ms;
+use crate::time::now_ms;
 
 /// Where one queued record goes.
 struct Placed {

@@ -13,9 +13,9 @@ use super::events::Event;
 use super::scripts::INVALIDATE_SCRIPT;
 use super::{RedisTier, Unavailable, LOG_KEEP};
 use crate::entry::Entry;
-use crate::policy::now_ms;
 use crate::store::disk::FleetLog;
 use crate::store::Invalidation;
+use crate::time::now_ms;
 
 impl RedisTier {
     /// Invalidates (or with `soft`, marks stale) what `what` names, for every instance.
@@ -137,7 +137,7 @@ impl RedisTier {
     pub async fn fleet_log(&self, since: u64) -> Option<FleetLog> {
         let client = self.pool.next();
         let generation_key = format!("{{{}}}:gen", self.settings.prefix);
-        let fresh = crate::key::hex(&crate::cache::random_secret()[..8]);
+        let fresh = crate::key::hex(&crate::key::random_secret()[..8]);
         let read = async {
             let pipe = client.pipeline();
             // The log's generation: made once; a Redis that lost its data makes a new one.

@@ -46,7 +46,7 @@ use scripts::PUT_SCRIPT;
 use super::Invalidation;
 use crate::entry::Entry;
 use crate::key::{hex, CacheKey};
-use crate::policy::now_ms;
+use crate::time::now_ms;
 
 /// How many recent invalidations the log keeps for the fill check.
 const LOG_KEEP: u64 = 10_000;

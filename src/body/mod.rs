@@ -1,5 +1,7 @@
-//! The body type the layer hands on: a stored body served from memory, the inner body
-//! streamed through untouched, or a buffered prefix followed by the rest of a stream.
+//! The bodies the cache passes on: a stored body served from memory, the inner body
+//! streamed through untouched, a buffered prefix followed by the rest of a stream, or a
+//! fill followed as it arrives; and what the cache asks of the bodies and services it
+//! wraps ([`PassBody`], [`Inner`]).
 //!
 //! ```
 //! use http_body_util::BodyExt;
@@ -18,6 +20,9 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
+
+use http::{Request, Response};
+use tower::Service;
 
 use crate::coalesce::stream::FillReader;
 
@@ -133,6 +138,39 @@ where
             }
         }
     }
+}
+
+/// A body the layer takes in or hands on: bytes, an error it can box, sendable.
+pub trait PassBody: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static {}
+
+impl<T> PassBody for T
+where
+    T: Body<Data = Bytes> + Send + 'static,
+    T::Error: Into<BoxError>,
+{
+}
+
+/// What the layer wraps: a cloneable service that answers requests carrying a
+/// [`CacheBody`] with responses whose body the layer can hand on (an axum `Router`, the
+/// sidecar's upstream client).
+pub trait Inner<B, ResB>:
+    Service<
+        Request<CacheBody<B>>,
+        Response = Response<ResB>,
+        Future: Send + 'static,
+        Error: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B, ResB> Inner<B, ResB> for S
+where
+    S: Service<Request<CacheBody<B>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
 }
 
 /// The result of reading a body up to a limit.

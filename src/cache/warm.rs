@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::cache::Cache;
+use super::Cache;
 
 /// The result of a warming run.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]

@@ -22,7 +22,7 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
 }
 
 /// The client config for one upstream: system roots, plus `ca_file` when given.
-pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, String> {
+pub fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, String> {
     let mut roots = RootCertStore::empty();
     let (_added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(path) = ca_file {
@@ -50,7 +50,7 @@ pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, Stri
 }
 
 /// Why a TLS connection failed, in a few words for the 502's body (and the log).
-pub(super) fn reason(e: &rustls::Error) -> &'static str {
+pub fn reason(e: &rustls::Error) -> &'static str {
     use rustls::{CertificateError, Error};
     match e {
         Error::InvalidCertificate(CertificateError::NotValidForName)

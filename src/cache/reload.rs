@@ -1,7 +1,7 @@
 //! Hot reload: the config file re-read and validated, rules and cache settings swapped in
 //! atomically; what only a restart can change is named.
 
-use crate::cache::Cache;
+use super::Cache;
 use crate::config::Config;
 
 impl Cache {
