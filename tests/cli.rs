@@ -166,3 +166,48 @@ fn the_image_config_listens_everywhere_reads_the_environment_and_masks_secrets()
     assert!(out.contains("default_ttl=42s"), "{out}");
     assert!(!out.contains("hunter2"), "a secret was printed: {out}");
 }
+
+#[test]
+fn the_loader_and_the_builder_refuse_a_rule_in_the_same_words() {
+    use larder::Rule;
+    use std::time::Duration;
+    let cases: Vec<(&str, larder::RuleBuilder)> = vec![
+        ("ttl = \"0s\"\n", Rule::get("/a").ttl(Duration::ZERO)),
+        (
+            "methods = [\"DELETE\"]\n",
+            Rule::get("/a").methods([http::Method::DELETE]),
+        ),
+        (
+            "shared = true\nper_user = true\n",
+            Rule::get("/a").shared().per_user(),
+        ),
+        ("tags = [\"a b\"]\n", Rule::get("/a").tags(["a b"])),
+        (
+            "key_body_fields = [\"nope\"]\n",
+            Rule::get("/a").key_body_fields(["nope"]),
+        ),
+        ("prefetch = [\"x\"]\n", Rule::get("/a").prefetch(["x"])),
+        (
+            "alert_hit_ratio = 2.0\n",
+            Rule::get("/a").alert_hit_ratio(2.0),
+        ),
+    ];
+    for (extra, built) in cases {
+        let text =
+            format!("[proxy]\nupstream = \"http://127.0.0.1:1\"\n[[rule]]\npath = \"/a\"\n{extra}");
+        let loaded = larder::Config::parse_str("x.toml", &text).unwrap_err();
+        let from_builder = larder::CacheLayer::builder()
+            .rule(built)
+            .build()
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        // The loader says `x.toml:L:C: rule[0].FIELD: MESSAGE`; the builder `rule 1: FIELD: MESSAGE`.
+        let words = format!(
+            "{}: {}",
+            loaded.field.trim_start_matches("rule[0]."),
+            loaded.message
+        );
+        assert_eq!(from_builder, format!("rule 1: {words}"), "{extra}");
+    }
+}

@@ -16,6 +16,7 @@
 //! Each step is a function of the request's state; [`miss::Phase`] names where a miss is.
 
 mod admit;
+mod fetch;
 pub(crate) mod fill;
 mod forward;
 mod join;
@@ -25,6 +26,7 @@ pub(crate) mod respond;
 mod revalidate;
 mod rewarm;
 mod route;
+mod settle;
 mod stream;
 
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use crate::cache::{Cache, Settings};
 use crate::config::{Config, UserSource};
 use crate::key::random_secret;
 use crate::ops::Tasks;
-use crate::rules::RuleBuilder;
+use crate::rules::{RuleBuilder, Scope};
 use crate::stats::Stats;
 
 /// Builds a [`CacheLayer`] in code; see [`CacheLayer::builder`].
@@ -78,15 +78,21 @@ impl Builder {
     /// Builds the layer; a rule that does not validate is an error naming it.
     pub fn build(self) -> Result<CacheLayer, crate::Error> {
         let mut config = self.config;
-        config.rules = self
-            .rules
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                r.build(i)
-                    .map_err(|m| crate::Error::Rule(format!("rule {}: {m}", i + 1)))
-            })
-            .collect::<Result<_, _>>()?;
+        let mut rules = Vec::with_capacity(self.rules.len());
+        for (i, r) in self.rules.into_iter().enumerate() {
+            let scope = Scope {
+                index: i,
+                earlier: &rules,
+                upstreams: None,
+                disk: config.store.disk.is_some(),
+                redis: config.store.backend == crate::config::Backend::Redis,
+            };
+            let rule = r
+                .validate(&scope)
+                .map_err(|e| crate::Error::Rule(format!("rule {}: {e}", i + 1)))?;
+            rules.push(rule);
+        }
+        config.rules = rules;
         let secret = self.secret.unwrap_or_else(|| random_secret().to_vec());
         let stats = Stats::default();
         let settings = Settings::new(config, &stats, &secret)?;

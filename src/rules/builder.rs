@@ -1,5 +1,6 @@
 //! Rules built in code, for [`crate::CacheLayer::builder`]: the same rule a `[[rule]]`
-//! table makes, validated the same way when the layer is built.
+//! table makes, checked by the same validator ([`RuleSpec::validate`]) when the layer is
+//! built. Every field a table can set has a setter.
 //!
 //! ```
 //! use std::time::Duration;
@@ -16,173 +17,211 @@
 
 use std::time::Duration;
 
-use http::{HeaderValue, Method};
+use http::Method;
 
-use super::{MethodSet, Pattern, Rule, Template, TtlMode};
+use super::spec::{RuleError, RuleSpec, Scope};
+use super::{Rule, TtlMode};
 
 /// A rule being built; see [`Rule::get`].
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct RuleBuilder {
-    path: String,
-    name: Option<String>,
-    methods: Vec<Method>,
-    ttl: Option<Duration>,
-    ttl_mode: TtlMode,
-    cache_control: Option<String>,
-    per_user: bool,
-    shared: bool,
-    key_body: bool,
-    cache: bool,
-    tags: Vec<String>,
-    invalidates: Vec<String>,
-    invalidate_on: Vec<Method>,
+    spec: RuleSpec,
+}
+
+fn names(methods: impl IntoIterator<Item = Method>) -> Vec<String> {
+    methods
+        .into_iter()
+        .map(|m| m.as_str().to_string())
+        .collect()
+}
+
+fn strings<I: IntoIterator<Item = S>, S: Into<String>>(list: I) -> Vec<String> {
+    list.into_iter().map(Into::into).collect()
 }
 
 impl Rule {
     /// A rule caching `GET` (and `HEAD`) answers for paths matching `pattern`.
     pub fn get(pattern: &str) -> RuleBuilder {
         RuleBuilder {
-            path: pattern.to_string(),
-            name: None,
-            methods: vec![Method::GET, Method::HEAD],
-            ttl: None,
-            ttl_mode: TtlMode::Override,
-            cache_control: None,
-            per_user: false,
-            shared: false,
-            key_body: false,
-            cache: true,
-            tags: Vec::new(),
-            invalidates: Vec::new(),
-            invalidate_on: Vec::new(),
+            spec: RuleSpec::new(pattern),
         }
     }
 
     /// A rule caching `POST` answers keyed by their (canonicalised JSON) body.
     pub fn post_by_body(pattern: &str) -> RuleBuilder {
-        RuleBuilder {
-            methods: vec![Method::POST],
-            key_body: true,
-            ..Rule::get(pattern)
-        }
+        Rule::get(pattern).methods([Method::POST]).key_body()
     }
 
     /// A rule that caches nothing: it forwards `methods` and, after a 2xx, drops the tags
     /// of [`RuleBuilder::invalidates`].
     pub fn forward(pattern: &str, methods: impl IntoIterator<Item = Method>) -> RuleBuilder {
-        RuleBuilder {
-            methods: methods.into_iter().collect(),
-            cache: false,
-            ..Rule::get(pattern)
-        }
+        let mut b = Rule::get(pattern).methods(methods);
+        b.spec.cache = false;
+        b
     }
 }
 
 impl RuleBuilder {
     /// The rule's name in stats and metrics (default `ruleN`).
     pub fn name(mut self, name: &str) -> Self {
-        self.name = Some(name.to_string());
+        self.spec.name = Some(name.to_string());
+        self
+    }
+
+    /// The methods whose answers it caches (GET and HEAD by default).
+    pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.spec.methods = Some(names(methods));
         self
     }
 
     /// How long answers stay fresh (replacing the origin's freshness).
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = Some(ttl);
+        self.spec.ttl = Some(ttl);
         self
     }
 
     /// The origin's freshness, capped at `ttl`.
     pub fn ttl_cap(mut self, ttl: Duration) -> Self {
-        self.ttl = Some(ttl);
-        self.ttl_mode = TtlMode::Cap;
+        self.spec.ttl = Some(ttl);
+        self.spec.ttl_mode = TtlMode::Cap;
         self
     }
 
     /// What clients are told (replaces the upstream's `Cache-Control`).
     pub fn cache_control(mut self, value: &str) -> Self {
-        self.cache_control = Some(value.to_string());
+        self.spec.cache_control = Some(value.to_string());
         self
     }
 
     /// Keyed per user; a request without a user bypasses the cache.
     pub fn per_user(mut self) -> Self {
-        self.per_user = true;
+        self.spec.per_user = true;
         self
     }
 
     /// The same for every caller: stored even when requests carry credentials.
     pub fn shared(mut self) -> Self {
-        self.shared = true;
+        self.spec.shared = true;
+        self
+    }
+
+    /// Keyed by the request body (canonical JSON).
+    pub fn key_body(mut self) -> Self {
+        self.spec.key_body = true;
+        self
+    }
+
+    /// Keyed only by these fields of a JSON body (JSON pointers; implies `key_body`).
+    pub fn key_body_fields<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        fields: I,
+    ) -> Self {
+        self.spec.key_body_fields = Some(strings(fields));
+        self
+    }
+
+    /// Stores answers that set cookies (the stored copy never carries them).
+    pub fn allow_set_cookie(mut self) -> Self {
+        self.spec.allow_set_cookie = true;
+        self
+    }
+
+    /// Only these query parameters are part of the key.
+    pub fn key_query<I: IntoIterator<Item = S>, S: Into<String>>(mut self, params: I) -> Self {
+        self.spec.key_query = Some(strings(params));
+        self
+    }
+
+    /// A version mixed into the key: bump it to make old entries unreachable.
+    pub fn version(mut self, version: &str) -> Self {
+        self.spec.version = Some(version.to_string());
+        self
+    }
+
+    /// How long a stale entry is served while it is refreshed (RFC 5861).
+    pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
+        self.spec.stale_while_revalidate = Some(window);
+        self
+    }
+
+    /// How long a stale entry is served when the upstream fails (RFC 5861).
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.spec.stale_if_error = Some(window);
+        self
+    }
+
+    /// What one trip upstream costs, for the `saved` stats.
+    pub fn miss_cost(mut self, cost: f64) -> Self {
+        self.spec.miss_cost = Some(cost);
+        self
+    }
+
+    /// Below this hit ratio over a window, a warning and a gauge.
+    pub fn alert_hit_ratio(mut self, ratio: f64) -> Self {
+        self.spec.alert_hit_ratio = Some(ratio);
+        self
+    }
+
+    /// Related paths fetched in the background after a miss.
+    pub fn prefetch<I: IntoIterator<Item = S>, S: Into<String>>(mut self, paths: I) -> Self {
+        self.spec.prefetch = strings(paths);
+        self
+    }
+
+    /// The upstream its requests go to, by name.
+    pub fn upstream(mut self, name: &str) -> Self {
+        self.spec.upstream = Some(name.to_string());
+        self
+    }
+
+    /// The tiers its entries may live in (`memory`, `disk`, `redis`).
+    pub fn tiers<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tiers: I) -> Self {
+        self.spec.tiers = Some(strings(tiers));
+        self
+    }
+
+    /// Refill what a 2xx mutation drops.
+    pub fn rewarm_on_invalidate(mut self) -> Self {
+        self.spec.rewarm_on_invalidate = true;
+        self
+    }
+
+    /// Warm the `Location` of a 2xx `POST`.
+    pub fn warm_created(mut self) -> Self {
+        self.spec.warm_created = true;
         self
     }
 
     /// Tag templates (`{capture}` filled from the path) attached to stored entries.
     pub fn tags<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tags: I) -> Self {
-        self.tags = tags.into_iter().map(Into::into).collect();
+        self.spec.tags = strings(tags);
         self
     }
 
     /// Tag templates dropped after a 2xx answer to a request matching this rule.
     pub fn invalidates<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tags: I) -> Self {
-        self.invalidates = tags.into_iter().map(Into::into).collect();
+        self.spec.invalidates = strings(tags);
         self
     }
 
     /// Methods that, on a matching path, drop this rule's tags after a 2xx.
     pub fn invalidate_on(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
-        self.invalidate_on = methods.into_iter().collect();
+        self.spec.invalidate_on = names(methods);
         self
+    }
+
+    /// The rule, validated as a `[[rule]]` table would be, in `scope`.
+    pub fn validate(self, scope: &Scope<'_>) -> Result<Rule, RuleError> {
+        self.spec.validate(scope)
     }
 
     /// The rule, validated as a `[[rule]]` table would be; `index` is its place.
     pub fn build(self, index: usize) -> Result<Rule, String> {
-        let pattern = Pattern::parse(&self.path)?;
-        let names = pattern.capture_names();
-        let mut rule = Rule::new(
-            self.name
-                .as_deref()
-                .unwrap_or(&format!("rule{}", index + 1)),
-            &self.path,
-        )?;
-        if self.ttl.is_some_and(|t| t.is_zero()) {
-            return Err("ttl must be greater than zero".into());
-        }
-        if self.cache {
-            for m in &self.methods {
-                let ok = *m == Method::GET
-                    || *m == Method::HEAD
-                    || (*m == Method::POST && self.key_body);
-                if !ok {
-                    return Err(format!("{m} responses cannot be cached"));
-                }
-            }
-        }
-        if self.per_user && self.shared {
-            return Err("a rule cannot be both shared and per_user".into());
-        }
-        let templates = |list: &[String]| -> Result<Vec<Template>, String> {
-            list.iter().map(|t| Template::parse(t, &names)).collect()
+        let scope = Scope {
+            index,
+            ..Scope::default()
         };
-        rule.pattern = pattern;
-        rule.methods = MethodSet::from_methods(&self.methods);
-        rule.invalidate_on = MethodSet::from_methods(&self.invalidate_on);
-        rule.cache = self.cache;
-        rule.ttl = self.ttl;
-        rule.ttl_mode = self.ttl_mode;
-        rule.cache_control = match &self.cache_control {
-            Some(v) => Some(
-                HeaderValue::from_str(v)
-                    .map_err(|_| format!("{v:?} is not a valid header value"))?,
-            ),
-            None => None,
-        };
-        rule.per_user = self.per_user;
-        rule.shared = self.shared;
-        rule.key_body = self.key_body;
-        rule.tags = templates(&self.tags)?;
-        rule.invalidates = templates(&self.invalidates)?;
-        rule.index = index;
-        Ok(rule)
+        self.validate(&scope).map_err(|e| e.to_string())
     }
 }

@@ -23,6 +23,7 @@ mod builder;
 mod methods;
 mod pattern;
 mod rule;
+mod spec;
 mod template;
 
 pub use builder::RuleBuilder;
@@ -30,6 +31,7 @@ pub use methods::MethodSet;
 use pattern::Segment;
 pub use pattern::{Captures, Pattern, TemplateSegment};
 pub use rule::{Rule, TtlMode};
+pub use spec::{RuleError, RuleSpec, Scope};
 pub use template::Template;
 
 #[derive(Default)]
