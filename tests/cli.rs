@@ -211,3 +211,63 @@ fn the_loader_and_the_builder_refuse_a_rule_in_the_same_words() {
         assert_eq!(from_builder, format!("rule 1: {words}"), "{extra}");
     }
 }
+
+#[test]
+fn every_scalar_may_come_from_the_environment_typed_after_expansion() {
+    let text = "[proxy]\nupstream = \"http://127.0.0.1:9\"\n\n[store]\nredis_pool = \"${LARDER_TEST_POOL:-8}\"\n\n[cache]\ndry_run = \"${LARDER_TEST_DRY_RUN:-false}\"\nalert_min_requests = \"${LARDER_TEST_MIN}\"\n\n[[rule]]\npath = \"/a\"\nshared = \"${LARDER_TEST_SHARED:-true}\"\nmiss_cost = \"${LARDER_TEST_COST:-0.5}\"\n";
+    let path = common::write_config(text);
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_larder"));
+        cmd.args(["check", "--config", path.to_str().unwrap()]);
+        for v in [
+            "LARDER_TEST_POOL",
+            "LARDER_TEST_DRY_RUN",
+            "LARDER_TEST_MIN",
+            "LARDER_TEST_SHARED",
+            "LARDER_TEST_COST",
+        ] {
+            cmd.env_remove(v);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&[("LARDER_TEST_DRY_RUN", "true"), ("LARDER_TEST_MIN", "7")]);
+    assert_eq!(code, 0, "{err}");
+    // Typed, and marked as coming from the environment.
+    assert!(
+        out.contains("dry_run=true (env LARDER_TEST_DRY_RUN)"),
+        "{out}"
+    );
+    assert!(out.contains("redis_pool=8 (env LARDER_TEST_POOL)"), "{out}");
+    assert!(
+        out.contains("alert_min_requests=7 (env LARDER_TEST_MIN)"),
+        "{out}"
+    );
+    assert!(out.contains(" shared"), "{out}");
+    // A wrong type names the variable, the field and where it is.
+    let (code, _, err) = run(&[("LARDER_TEST_DRY_RUN", "yes"), ("LARDER_TEST_MIN", "7")]);
+    assert_eq!(code, 2);
+    let want = format!(
+        "{}:8:11: cache.dry_run: environment variable LARDER_TEST_DRY_RUN gives \"yes\", expected a boolean",
+        path.display()
+    );
+    assert!(err.starts_with(&want), "{err}\nwant {want}");
+    let (code, _, err) = run(&[("LARDER_TEST_MIN", "many")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cache.alert_min_requests: environment variable LARDER_TEST_MIN gives \"many\", expected an integer"), "{err}");
+    // A literal string where a boolean belongs is still a type error.
+    let bad = common::write_config("[cache]\ndry_run = \"no\"\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_larder"))
+        .args(["check", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("invalid type: string \"no\", expected a boolean"));
+}

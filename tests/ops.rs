@@ -135,8 +135,22 @@ async fn metrics_parse_and_count_what_happened() {
         metrics(&larder).await[r#"larder_requests_total{rule="video",outcome="hit"}"#],
         4.0
     );
-    // One access log line per request, the user never in clear.
-    let logs = larder.logs();
+    // One access log line per request, the user never in clear. (Lines are written off
+    // the request path: wait for the sixth.)
+    let started = Instant::now();
+    let logs = loop {
+        let logs = larder.logs();
+        if logs
+            .lines()
+            .filter(|l| l.contains("larder::access"))
+            .count()
+            >= 6
+            || started.elapsed() > Duration::from_secs(5)
+        {
+            break logs;
+        }
+        tokio::task::yield_now().await;
+    };
     let lines: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("larder::access"))

@@ -227,6 +227,9 @@ impl Config {
                 section = sec;
             }
             let _ = write!(out, " {key}={}", s.shown);
+            if !s.env.is_empty() {
+                let _ = write!(out, " (env {})", s.env.join(", "));
+            }
         }
         out.push('\n');
         let _ = writeln!(out, "rules ({}, first match wins):", self.rules.len());

@@ -196,41 +196,71 @@ fn expiry(
     (response_time + lifetime + stale_ms + grace).saturating_sub(initial_age)
 }
 
+/// The header block of a new entry (its `Vary` names, for a marker) and the flags it
+/// sets.
+fn head_block(new: &NewEntry<'_>) -> (BytesMut, u16) {
+    let mut flags = 0u16;
+    if new.freshness.no_cache {
+        flags |= flag::NO_CACHE;
+    }
+    if new.freshness.must_revalidate {
+        flags |= flag::MUST_REVALIDATE;
+    }
+    let mut head = BytesMut::with_capacity(256);
+    match new.vary {
+        Some(names) => {
+            flags |= flag::VARY;
+            for n in names {
+                head.put_slice(b"vary:");
+                head.put_slice(n.as_str().as_bytes());
+                head.put_u8(b'\n');
+            }
+        }
+        None => {
+            // Gzip clients are the common case: store the tag right for the bytes they get.
+            let compressed_here = matches!(
+                new.body,
+                StoredBody::Gzip {
+                    from_origin: false,
+                    ..
+                }
+            );
+            if write_head(&mut head, new.headers, compressed_here) {
+                flags |= flag::ETAG_WEAKENED;
+            }
+        }
+    }
+    (head, flags)
+}
+
+/// Appends the body; its decoded length and the flags its form sets.
+fn put_body(buf: &mut BytesMut, body: StoredBody<'_>) -> (usize, u16) {
+    match body {
+        StoredBody::Identity(b) => {
+            buf.put_slice(b);
+            (b.len(), 0)
+        }
+        StoredBody::Encoded(b) => {
+            buf.put_slice(b);
+            (b.len(), flag::OTHER_ENCODING)
+        }
+        StoredBody::Gzip {
+            data,
+            identity_len,
+            from_origin,
+        } => {
+            buf.put_slice(data);
+            let origin = if from_origin { flag::ORIGIN_GZIP } else { 0 };
+            (identity_len as usize, flag::GZIP | origin)
+        }
+    }
+}
+
 impl Entry {
     /// Encodes a new entry (compressing the body if asked).
     pub fn encode(new: &NewEntry<'_>) -> Entry {
-        let mut flags = 0u16;
         let f = &new.freshness;
-        if f.no_cache {
-            flags |= flag::NO_CACHE;
-        }
-        if f.must_revalidate {
-            flags |= flag::MUST_REVALIDATE;
-        }
-        let mut head = BytesMut::with_capacity(256);
-        match new.vary {
-            Some(names) => {
-                flags |= flag::VARY;
-                for n in names {
-                    head.put_slice(b"vary:");
-                    head.put_slice(n.as_str().as_bytes());
-                    head.put_u8(b'\n');
-                }
-            }
-            None => {
-                // Gzip clients are the common case: store the tag right for the bytes they get.
-                let compressed_here = matches!(
-                    new.body,
-                    StoredBody::Gzip {
-                        from_origin: false,
-                        ..
-                    }
-                );
-                if write_head(&mut head, new.headers, compressed_here) {
-                    flags |= flag::ETAG_WEAKENED;
-                }
-            }
-        }
+        let (head, mut flags) = head_block(new);
         let body_len = match new.body {
             StoredBody::Identity(b) | StoredBody::Encoded(b) => b.len(),
             StoredBody::Gzip { data, .. } => data.len(),
@@ -246,29 +276,8 @@ impl Entry {
         }
         buf.put_slice(new.url.as_bytes());
         buf.put_slice(&head);
-        let identity_len = match new.body {
-            StoredBody::Identity(b) => {
-                buf.put_slice(b);
-                b.len()
-            }
-            StoredBody::Encoded(b) => {
-                flags |= flag::OTHER_ENCODING;
-                buf.put_slice(b);
-                b.len()
-            }
-            StoredBody::Gzip {
-                data,
-                identity_len,
-                from_origin,
-            } => {
-                flags |= flag::GZIP;
-                if from_origin {
-                    flags |= flag::ORIGIN_GZIP;
-                }
-                buf.put_slice(data);
-                identity_len as usize
-            }
-        };
+        let (identity_len, body_flags) = put_body(&mut buf, new.body);
+        flags |= body_flags;
         let h = &mut buf[..FIXED];
         h[0] = MAGIC;
         h[1] = VERSION;

@@ -205,99 +205,110 @@ impl Parser<'_> {
     fn document(&mut self, nodes: &mut Vec<Node>) -> Result<usize, Fail> {
         let mut stack: Vec<Open> = Vec::new();
         loop {
-            // A value starts here.
-            let value = match self.peek().ok_or(Fail::NotJson)? {
-                open @ (b'[' | b'{') => {
+            // A value starts here: a scalar or an empty container is whole at once.
+            let Some(value) = self.value(nodes, &mut stack)? else {
+                continue;
+            };
+            if let Some(root) = self.hand_up(nodes, &mut stack, value)? {
+                return Ok(root);
+            }
+        }
+    }
+
+    /// Reads the value that starts here: `Some(node)` when it is whole, `None` when it
+    /// opened a container (pushed on `stack`, its first value next).
+    fn value(
+        &mut self,
+        nodes: &mut Vec<Node>,
+        stack: &mut Vec<Open>,
+    ) -> Result<Option<usize>, Fail> {
+        let node = match self.peek().ok_or(Fail::NotJson)? {
+            open @ (b'[' | b'{') => {
+                self.at += 1;
+                if stack.len() >= MAX_DEPTH {
+                    return Err(Fail::TooDeep);
+                }
+                let array = open == b'[';
+                if self.peek() == Some(if array { b']' } else { b'}' }) {
                     self.at += 1;
-                    if stack.len() >= MAX_DEPTH {
-                        return Err(Fail::TooDeep);
-                    }
-                    let close = if open == b'[' { b']' } else { b'}' };
-                    if self.peek() == Some(close) {
-                        self.at += 1;
-                        push(
-                            nodes,
-                            if open == b'[' {
-                                Node::Array(Vec::new())
-                            } else {
-                                Node::Object(Vec::new())
-                            },
-                        )
-                    } else {
-                        stack.push(if open == b'[' {
-                            Open::Array(Vec::new())
+                    return Ok(Some(push(
+                        nodes,
+                        if array {
+                            Node::Array(Vec::new())
                         } else {
-                            let key = self.string()?;
-                            self.expect(b':')?;
-                            Open::Object(Vec::new(), Some(key))
-                        });
-                        continue;
-                    }
+                            Node::Object(Vec::new())
+                        },
+                    )));
                 }
-                b'"' => {
-                    let s = self.string()?;
-                    push(nodes, Node::Str(s))
+                stack.push(if array {
+                    Open::Array(Vec::new())
+                } else {
+                    let key = self.string()?;
+                    self.expect(b':')?;
+                    Open::Object(Vec::new(), Some(key))
+                });
+                return Ok(None);
+            }
+            b'"' => Node::Str(self.string()?),
+            b'-' | b'0'..=b'9' => {
+                let (a, b) = self.number()?;
+                Node::Raw(a, b)
+            }
+            _ => {
+                let (a, b) = self.literal()?;
+                Node::Raw(a, b)
+            }
+        };
+        Ok(Some(push(nodes, node)))
+    }
+
+    /// Hands a whole value to its container, closing containers as they end: `Some(root)`
+    /// once the document is whole, `None` when the next value is due.
+    fn hand_up(
+        &mut self,
+        nodes: &mut Vec<Node>,
+        stack: &mut Vec<Open>,
+        mut value: usize,
+    ) -> Result<Option<usize>, Fail> {
+        loop {
+            let Some(top) = stack.last_mut() else {
+                self.skip_ws();
+                return if self.at == self.input.len() {
+                    Ok(Some(value))
+                } else {
+                    Err(Fail::NotJson)
+                };
+            };
+            let closes = match top {
+                Open::Array(items) => {
+                    items.push(value);
+                    b']'
                 }
-                b'-' | b'0'..=b'9' => {
-                    let (a, b) = self.number()?;
-                    push(nodes, Node::Raw(a, b))
-                }
-                _ => {
-                    let (a, b) = self.literal()?;
-                    push(nodes, Node::Raw(a, b))
+                Open::Object(members, key) => {
+                    let k = key.take().ok_or(Fail::NotJson)?;
+                    members.push((k, value));
+                    b'}'
                 }
             };
-            // Hand the value to its container, closing containers as they end.
-            let mut value = value;
-            loop {
-                let Some(top) = stack.last_mut() else {
-                    self.skip_ws();
-                    return if self.at == self.input.len() {
-                        Ok(value)
-                    } else {
-                        Err(Fail::NotJson)
-                    };
-                };
-                match top {
-                    Open::Array(items) => {
-                        items.push(value);
-                        match self.peek() {
-                            Some(b',') => {
-                                self.at += 1;
-                                break;
-                            }
-                            Some(b']') => {
-                                self.at += 1;
-                                let Some(Open::Array(items)) = stack.pop() else {
-                                    unreachable!("the top of the stack is an array")
-                                };
-                                value = push(nodes, Node::Array(items));
-                            }
-                            _ => return Err(Fail::NotJson),
-                        }
+            match self.peek() {
+                Some(b',') => {
+                    self.at += 1;
+                    if let Open::Object(_, key) = top {
+                        let k = self.string()?;
+                        self.expect(b':')?;
+                        *key = Some(k);
                     }
-                    Open::Object(members, key) => {
-                        let k = key.take().ok_or(Fail::NotJson)?;
-                        members.push((k, value));
-                        match self.peek() {
-                            Some(b',') => {
-                                self.at += 1;
-                                let k = self.string()?;
-                                self.expect(b':')?;
-                                *key = Some(k);
-                                break;
-                            }
-                            Some(b'}') => {
-                                self.at += 1;
-                                let Some(Open::Object(members, _)) = stack.pop() else {
-                                    unreachable!("the top of the stack is an object")
-                                };
-                                value = push(nodes, Node::Object(members));
-                            }
-                            _ => return Err(Fail::NotJson),
-                        }
-                    }
+                    return Ok(None);
                 }
+                Some(c) if c == closes => {
+                    self.at += 1;
+                    value = match stack.pop() {
+                        Some(Open::Array(items)) => push(nodes, Node::Array(items)),
+                        Some(Open::Object(members, _)) => push(nodes, Node::Object(members)),
+                        None => return Err(Fail::NotJson),
+                    };
+                }
+                _ => return Err(Fail::NotJson),
             }
         }
     }

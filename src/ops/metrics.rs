@@ -11,6 +11,7 @@
 
 use std::fmt::Write;
 
+use super::report::StatsReport;
 use crate::cache::Cache;
 use crate::stats::{HistogramSnapshot, BUCKETS_US};
 
@@ -70,7 +71,7 @@ fn render_histograms(cache: &Cache, out: &mut String) {
 
 /// Per rule: answers not stored by reason, dry-run outcomes, failed trips upstream (labels
 /// stay bounded: rule names and fixed sets of reasons and outcomes).
-fn render_rule_outcomes(stats: &super::report::StatsReport, out: &mut String) {
+fn render_rule_outcomes(stats: &StatsReport, out: &mut String) {
     let _ = writeln!(out, "# HELP larder_not_stored_total Answers that went upstream and were not stored, by rule and reason.\n# TYPE larder_not_stored_total counter");
     for (rule, s) in &stats.per_rule {
         for (reason, n) in s.not_stored.iter() {
@@ -108,7 +109,7 @@ fn render_rule_outcomes(stats: &super::report::StatsReport, out: &mut String) {
     );
 }
 
-fn render_savings(cache: &Cache, stats: &super::report::StatsReport, out: &mut String) {
+fn render_savings(cache: &Cache, stats: &StatsReport, out: &mut String) {
     type Series = (
         &'static str,
         &'static str,
@@ -179,6 +180,14 @@ pub fn render(cache: &Cache) -> String {
     render_savings(cache, &stats, &mut out);
     render_upstream_errors(cache, &mut out);
     render_rule_outcomes(&stats, &mut out);
+    render_requests(&stats, &mut out);
+    render_store(&stats, &mut out);
+    render_lower_tiers(&stats, &mut out);
+    out
+}
+
+/// Requests by rule and outcome, stored answers by rule, hits by tier.
+fn render_requests(stats: &StatsReport, out: &mut String) {
     let _ = writeln!(
         out,
         "# HELP larder_requests_total Requests by rule and outcome."
@@ -222,6 +231,10 @@ pub fn render(cache: &Cache) -> String {
     for (tier, n) in tiers {
         let _ = writeln!(out, "larder_hits_total{{tier=\"{tier}\"}} {n}");
     }
+}
+
+/// The memory store's size and churn.
+fn render_store(stats: &StatsReport, out: &mut String) {
     let series = [
         (
             "larder_store_entries",
@@ -254,7 +267,11 @@ pub fn render(cache: &Cache) -> String {
             stats.invalidated,
         ),
     ];
-    write_series(&mut out, &series);
+    write_series(out, &series);
+}
+
+/// Each tier below memory: up, errors, breaker, and the disk tier's figures.
+fn render_lower_tiers(stats: &StatsReport, out: &mut String) {
     for (tier, r) in &stats.lower {
         let up = u64::from(r.is_up());
         let _ = writeln!(out, "# HELP larder_{tier}_up Whether the {tier} tier answers (1) or the cache runs without it (0).\n# TYPE larder_{tier}_up gauge\nlarder_{tier}_up {up}");
@@ -269,16 +286,15 @@ pub fn render(cache: &Cache) -> String {
             );
         }
         if let Some(d) = &r.disk {
-            disk_series(&mut out, d);
+            disk_series(out, d);
         }
     }
-    out
 }
 
 /// One sample per rule of a series (name, type).
 fn per_rule(
     out: &mut String,
-    stats: &super::report::StatsReport,
+    stats: &StatsReport,
     (name, kind): (&str, &str),
     help: &str,
     value: impl Fn(&crate::stats::CountersSnapshot) -> f64,

@@ -187,17 +187,8 @@ impl Admin {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
         let method = req.method().clone();
-        match (method.clone(), path.as_str()) {
-            (Method::GET, "/health") => return json_response(StatusCode::OK, self.health()),
-            (Method::GET, "/metrics") => return self.metrics(),
-            _ => {}
-        }
-        if !path.starts_with("/admin/") {
-            return error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}"));
-        }
-        if method == Method::GET && path == "/admin/" {
-            // The page holds no data: it asks for the token and sends it with every call.
-            return dashboard();
+        if let Some(open) = self.open(&method, &path) {
+            return open;
         }
         if let Err(resp) = self.authorize(&req) {
             return *resp;
@@ -211,7 +202,34 @@ impl Admin {
                 )
             }
         };
-        match (method, path.as_str()) {
+        self.route(method, &path, &query, &body).await
+    }
+
+    /// What is answered without a token: `/health`, `/metrics`, the dashboard page (it
+    /// holds no data: it asks for the token and sends it with every call), and 404 outside
+    /// `/admin/`.
+    fn open(&self, method: &Method, path: &str) -> Option<Response<Full<Bytes>>> {
+        match (method.clone(), path) {
+            (Method::GET, "/health") => Some(json_response(StatusCode::OK, self.health())),
+            (Method::GET, "/metrics") => Some(self.metrics()),
+            (Method::GET, "/admin/") => Some(dashboard()),
+            _ if !path.starts_with("/admin/") => Some(error(
+                StatusCode::NOT_FOUND,
+                format!("no such endpoint: {path}"),
+            )),
+            _ => None,
+        }
+    }
+
+    /// An authorized request to the admin API.
+    async fn route(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: &[u8],
+    ) -> Response<Full<Bytes>> {
+        match (method, path) {
             (Method::GET, "/admin/stats") => json_response(StatusCode::OK, self.stats_json()),
             (Method::POST, "/admin/stats/reset") => {
                 self.cache.reset_stats();
@@ -219,31 +237,9 @@ impl Admin {
                 *r.status_mut() = StatusCode::NO_CONTENT;
                 r
             }
-            (Method::POST, "/admin/invalidate") => self.invalidate(&body).await,
-            (Method::GET, "/admin/top") => {
-                let n = req_query_n(&query).unwrap_or(20).min(1000);
-                let keys: Vec<_> = self
-                    .cache
-                    .top_entries(n)
-                    .into_iter()
-                    .map(|(url, hits, bytes)| {
-                        // Paths only: a query could carry something private.
-                        let path = url.split('?').next().unwrap_or("").to_string();
-                        json!({ "path": path, "hits": hits, "bytes": bytes })
-                    })
-                    .collect();
-                let hot: Vec<_> = self
-                    .cache
-                    .hot(n)
-                    .into_iter()
-                    .map(|h| {
-                        let path = h.url.split('?').next().unwrap_or("").to_string();
-                        json!({ "path": path, "rule": h.rule, "score": h.score })
-                    })
-                    .collect();
-                json_response(StatusCode::OK, json!({ "keys": keys, "hot": hot }))
-            }
-            (Method::POST, "/admin/warm") => self.warm(&body).await,
+            (Method::POST, "/admin/invalidate") => self.invalidate(body).await,
+            (Method::GET, "/admin/top") => self.top(query),
+            (Method::POST, "/admin/warm") => self.warm(body).await,
             (Method::POST, "/admin/reload") => {
                 match self.cache.reload_file_checked(super::servable) {
                     Ok(restart) => json_response(
@@ -253,29 +249,55 @@ impl Admin {
                     Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
                 }
             }
-            (Method::POST, "/admin/purge") => match serde_json::from_slice::<PurgeRequest>(&body) {
-                Ok(p) if p.confirm == "PURGE_ALL" => {
-                    // What was hot before the purge is fetched again right after it.
-                    self.cache.sample_hot();
-                    let purged = self.cache.purge().await;
-                    let cache = self.cache.clone();
-                    let warming = tokio::spawn(async move { cache.warm_top().await });
-                    // Answered once the hottest entries are back (or after a few seconds,
-                    // while they finish in the background).
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), warming).await;
-                    json_response(StatusCode::OK, json!({ "purged": purged }))
-                }
-                _ => error(
-                    StatusCode::BAD_REQUEST,
-                    "send {\"confirm\":\"PURGE_ALL\"} to purge everything",
-                ),
-            },
+            (Method::POST, "/admin/purge") => self.purge(body).await,
             (
                 _,
                 "/admin/stats" | "/admin/stats/reset" | "/admin/invalidate" | "/admin/purge"
                 | "/admin/top" | "/admin/warm" | "/admin/reload",
             ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+        }
+    }
+
+    /// `/admin/top`: the most hit entries and the hot list (paths only: a query could
+    /// carry something private).
+    fn top(&self, query: &str) -> Response<Full<Bytes>> {
+        let n = req_query_n(query).unwrap_or(20).min(1000);
+        let path_of = |url: &str| url.split('?').next().unwrap_or("").to_string();
+        let keys: Vec<_> = self
+            .cache
+            .top_entries(n)
+            .into_iter()
+            .map(
+                |(url, hits, bytes)| json!({ "path": path_of(&url), "hits": hits, "bytes": bytes }),
+            )
+            .collect();
+        let hot: Vec<_> = self
+            .cache
+            .hot(n)
+            .into_iter()
+            .map(|h| json!({ "path": path_of(&h.url), "rule": h.rule, "score": h.score }))
+            .collect();
+        json_response(StatusCode::OK, json!({ "keys": keys, "hot": hot }))
+    }
+
+    /// `/admin/purge`: everything, with the confirmation; answered once the hottest
+    /// entries are back (or after a few seconds, while they finish in the background).
+    async fn purge(&self, body: &[u8]) -> Response<Full<Bytes>> {
+        match serde_json::from_slice::<PurgeRequest>(body) {
+            Ok(p) if p.confirm == "PURGE_ALL" => {
+                // What was hot before the purge is fetched again right after it.
+                self.cache.sample_hot();
+                let purged = self.cache.purge().await;
+                let cache = self.cache.clone();
+                let warming = tokio::spawn(async move { cache.warm_top().await });
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), warming).await;
+                json_response(StatusCode::OK, json!({ "purged": purged }))
+            }
+            _ => error(
+                StatusCode::BAD_REQUEST,
+                "send {\"confirm\":\"PURGE_ALL\"} to purge everything",
+            ),
         }
     }
 

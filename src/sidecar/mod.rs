@@ -105,6 +105,36 @@ pub fn servable(config: &Config) -> Result<(), crate::Error> {
     Ok(())
 }
 
+/// Gives each tier below memory a moment to answer (serving starts at once if one is
+/// away: from memory or the upstream). The tier's URL is not logged: it may hold a
+/// password.
+async fn wait_for_tiers(cache: &Cache, limit: std::time::Duration) {
+    for tier in cache.tiers().lower() {
+        if !tier.wait_ready(limit).await {
+            tracing::warn!(
+                tier = tier.section(),
+                "a tier is not answering yet: serving without it until it does"
+            );
+        }
+    }
+}
+
+/// `name=url` of every upstream, passwords masked (for the log).
+fn upstream_names(config: &Config) -> String {
+    let names: Vec<String> = config
+        .upstreams
+        .iter()
+        .map(|u| {
+            format!(
+                "{}={}",
+                u.name,
+                crate::config::mask_password(&u.url.to_string())
+            )
+        })
+        .collect();
+    names.join(",")
+}
+
 /// Binds both listeners and starts serving `config`.
 pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
     servable(&config)?;
@@ -115,16 +145,7 @@ pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
     }
     let cache = Cache::new(config.clone())?;
     let upstreams = Upstreams::new(&config.upstreams, cache.counters().upstream_errors.clone())?;
-    for tier in cache.tiers().lower() {
-        // Serve at once if a tier is away (from memory or the upstream), but give it a
-        // moment. (Its URL is not logged: it may hold a password.)
-        if !tier.wait_ready(config.store.redis_connect_timeout).await {
-            tracing::warn!(
-                tier = tier.section(),
-                "a tier is not answering yet: serving without it until it does"
-            );
-        }
-    }
+    wait_for_tiers(&cache, config.store.redis_connect_timeout).await;
     let admin = Arc::new(Admin::new(cache.clone(), &config));
     let proxy_listener = bind(config.proxy.listen, "proxy.listen").await?;
     let admin_listener = bind(config.admin.listen, "admin.listen").await?;
@@ -173,18 +194,8 @@ pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
             })
         },
     ));
-    let names: Vec<String> = config
-        .upstreams
-        .iter()
-        .map(|u| {
-            format!(
-                "{}={}",
-                u.name,
-                crate::config::mask_password(&u.url.to_string())
-            )
-        })
-        .collect();
-    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, upstreams = %names.join(","), "larder listening");
+    let names = upstream_names(&config);
+    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, upstreams = %names, "larder listening");
     Ok(Running {
         proxy_addr,
         admin_addr,

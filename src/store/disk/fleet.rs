@@ -7,10 +7,11 @@
 //! lost it) starts the tier empty.
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 use super::index::Scope;
 use super::journal::Line;
-use super::DiskTier;
+use super::{DiskTier, Inner};
 use crate::store::Invalidation;
 
 /// The fleet's invalidation log beyond a disk tier's watermark.
@@ -76,57 +77,66 @@ impl DiskTier {
                 return false;
             }
         }
-        let name = inner.fleet.clone().unwrap_or_default();
-        let lines = {
-            let mut st = inner.state.lock();
-            let after = if lost { 0 } else { mark };
-            let mut scoped = Vec::new();
-            for (epoch, what) in log.items.into_iter().filter(|(e, _)| *e > after) {
-                let seq = st.take_seq();
-                st.log.record(what.clone());
-                st.drop_pending(&what);
-                scoped.push((seq, epoch, what));
-            }
-            // One pass over the directory for the whole log.
-            st.index.replay(scoped.iter().map(|(seq, epoch, w)| {
-                (
-                    Scope::FleetBefore {
-                        seq: *seq,
-                        epoch: *epoch,
-                    },
-                    w,
-                )
-            }));
-            let mut lines: Vec<(u64, Line)> = scoped
-                .into_iter()
-                .map(|(seq, epoch, what)| (seq, Line::Fleet(epoch, what)))
-                .collect();
-            let mark = format!("{name}@{}", log.generation);
-            lines.push((st.take_seq(), Line::Watermark(log.current, mark)));
-            lines
-        };
-        let me = inner.clone();
-        let written = tokio::spawn(async move {
-            let worker = me.clone();
-            match tokio::task::spawn_blocking(move || worker.journal.lock().append(lines)).await {
-                Ok(Ok(())) => true,
-                Ok(Err(e)) => {
-                    me.fail("journal", e);
-                    false
-                }
-                Err(_) => false,
-            }
-        })
-        .await;
-        if !matches!(written, Ok(true)) {
+        let (current, generation) = (log.current, log.generation.clone());
+        let lines = applied_lines(inner, log, if lost { 0 } else { mark });
+        if !write_journal(inner, lines).await {
             return false;
         }
         let mut st = inner.state.lock();
-        st.watermark = log.current;
-        st.generation = Some(log.generation);
+        st.watermark = current;
+        st.generation = Some(generation);
         st.marked = true;
         drop(st);
         inner.ready.send_replace(true);
         true
     }
+}
+
+/// Applies the log's invalidations after epoch `after` to the directory (one pass for the
+/// whole log) and returns the journal lines that record them, with the new watermark.
+fn applied_lines(inner: &Inner, log: FleetLog, after: u64) -> Vec<(u64, Line)> {
+    let name = inner.fleet.clone().unwrap_or_default();
+    let mut st = inner.state.lock();
+    let mut scoped = Vec::new();
+    for (epoch, what) in log.items.into_iter().filter(|(e, _)| *e > after) {
+        let seq = st.take_seq();
+        st.log.record(what.clone());
+        st.drop_pending(&what);
+        scoped.push((seq, epoch, what));
+    }
+    st.index.replay(scoped.iter().map(|(seq, epoch, w)| {
+        (
+            Scope::FleetBefore {
+                seq: *seq,
+                epoch: *epoch,
+            },
+            w,
+        )
+    }));
+    let mut lines: Vec<(u64, Line)> = scoped
+        .into_iter()
+        .map(|(seq, epoch, what)| (seq, Line::Fleet(epoch, what)))
+        .collect();
+    let mark = format!("{name}@{}", log.generation);
+    lines.push((st.take_seq(), Line::Watermark(log.current, mark)));
+    lines
+}
+
+/// Appends `lines` to the journal in a task of its own (a caller that goes away does not
+/// cut it short); a failure disables the tier. Whether they are durable.
+async fn write_journal(inner: &Arc<Inner>, lines: Vec<(u64, Line)>) -> bool {
+    let me = inner.clone();
+    let written = tokio::spawn(async move {
+        let worker = me.clone();
+        match tokio::task::spawn_blocking(move || worker.journal.lock().append(lines)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                me.fail("journal", e);
+                false
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+    matches!(written, Ok(true))
 }

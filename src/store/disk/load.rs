@@ -42,52 +42,14 @@ impl Loaded {
             mut journal,
             damaged,
         } = Journal::open(dir)?;
-        let mut index = Index::default();
-        let mut segs = VecDeque::new();
-        let mut max_seq = 0;
-        let mut corrupt = u64::from(damaged);
         let ids = within_bound(dir, segments::list(dir)?, max)?;
-        for (i, &id) in ids.iter().enumerate() {
-            let mut seg = segments::open(dir, id)?;
-            let mut min_seq = u64::MAX;
-            let good = segments::scan(&seg, |f| {
-                if f.seq > MAX_SEQ {
-                    corrupt += 1;
-                    return;
-                }
-                min_seq = min_seq.min(f.seq);
-                max_seq = max_seq.max(f.seq);
-                index.insert(
-                    CacheKey(f.key),
-                    Slot {
-                        seg: id,
-                        offset: f.offset,
-                        total: f.total,
-                        seq: f.seq,
-                        fleet: f.fleet,
-                        expires_at: f.meta.expires_at,
-                        tags: f.meta.tags.into(),
-                        url: f.meta.url.into(),
-                    },
-                );
-            })?;
-            seg.min_seq = min_seq;
-            if good < seg.len {
-                if i + 1 == ids.len() {
-                    // The tail a crash cut off mid-append: never acknowledged.
-                    seg.file.set_len(good)?;
-                    seg.len = good;
-                } else {
-                    corrupt += 1;
-                    tracing::warn!(
-                        segment = id,
-                        at = good,
-                        "a damaged segment: the records after the damage are dropped"
-                    );
-                }
-            }
-            segs.push_back(seg);
-        }
+        let Scanned {
+            mut index,
+            mut segs,
+            max_seq,
+            corrupt: damaged_records,
+        } = scan_segments(dir, &ids)?;
+        let mut corrupt = u64::from(damaged) + damaged_records;
         let journal_seq = journal.lines().iter().map(|(s, _)| *s).max().unwrap_or(0);
         // Both are at most MAX_SEQ (larger ones are damage), so this cannot wrap.
         let mut next_seq = max_seq.max(journal_seq).saturating_add(1);
@@ -142,6 +104,69 @@ impl Loaded {
             corrupt,
         })
     }
+}
+
+/// What the segments hold.
+struct Scanned {
+    index: Index,
+    segs: VecDeque<Segment>,
+    /// The highest sequence number of a sound record.
+    max_seq: u64,
+    /// Damaged records and segments.
+    corrupt: u64,
+}
+
+/// Reads the segments `ids` (oldest first) into a directory: a torn tail of the last one
+/// is cut off, damage elsewhere drops what follows it in that segment.
+fn scan_segments(dir: &Path, ids: &[u32]) -> io::Result<Scanned> {
+    let mut out = Scanned {
+        index: Index::default(),
+        segs: VecDeque::new(),
+        max_seq: 0,
+        corrupt: 0,
+    };
+    for (i, &id) in ids.iter().enumerate() {
+        let mut seg = segments::open(dir, id)?;
+        let mut min_seq = u64::MAX;
+        let good = segments::scan(&seg, |f| {
+            if f.seq > MAX_SEQ {
+                out.corrupt += 1;
+                return;
+            }
+            min_seq = min_seq.min(f.seq);
+            out.max_seq = out.max_seq.max(f.seq);
+            out.index.insert(
+                CacheKey(f.key),
+                Slot {
+                    seg: id,
+                    offset: f.offset,
+                    total: f.total,
+                    seq: f.seq,
+                    fleet: f.fleet,
+                    expires_at: f.meta.expires_at,
+                    tags: f.meta.tags.into(),
+                    url: f.meta.url.into(),
+                },
+            );
+        })?;
+        seg.min_seq = min_seq;
+        if good < seg.len {
+            if i + 1 == ids.len() {
+                // The tail a crash cut off mid-append: never acknowledged.
+                seg.file.set_len(good)?;
+                seg.len = good;
+            } else {
+                out.corrupt += 1;
+                tracing::warn!(
+                    segment = id,
+                    at = good,
+                    "a damaged segment: the records after the damage are dropped"
+                );
+            }
+        }
+        out.segs.push_back(seg);
+    }
+    Ok(out)
 }
 
 /// What a journal line drops: entries written before it (and, for a fleet invalidation,

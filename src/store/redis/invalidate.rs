@@ -2,6 +2,7 @@
 //! names, told to every instance, and queued while Redis is away to be replayed after.
 
 use bytes::Bytes;
+use fred::clients::Client;
 use fred::interfaces::{
     ClientLike, KeysInterface, LuaInterface, PubsubInterface, SortedSetsInterface,
 };
@@ -57,7 +58,21 @@ impl RedisTier {
                     .eval(INVALIDATE_SCRIPT, keys, members),
             )
             .await?;
-        let entry_keys: Vec<String> = match what {
+        let entry_keys = self.covered(what, client).await?;
+        if soft {
+            return self.soften(&entry_keys, client).await;
+        }
+        self.delete(&entry_keys).await
+    }
+
+    /// The keys of the entries `what` covers (a tag's members, read and dropped; a prefix
+    /// or everything by scanning).
+    async fn covered(
+        &self,
+        what: &Invalidation,
+        client: &Client,
+    ) -> Result<Vec<String>, Unavailable> {
+        Ok(match what {
             Invalidation::Tags(tags) => {
                 let mut out = Vec::new();
                 for &t in tags {
@@ -104,32 +119,33 @@ impl RedisTier {
                     }
                 }
             }
-        };
-        if soft {
-            let mut n = 0;
-            let now = now_ms();
-            for k in &entry_keys {
-                let Some(e) = self.get_raw(k).await? else {
-                    continue;
-                };
-                if !e.is_fresh(now) || e.is_vary_marker() {
-                    continue;
-                }
-                let stale = e.expired_copy(now);
-                let with = client.with_options(&self.options);
-                let set = with.set::<(), _, _>(
-                    k.as_str(),
-                    stale.bytes().clone(),
-                    Some(Expiration::KEEPTTL),
-                    Some(SetOptions::XX),
-                    false,
-                );
-                self.call("soften", set).await?;
-                n += 1;
+        })
+    }
+
+    /// Marks the fresh entries of `keys` stale (their ttl kept); how many it marked.
+    async fn soften(&self, keys: &[String], client: &Client) -> Result<u64, Unavailable> {
+        let mut n = 0;
+        let now = now_ms();
+        for k in keys {
+            let Some(e) = self.get_raw(k).await? else {
+                continue;
+            };
+            if !e.is_fresh(now) || e.is_vary_marker() {
+                continue;
             }
-            return Ok(n);
+            let stale = e.expired_copy(now);
+            let with = client.with_options(&self.options);
+            let set = with.set::<(), _, _>(
+                k.as_str(),
+                stale.bytes().clone(),
+                Some(Expiration::KEEPTTL),
+                Some(SetOptions::XX),
+                false,
+            );
+            self.call("soften", set).await?;
+            n += 1;
         }
-        self.delete(&entry_keys).await
+        Ok(n)
     }
 
     /// The invalidation log after epoch `since`, for a disk tier catching up; `None` when

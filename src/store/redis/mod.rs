@@ -22,20 +22,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fred::clients::{Pool, SubscriberClient};
-use fred::interfaces::{
-    ClientLike, EventInterface, KeysInterface, LuaInterface, PubsubInterface, SortedSetsInterface,
-};
+use fred::interfaces::{ClientLike, KeysInterface, LuaInterface, SortedSetsInterface};
 use fred::types::config::{Config as FredConfig, Options, ReconnectPolicy, TcpConfig};
 use fred::types::{Builder, Expiration, ExpireOptions, Value};
 
 use parking_lot::Mutex;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
 pub mod breaker;
 mod events;
 mod invalidate;
 mod lease;
+mod listen;
 mod scripts;
 mod tier;
 
@@ -171,88 +169,11 @@ impl RedisTier {
         drop(self.pool.connect());
         drop(self.subscriber.connect());
         drop(self.subscriber.manage_subscriptions());
-        let channel = self.channel();
-        let sub = self.subscriber.clone();
-        let subscribed = self.subscribed.clone();
-        tokio::spawn(async move {
-            // Subscribing fails while Redis is away; manage_subscriptions resubscribes on
-            // every reconnect once this has gone through.
-            loop {
-                if sub.subscribe(channel.clone()).await.is_ok() {
-                    subscribed.send_replace(true);
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        });
+        self.subscribe();
         let on_resubscribe = Arc::new(on_resubscribe);
-        let mut reconnects = self.subscriber.reconnect_rx();
-        let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let cleared = on_resubscribe.clone();
-        tokio::spawn(async move {
-            loop {
-                match reconnects.recv().await {
-                    Ok(_) | Err(RecvError::Lagged(_)) => {
-                        if !first.swap(false, Relaxed) {
-                            tracing::info!("redis subscription back: clearing L1");
-                        }
-                        cleared();
-                    }
-                    Err(RecvError::Closed) => return,
-                }
-            }
-        });
-        // A breaker that opened is probed (so it closes, and `/health` recovers, without
-        // waiting for traffic), and invalidations that could not reach Redis are replayed
-        // once it answers again.
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
-            loop {
-                tick.tick().await;
-                let Some(tier) = weak.upgrade() else { return };
-                let queued = !tier.pending.lock().is_empty() || tier.pending_overflow.load(Relaxed);
-                let state = tier.breaker.state(now_ms());
-                if (queued || state == State::HalfOpen) && state != State::Open {
-                    // The probe: a PING through the breaker.
-                    let client = tier.pool.next().with_options(&tier.options);
-                    if tier.call("ping", client.ping::<()>(None)).await.is_ok() && queued {
-                        tier.replay().await;
-                    }
-                }
-            }
-        });
-        let mut messages = self.subscriber.message_rx();
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                let message = match messages.recv().await {
-                    Ok(m) => m,
-                    // Events were dropped unseen: any of them may have been an invalidation.
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(
-                            missed = n,
-                            "redis events overran this instance: clearing L1"
-                        );
-                        on_resubscribe();
-                        continue;
-                    }
-                    Err(RecvError::Closed) => return,
-                };
-                let Some(tier) = weak.upgrade() else { return };
-                let Some(text) = message.value.as_str() else {
-                    continue;
-                };
-                let Some((from, event)) = Event::decode(&text) else {
-                    continue;
-                };
-                if let Event::Filled(key) = &event {
-                    tier.wake(key);
-                } else if from != tier.instance {
-                    on_event(event);
-                }
-            }
-        });
+        self.clear_on_reconnect(on_resubscribe.clone());
+        self.probe();
+        self.follow_events(on_event, on_resubscribe);
     }
 
     fn channel(&self) -> String {
