@@ -14,7 +14,7 @@ use larder::entry::{Entry, NewEntry, StoredBody};
 use larder::key::CacheKey;
 use larder::policy::{now_ms, Freshness};
 use larder::store::disk::{DiskSettings, DiskTier, WriteMode};
-use larder::store::LowerTier;
+use larder::store::{LowerTier, Write};
 
 const VAL: usize = 16 * 1024;
 
@@ -142,7 +142,16 @@ async fn run(n: u64, dir: &std::path::Path) {
             .collect();
         built += t.elapsed();
         for (i, e) in &entries {
-            assert!(tier.put(&key(*i), e, 0, None).await);
+            let k = key(*i);
+            assert!(
+                tier.put(Write {
+                    key: &k,
+                    entry: e,
+                    epoch: 0,
+                    fleet: None
+                })
+                .await
+            );
         }
         tier.flush().await;
     }
@@ -161,7 +170,16 @@ async fn run(n: u64, dir: &std::path::Path) {
     for i in n..n + 200 {
         let e = entry(i, 0);
         let t = Instant::now();
-        assert!(tier.put(&key(i), &e, 0, None).await);
+        let k = key(i);
+        assert!(
+            tier.put(Write {
+                key: &k,
+                entry: &e,
+                epoch: 0,
+                fleet: None
+            })
+            .await
+        );
         single.push(t.elapsed().as_secs_f64() * 1e6);
     }
     println!(
@@ -220,7 +238,16 @@ async fn run(n: u64, dir: &std::path::Path) {
     // e) Churn: every second key overwritten, durable at the end.
     let t = Instant::now();
     for i in (0..n).step_by(2) {
-        assert!(tier.put(&key(i), &entry(i, 1), 0, None).await);
+        let (k, e) = (key(i), entry(i, 1));
+        assert!(
+            tier.put(Write {
+                key: &k,
+                entry: &e,
+                epoch: 0,
+                fleet: None
+            })
+            .await
+        );
         if i % 2000 == 0 {
             tier.flush().await;
         }

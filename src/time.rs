@@ -4,8 +4,9 @@
 //! refresh-ahead, budgets — asks [`now_ms`].
 //!
 //! The clock is real, plus an offset that only moves when the process runs with a manual
-//! clock (`LARDER_MANUAL_CLOCK=1`: tests advance it through `POST /admin/clock` instead of
-//! sleeping). The offset is process-wide.
+//! clock (`LARDER_MANUAL_CLOCK=1`, or `=N` to start N ms ahead, as a process started that
+//! much later would: tests advance it through `POST /admin/clock` instead of sleeping).
+//! The offset is process-wide.
 //!
 //! ```
 //! let before = larder::time::now_ms();
@@ -32,12 +33,18 @@ pub fn now_ms() -> u64 {
     real + OFFSET_MS.load(Relaxed)
 }
 
-/// Makes the clock manual when `LARDER_MANUAL_CLOCK` is `1` or `true`; returns whether it
-/// is.
+/// Makes the clock manual when `LARDER_MANUAL_CLOCK` is `true` or a number of
+/// milliseconds to start ahead by (`1`: a millisecond, as good as none); returns whether
+/// it is.
 pub fn manual_from_env() -> bool {
-    let on = std::env::var(MANUAL_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-    if on {
+    let ahead = match std::env::var(MANUAL_ENV) {
+        Ok(v) if v.eq_ignore_ascii_case("true") => Some(0),
+        Ok(v) => v.trim().parse::<u64>().ok(),
+        Err(_) => None,
+    };
+    if let Some(ms) = ahead {
         MANUAL.store(true, Relaxed);
+        OFFSET_MS.store(ms, Relaxed);
     }
     MANUAL.load(Relaxed)
 }

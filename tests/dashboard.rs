@@ -6,7 +6,6 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 use http::Method;
@@ -126,7 +125,6 @@ async fn dashboard_signs_in_and_shows_live_numbers() {
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    tokio::time::sleep(Duration::from_millis(100)).await;
     tokio::task::spawn_blocking({
         let shot = shot.clone();
         move || {

@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use http::Method;
@@ -131,15 +131,11 @@ async fn stats(larder: &Larder) -> serde_json::Value {
 
 /// Polls `/admin/stats` until `cond` holds (bounded).
 async fn stats_until(larder: &Larder, what: &str, cond: impl Fn(&serde_json::Value) -> bool) {
-    let started = Instant::now();
-    loop {
-        let v = stats(larder).await;
-        if cond(&v) {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{what}: {v}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let held = eventually(Duration::from_secs(10), || async {
+        cond(&stats(larder).await)
+    })
+    .await;
+    assert!(held, "{what}: {}", stats(larder).await);
 }
 
 async fn metric(larder: &Larder, name: &str) -> f64 {
@@ -288,26 +284,25 @@ async fn expiry_and_age_carry_on_across_a_restart() {
     let config = disk_config(origin.addr, &dir, "through", "");
     let mut larder = Larder::start(&config);
     fetch(&larder, "/short/1").await;
-    let stored = Instant::now();
     larder.kill9();
-    // Age is counted in whole seconds: let one pass.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
 
-    let larder = Larder::start(&config);
+    // Restarted as if 2 s later (its clock starts that far ahead).
+    let env = [
+        ("LARDER_ADMIN_TOKEN", TOKEN),
+        ("LARDER_MANUAL_CLOCK", "2000"),
+    ];
+    let larder = Larder::start_with_env(&config, &env);
     let g = get(&larder.url("/short/1")).await;
     assert!(g.header("cache-status").ends_with("detail=disk"));
     let age: u64 = g.header("age").parse().unwrap();
-    assert!(age >= 1, "Age {age} counts from the store time");
-    // The stored ttl (3 s) counts from the store time too, not from the restart.
-    tokio::time::sleep(
-        Duration::from_secs(3).saturating_sub(stored.elapsed()) + Duration::from_millis(100),
-    )
-    .await;
+    assert!(age >= 2, "Age {age} counts from the store time");
+    // The stored ttl (3 s) counts from the store time too, not from the restart: 3.1 s
+    // after the store (1.1 s after the restart) it has expired.
+    larder.advance(Duration::from_millis(1100)).await;
     assert_eq!(
         get(&larder.url("/short/1")).await.x_cache(),
         "MISS",
-        "expired {:?} after it was stored",
-        stored.elapsed()
+        "not expired 3.1 s after it was stored"
     );
 }
 
@@ -436,14 +431,13 @@ async fn an_instance_down_during_a_fleet_invalidation_applies_it_before_its_disk
     // While A runs, B's invalidation reaches A's memory and disk at once.
     let c = client();
     send(admin(&c, &b, Method::POST, "/admin/invalidate").body(r#"{"tags":["item:3"]}"#)).await;
-    let started = Instant::now();
-    while get(&a.url("/items/3")).await.x_cache() != "MISS" {
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "A still serves /items/3"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let url = a.url("/items/3");
+    let dropped = eventually(Duration::from_secs(2), || {
+        let url = url.clone();
+        async move { get(&url).await.x_cache() == "MISS" }
+    })
+    .await;
+    assert!(dropped, "A still serves /items/3");
     a.kill9();
 
     // While A is down, B invalidates /items/1.

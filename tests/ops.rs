@@ -264,11 +264,11 @@ async fn warming_fills_the_cache() {
     let larder = Larder::start(&config(origin.addr, "", &rules));
     let c = client();
     // Start-up warming.
-    let started = Instant::now();
-    while stats(&larder).await["warm"]["runs"] == 0 {
-        assert!(started.elapsed() < Duration::from_secs(5));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let warmed = eventually(Duration::from_secs(5), || async {
+        stats(&larder).await["warm"]["runs"] != 0
+    })
+    .await;
+    assert!(warmed, "no start-up warming");
     assert_eq!(get(&larder.url("/v/boot")).await.x_cache(), "HIT");
     // On demand; with headers for per-user entries.
     let r = send(
@@ -358,11 +358,11 @@ ttl = "1h"
 "#;
     let larder = Larder::start(&config(origin.addr, "", rules));
     get(&larder.url("/videos/5/transcript")).await;
-    let started = Instant::now();
-    while origin.calls("/videos/5/summary-options") == 0 {
-        assert!(started.elapsed() < Duration::from_secs(5), "no prefetch");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let prefetched = eventually(Duration::from_secs(5), || async {
+        origin.calls("/videos/5/summary-options") > 0
+    })
+    .await;
+    assert!(prefetched, "no prefetch");
     let started = Instant::now();
     loop {
         let g = get(&larder.url("/videos/5/summary-options")).await;

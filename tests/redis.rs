@@ -58,18 +58,15 @@ async fn until(
     cond: impl Fn(&Got) -> bool,
 ) -> Duration {
     let started = Instant::now();
-    loop {
-        let g = get(&larder.url(path)).await;
-        if cond(&g) {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{path}: still {} after {limit:?}",
-            g.header("cache-status")
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let url = larder.url(path);
+    let held = eventually(limit, || async { cond(&get(&url).await) }).await;
+    let elapsed = started.elapsed();
+    assert!(
+        held,
+        "{path}: still {} after {limit:?}",
+        get(&url).await.header("cache-status")
+    );
+    elapsed
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -269,23 +266,18 @@ async fn hits_come_back_after_redis_restarts() {
         .ends_with("detail=l1"));
     redis.restart();
     // Once both reconnect, a fill on A is again a hit from L2 on B.
-    let started = Instant::now();
-    let mut k = 0;
-    loop {
-        k += 1;
-        let path = format!("/v/after-{k}");
+    let k = std::sync::atomic::AtomicU64::new(0);
+    let shared_again = eventually(Duration::from_secs(15), || async {
+        let path = format!("/v/after-{}", k.fetch_add(1, Ordering::SeqCst) + 1);
         get(&a.url(&path)).await;
-        let g = get(&b.url(&path)).await;
-        if g.header("cache-status").ends_with("detail=l2") {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "no L2 hit after the restart: {}",
-            g.header("cache-status")
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        get(&b.url(&path))
+            .await
+            .header("cache-status")
+            .ends_with("detail=l2")
+    })
+    .await;
+    assert!(shared_again, "no L2 hit after the restart");
+    let k = k.load(Ordering::SeqCst);
     // Invalidation across instances works again (the subscription came back).
     let c = client();
     let path = format!("/v/after-{k}");

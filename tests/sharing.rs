@@ -323,8 +323,12 @@ key_query = ["id"]
 }
 
 /// A raw origin that answers with both `Transfer-Encoding: chunked` and a smaller
-/// `Content-Length`, its chunks split by a pause so the answer streams.
-async fn double_framed_origin(cache_control: &'static str) -> (std::net::SocketAddr, Arc<()>) {
+/// `Content-Length`: the first chunk at once, the rest when `go` is notified (so the
+/// answer streams).
+async fn double_framed_origin(
+    cache_control: &'static str,
+    go: Arc<tokio::sync::Notify>,
+) -> (std::net::SocketAddr, Arc<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -335,6 +339,7 @@ async fn double_framed_origin(cache_control: &'static str) -> (std::net::SocketA
             let Ok((mut s, _)) = listener.accept().await else {
                 return;
             };
+            let go = go.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 let mut head = Vec::new();
@@ -351,7 +356,7 @@ async fn double_framed_origin(cache_control: &'static str) -> (std::net::SocketA
                     "HTTP/1.1 200 OK\r\ncache-control: {cache_control}\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n"
                 );
                 let _ = s.write_all(start.as_bytes()).await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                go.notified().await;
                 let _ = s.write_all(b"4\r\nWXYZ\r\n0\r\n\r\n").await;
                 let _ = s.read(&mut buf).await;
             });
@@ -363,13 +368,21 @@ async fn double_framed_origin(cache_control: &'static str) -> (std::net::SocketA
 #[tokio::test(flavor = "multi_thread")]
 async fn transfer_encoding_wins_over_content_length_on_the_way_out() {
     for cc in ["max-age=60", "no-store"] {
-        let (addr, _alive) = double_framed_origin(cc).await;
+        let go = Arc::new(tokio::sync::Notify::new());
+        let (addr, _alive) = double_framed_origin(cc, go.clone()).await;
         let larder = Larder::start(&config(
             addr,
             "",
             "[[rule]]\nname = \"all\"\npath = \"/{rest*}\"\n",
         ));
-        let g = send(client().get(larder.url("/export"))).await;
+        // The head is here while the body is still coming; then the rest.
+        let resp = client().get(larder.url("/export")).send().await.unwrap();
+        go.notify_one();
+        let g = Got {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body: resp.bytes().await.unwrap(),
+        };
         assert_eq!(g.text(), "0123456789abcdefWXYZ", "{cc}: a cut body");
         let length = g.header("content-length");
         assert!(length.is_empty() || length == "20", "{cc}: {length}");

@@ -300,7 +300,7 @@ async fn entries_expire_after_their_ttl() {
     let larder = Larder::start(&config(origin.addr, "", job_rules()));
     assert_eq!(get(&larder.url("/short")).await.x_cache(), "MISS");
     assert_eq!(get(&larder.url("/short")).await.x_cache(), "HIT");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    larder.advance(Duration::from_millis(1100)).await;
     let after = get(&larder.url("/short")).await;
     assert_eq!(after.x_cache(), "MISS");
     assert_eq!(origin.calls("/short"), 2);
@@ -488,7 +488,8 @@ async fn unreachable_upstream_is_502_and_slow_upstream_is_504() {
     assert_eq!(r.text(), "upstream unreachable\n");
 
     let slow = Origin::start(|_| async {
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        // Never answers: only the upstream timeout ends the wait.
+        std::future::pending::<()>().await;
         ok(&[], "late")
     })
     .await;
@@ -633,23 +634,33 @@ async fn tag_header_tags_entries_and_is_stripped() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_in_flight_requests_finish() {
     let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
-    let arrived2 = arrived.clone();
+    let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let (arrived2, release2) = (arrived.clone(), release.clone());
     let origin = Origin::start(move |_| {
-        let arrived = arrived2.clone();
+        let (arrived, release) = (arrived2.clone(), release2.clone());
         async move {
             arrived.notify_one();
-            tokio::time::sleep(Duration::from_millis(700)).await;
+            let _ = release.acquire().await;
             ok(&[], "slow but complete")
         }
     })
     .await;
-    let mut larder = Larder::start(&config(origin.addr, "", ""));
+    let larder = Larder::start(&config(origin.addr, "", ""));
     let url = larder.url("/slow");
     let in_flight = tokio::spawn(async move { get(&url).await });
-    // Once the request has reached the origin, stop larder.
+    // Once the request has reached the origin, stop larder; the origin answers only once
+    // larder is shutting down.
     arrived.notified().await;
+    larder.signal("TERM");
+    let stopping = eventually(Duration::from_secs(5), || async {
+        larder.logs().contains("shutting down")
+    })
+    .await;
+    assert!(stopping, "no shutdown begun");
+    release.add_permits(1);
+    let mut larder = larder;
     let status = tokio::task::spawn_blocking(move || {
-        let s = larder.terminate();
+        let s = larder.wait();
         (s, larder)
     })
     .await

@@ -215,7 +215,12 @@ where
             }
         }
     }
-    let bytes = match frames.len() {
+    Buffered::Complete(concat(frames, total))
+}
+
+/// `frames` (`total` bytes in all) as one buffer; a single frame is not copied.
+pub fn concat(mut frames: VecDeque<Bytes>, total: usize) -> Bytes {
+    match frames.len() {
         0 => Bytes::new(),
         1 => frames.pop_front().unwrap_or_default(),
         _ => {
@@ -225,8 +230,7 @@ where
             }
             all.freeze()
         }
-    };
-    Buffered::Complete(bytes)
+    }
 }
 
 /// [`buffer`], giving up when the whole body has not arrived within `within`.

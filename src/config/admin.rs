@@ -14,7 +14,7 @@ pub struct AdminConfig {
     pub token_env: String,
 }
 
-const KEYS: &[Key] = &[("listen", Restart), ("token_env", Restart)];
+pub(super) const KEYS: &[Key] = &[("listen", Restart), ("token_env", Restart)];
 
 impl AdminConfig {
     pub(super) fn read(mut t: Table<'_>) -> Result<(AdminConfig, Vec<Setting>), ConfigError> {

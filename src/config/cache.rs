@@ -61,7 +61,7 @@ pub struct CacheConfig {
 }
 
 /// The keys of `[cache]`: all change on reload but `key_host` (how keys are made).
-const KEYS: &[Key] = &[
+pub(super) const KEYS: &[Key] = &[
     ("name", Live),
     ("namespace", Live),
     ("default_ttl", Live),

@@ -3,6 +3,8 @@
 use super::table::{Reload::Live, Table};
 use super::{ConfigError, Setting};
 
+pub(super) const KEYS: &[super::table::Key] = &[("access", Live)];
+
 /// The `[log]` section.
 #[derive(Clone, Debug)]
 pub struct LogConfig {
@@ -15,6 +17,6 @@ impl LogConfig {
         let log = LogConfig {
             access: t.bool("access", true)?,
         };
-        Ok((log, t.finish(&[("access", Live)])?))
+        Ok((log, t.finish(KEYS)?))
     }
 }

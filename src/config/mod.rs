@@ -122,6 +122,27 @@ fn section<'a, T>(
     Ok(value)
 }
 
+/// Every key the loader accepts, as `section.key` (`rule.ttl`, `store.disk.path`, …):
+/// the reference in `docs/configuration.md` lists each.
+pub fn accepted_keys() -> Vec<String> {
+    let sections: [(&str, &[Key]); 10] = [
+        ("proxy", proxy::KEYS),
+        ("admin", admin::KEYS),
+        ("store", store::KEYS),
+        ("store.disk", store::DISK_KEYS),
+        ("cache", cache::KEYS),
+        ("users", users::KEYS),
+        ("warm", warm::KEYS),
+        ("log", log::KEYS),
+        ("upstream", upstream::KEYS),
+        ("rule", rule::KEYS),
+    ];
+    sections
+        .iter()
+        .flat_map(|(sec, keys)| keys.iter().map(move |(k, _)| format!("{sec}.{k}")))
+        .collect()
+}
+
 impl Config {
     /// Reads and validates the config file at `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {

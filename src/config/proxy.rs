@@ -59,7 +59,7 @@ pub enum HostHeader {
 
 /// The keys of `[proxy]`: the listener and the upstream client are built once, so only
 /// `max_body` and `trusted_proxies` change on reload.
-const KEYS: &[Key] = &[
+pub(super) const KEYS: &[Key] = &[
     ("listen", Restart),
     ("upstream", Restart),
     ("ca_file", Restart),

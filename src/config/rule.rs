@@ -5,7 +5,7 @@ use super::{Backend, ConfigError, StoreConfig, UpstreamConfig};
 use crate::rules::{Rule, RuleSpec, Scope, TtlMode};
 use crate::units::parse_duration;
 
-const KEYS: &[Key] = &[
+pub(super) const KEYS: &[Key] = &[
     ("name", Live),
     ("path", Live),
     ("methods", Live),

@@ -54,7 +54,7 @@ pub struct DiskConfig {
     pub write: WriteMode,
 }
 
-const DISK_KEYS: &[Key] = &[("path", Restart), ("max", Restart), ("write", Restart)];
+pub(super) const DISK_KEYS: &[Key] = &[("path", Restart), ("max", Restart), ("write", Restart)];
 
 impl DiskConfig {
     fn read(mut t: Table<'_>) -> Result<(DiskConfig, Vec<Setting>), ConfigError> {
@@ -100,7 +100,7 @@ impl DiskConfig {
 }
 
 /// The keys of `[store]`: the tiers are built once, so none changes on reload.
-const KEYS: &[Key] = &[
+pub(super) const KEYS: &[Key] = &[
     ("backend", Restart),
     ("memory_max", Restart),
     ("redis_url", Restart),

@@ -34,7 +34,7 @@ pub struct UpstreamConfig {
     pub strip_prefix: Option<String>,
 }
 
-const KEYS: &[Key] = &[
+pub(super) const KEYS: &[Key] = &[
     ("name", Restart),
     ("url", Restart),
     ("ca_file", Restart),

@@ -31,7 +31,7 @@ impl UsersConfig {
     }
 }
 
-const KEYS: &[Key] = &[
+pub(super) const KEYS: &[Key] = &[
     ("sources", Live),
     ("secret_env", Restart),
     ("jwt_secret_env", Live),

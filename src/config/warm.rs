@@ -27,7 +27,7 @@ pub struct WarmConfig {
     pub rate: f64,
 }
 
-const KEYS: &[Key] = &[
+pub(super) const KEYS: &[Key] = &[
     ("urls", Live),
     ("headers", Live),
     ("every", Live),

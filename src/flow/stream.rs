@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::FutureExt;
 use http::header::{HeaderValue, AGE, CONTENT_LENGTH};
 use http::{HeaderMap, Response, StatusCode};
@@ -21,7 +21,7 @@ use http_body_util::BodyExt;
 use super::admit::{self, FillRequest};
 use super::miss::LeaseGuard;
 use super::respond::{self, stamp};
-use crate::body::{CacheBody, PassBody};
+use crate::body::{concat, CacheBody, PassBody};
 use crate::cache::{Cache, Settings};
 use crate::coalesce::stream::{Audience, FillStream};
 use crate::coalesce::LeaderGuard;
@@ -59,20 +59,6 @@ pub(super) fn drain_ready<B: PassBody>(body: &mut Pin<Box<B>>, limit: usize) -> 
                     }
                 }
             }
-        }
-    }
-}
-
-fn concat(mut frames: VecDeque<Bytes>, total: usize) -> Bytes {
-    match frames.len() {
-        0 => Bytes::new(),
-        1 => frames.pop_front().unwrap_or_default(),
-        _ => {
-            let mut all = BytesMut::with_capacity(total);
-            for f in frames {
-                all.extend_from_slice(&f);
-            }
-            all.freeze()
         }
     }
 }

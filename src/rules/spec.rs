@@ -20,59 +20,60 @@ use http::{HeaderValue, Method};
 use super::{MethodSet, Pattern, Rule, Template, TtlMode};
 use crate::status::{Tier, TierSet};
 
-/// What a rule says, unchecked. Every field of [`Rule`] that a config or a builder sets.
+/// What a rule says, unchecked: every field of [`Rule`] that a config or a builder sets,
+/// by its config name, in alphabetical order.
 #[derive(Clone, Debug)]
 pub struct RuleSpec {
-    /// Its name (default `ruleN`).
-    pub name: Option<String>,
-    /// Its path pattern.
-    pub path: String,
-    /// The methods it caches (default GET and HEAD).
-    pub methods: Option<Vec<String>>,
-    /// Freshness it gives answers.
-    pub ttl: Option<Duration>,
-    /// How `ttl` combines with the origin's.
-    pub ttl_mode: TtlMode,
+    /// The hit ratio below which it alerts.
+    pub alert_hit_ratio: Option<f64>,
+    /// Stores answers that set cookies.
+    pub allow_set_cookie: bool,
+    /// Whether it caches at all.
+    pub cache: bool,
     /// What clients are told.
     pub cache_control: Option<String>,
-    /// Keyed per user.
-    pub per_user: bool,
-    /// Tag templates.
-    pub tags: Vec<String>,
     /// Methods that drop its tags.
     pub invalidate_on: Vec<String>,
     /// Tags a 2xx drops.
     pub invalidates: Vec<String>,
-    /// Whether it caches at all.
-    pub cache: bool,
     /// Keyed by the body.
     pub key_body: bool,
     /// Keyed by these JSON pointers of the body (implies `key_body`).
     pub key_body_fields: Option<Vec<String>>,
-    /// Stores answers that set cookies.
-    pub allow_set_cookie: bool,
-    /// The same answer for every caller.
-    pub shared: bool,
     /// Only these query parameters key.
     pub key_query: Option<Vec<String>>,
-    /// Mixed into the key.
-    pub version: Option<String>,
-    /// RFC 5861 windows.
-    pub stale_while_revalidate: Option<Duration>,
-    /// RFC 5861 windows.
-    pub stale_if_error: Option<Duration>,
+    /// The methods it caches (default GET and HEAD).
+    pub methods: Option<Vec<String>>,
     /// What one miss costs.
     pub miss_cost: Option<f64>,
-    /// The hit ratio below which it alerts.
-    pub alert_hit_ratio: Option<f64>,
+    /// Its name (default `ruleN`).
+    pub name: Option<String>,
+    /// Its path pattern.
+    pub path: String,
+    /// Keyed per user.
+    pub per_user: bool,
     /// Related paths fetched after a miss.
     pub prefetch: Vec<String>,
-    /// The upstream by name.
-    pub upstream: Option<String>,
-    /// The tiers its entries may live in (by config name).
-    pub tiers: Option<Vec<String>>,
     /// Refill after a mutation.
     pub rewarm_on_invalidate: bool,
+    /// The same answer for every caller.
+    pub shared: bool,
+    /// RFC 5861 windows.
+    pub stale_if_error: Option<Duration>,
+    /// RFC 5861 windows.
+    pub stale_while_revalidate: Option<Duration>,
+    /// Tag templates.
+    pub tags: Vec<String>,
+    /// The tiers its entries may live in (by config name).
+    pub tiers: Option<Vec<String>>,
+    /// Freshness it gives answers.
+    pub ttl: Option<Duration>,
+    /// How `ttl` combines with the origin's.
+    pub ttl_mode: TtlMode,
+    /// The upstream by name.
+    pub upstream: Option<String>,
+    /// Mixed into the key.
+    pub version: Option<String>,
     /// Warm a created `Location`.
     pub warm_created: bool,
 }
@@ -120,31 +121,31 @@ impl RuleSpec {
     /// A rule for `path` with every default.
     pub fn new(path: &str) -> RuleSpec {
         RuleSpec {
-            name: None,
-            path: path.to_string(),
-            methods: None,
-            ttl: None,
-            ttl_mode: TtlMode::Override,
+            alert_hit_ratio: None,
+            allow_set_cookie: false,
+            cache: true,
             cache_control: None,
-            per_user: false,
-            tags: Vec::new(),
             invalidate_on: Vec::new(),
             invalidates: Vec::new(),
-            cache: true,
             key_body: false,
             key_body_fields: None,
-            allow_set_cookie: false,
-            shared: false,
             key_query: None,
-            version: None,
-            stale_while_revalidate: None,
-            stale_if_error: None,
+            methods: None,
             miss_cost: None,
-            alert_hit_ratio: None,
+            name: None,
+            path: path.to_string(),
+            per_user: false,
             prefetch: Vec::new(),
-            upstream: None,
-            tiers: None,
             rewarm_on_invalidate: false,
+            shared: false,
+            stale_if_error: None,
+            stale_while_revalidate: None,
+            tags: Vec::new(),
+            tiers: None,
+            ttl: None,
+            ttl_mode: TtlMode::Override,
+            upstream: None,
+            version: None,
             warm_created: false,
         }
     }

@@ -1,7 +1,7 @@
 //! The admin API: health, stats, invalidation and purge (and, on the same listener,
 //! Prometheus metrics). Everything under `/admin/` needs `Authorization: Bearer <token>`
 //! with the token from the environment variable `admin.token_env` names; without a
-//! configured token those endpoints answer 403 and say how to set one.
+//! configured token those endpoints answer 401 (like a wrong token) and say how to set one.
 
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -58,6 +58,22 @@ impl InvalidateRequest {
 #[serde(deny_unknown_fields)]
 struct PurgeRequest {
     confirm: String,
+}
+
+/// `POST /admin/clock` `{"advance_ms": N}`: moves the manual clock; the new time.
+fn advance_clock(body: &[u8]) -> Response<Full<Bytes>> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Advance {
+        advance_ms: u64,
+    }
+    match parse::<Advance>(body, "{\"advance_ms\": N}") {
+        Ok(a) => {
+            let now = crate::time::advance(std::time::Duration::from_millis(a.advance_ms));
+            json_response(StatusCode::OK, json!({ "now_ms": now }))
+        }
+        Err(resp) => *resp,
+    }
 }
 
 /// An upstream is unhealthy when at least half of at least this many recent trips failed.
@@ -250,6 +266,8 @@ impl Admin {
                 }
             }
             (Method::POST, "/admin/purge") => self.purge(body).await,
+            // Tests move a manual clock instead of sleeping (`LARDER_MANUAL_CLOCK=1` only).
+            (Method::POST, "/admin/clock") if crate::time::is_manual() => advance_clock(body),
             (
                 _,
                 "/admin/stats" | "/admin/stats/reset" | "/admin/invalidate" | "/admin/purge"

@@ -138,6 +138,12 @@ fn upstream_names(config: &Config) -> String {
 /// Binds both listeners and starts serving `config`.
 pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
     servable(&config)?;
+    if crate::time::manual_from_env() {
+        tracing::warn!(
+            "the clock is manual ({}): POST /admin/clock moves it",
+            crate::time::MANUAL_ENV
+        );
+    }
     // The upstream only sees the client's Host with `host = "preserve"`; otherwise keying
     // by it would split the cache for nothing.
     if config.cache.key_host.is_none() {

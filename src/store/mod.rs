@@ -104,6 +104,21 @@ pub enum Lease {
     Unavailable,
 }
 
+/// One entry written to a tier below memory.
+#[derive(Clone, Copy, Debug)]
+pub struct Write<'a> {
+    /// Its key.
+    pub key: &'a CacheKey,
+    /// The entry.
+    pub entry: &'a Arc<Entry>,
+    /// The tier's invalidation epoch when the fill began: the write is refused if
+    /// something the entry carries was invalidated since.
+    pub epoch: u64,
+    /// The fleet tier's epoch when the fill began (a tier that follows the fleet's
+    /// invalidations keeps it with the entry).
+    pub fleet: Option<u64>,
+}
+
 /// A tier below memory. Every call is bounded in time; a tier that does not answer makes
 /// a lookup a miss and a write a no-op, never an error for the client.
 pub trait LowerTier: Send + Sync + 'static {
@@ -124,16 +139,9 @@ pub trait LowerTier: Send + Sync + 'static {
     /// write to this tier (it could not tell what was invalidated meanwhile).
     fn begin_fill(&self) -> BoxFuture<'_, Option<u64>>;
 
-    /// Writes an entry unless something it carries was invalidated since `epoch`; returns
-    /// whether it is stored. `fleet` is the fleet tier's epoch when the fill began (a tier
-    /// that follows the fleet's invalidations keeps it with the entry).
-    fn put<'a>(
-        &'a self,
-        key: &'a CacheKey,
-        entry: &'a Arc<Entry>,
-        epoch: u64,
-        fleet: Option<u64>,
-    ) -> BoxFuture<'a, bool>;
+    /// Writes an entry unless something it carries was invalidated since the write's
+    /// epoch; returns whether it is stored.
+    fn put<'a>(&'a self, write: Write<'a>) -> BoxFuture<'a, bool>;
 
     /// Invalidates (or with `soft`, marks stale) what `what` names. Returns how many entries
     /// it touched, or `None` when the tier could not be reached (it must then apply the

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use super::disk::{DiskSettings, DiskTier};
 use super::redis::{Event, RedisSettings, RedisTier};
-use super::{FillToken, Invalidation, LowerTier, MemoryStore};
+use super::{FillToken, Invalidation, LowerTier, MemoryStore, Write};
 use crate::entry::Entry;
 use crate::key::CacheKey;
 use crate::policy::{classify, now_ms, RequestPolicy, Usable};
@@ -349,7 +349,14 @@ impl Tiers {
             };
             let mut all = true;
             for (key, entry) in entries {
-                all &= tier.put(key, entry, epoch, fleet).await;
+                all &= tier
+                    .put(Write {
+                        key,
+                        entry,
+                        epoch,
+                        fleet,
+                    })
+                    .await;
             }
             stored |= all;
         }

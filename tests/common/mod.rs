@@ -285,6 +285,8 @@ impl Larder {
             .env_remove("LARDER_USER_SECRET")
             .env_remove("LARDER_CONFIG");
         cmd.env("RUST_LOG", "info,larder=debug");
+        // Tests move the clock (`Larder::advance`) instead of sleeping.
+        cmd.env("LARDER_MANUAL_CLOCK", "1");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -334,6 +336,19 @@ impl Larder {
         format!("http://{}{}", self.proxy, path)
     }
 
+    /// Moves larder's clock forward by `by` (its manual clock, through the admin API): what
+    /// was fresh goes stale, ages grow, windows pass — without waiting.
+    pub async fn advance(&self, by: Duration) {
+        let r = send(
+            client()
+                .post(self.admin_url("/admin/clock"))
+                .bearer_auth(TOKEN)
+                .body(format!("{{\"advance_ms\":{}}}", by.as_millis())),
+        )
+        .await;
+        assert_eq!(r.status, 200, "advancing the clock: {}", r.text());
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{}", self.admin, path)
     }
@@ -358,6 +373,19 @@ impl Larder {
     }
 
     /// Sends SIGHUP.
+    /// Sends a signal (`TERM`, `HUP`) without waiting.
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        self.child.wait().expect("wait for larder")
+    }
+
     pub fn hangup(&self) {
         let _ = Command::new("kill")
             .arg("-HUP")
@@ -442,6 +470,26 @@ pub fn by_path(seen: &[Seen]) -> HashMap<String, usize> {
         *m.entry(s.uri.path().to_string()).or_insert(0) += 1;
     }
     m
+}
+
+/// Waits until `check` holds (polled every few milliseconds, at most `within`); whether
+/// it did. For what larder does off the request path (a background refresh landing, a
+/// log line written, a tier coming back).
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if check().await {
+            return true;
+        }
+        if started.elapsed() > within {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A free loopback port (bound then released).

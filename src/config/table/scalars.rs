@@ -111,11 +111,13 @@ impl Table<'_> {
     fn bool_value(&self, key: &str, v: &Spanned<DeValue<'_>>) -> Result<bool, ConfigError> {
         match v.get_ref() {
             DeValue::Boolean(b) => Ok(*b),
-            DeValue::String(s) if has_env(s) => self.typed_from_env(key, v, "a boolean", |t| match t {
-                "true" => Some(true),
-                "false" => Some(false),
-                _ => None,
-            }),
+            DeValue::String(s) if has_env(s) => {
+                self.typed_from_env(key, v, "a boolean", |t| match t {
+                    "true" => Some(true),
+                    "false" => Some(false),
+                    _ => None,
+                })
+            }
             _ => Err(self.wrong_type(key, v, "a boolean")),
         }
     }

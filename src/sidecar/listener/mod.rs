@@ -21,8 +21,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body::Body;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -32,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
-use crate::body::BoxError;
+use crate::body::PassBody;
 
 mod conn;
 
@@ -89,6 +87,31 @@ pub fn default_max_connections() -> usize {
     }
 }
 
+/// What a listener serves each connection with: a service answering hyper's requests
+/// with bodies the listener can track.
+pub trait ConnService<B>:
+    hyper::service::Service<
+        Request<Incoming>,
+        Response = hyper::Response<B>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Send
+    + 'static
+{
+}
+
+impl<S, B> ConnService<B> for S
+where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = hyper::Response<B>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+}
+
 /// Serves every connection `listener` accepts with the service `make_service` builds for
 /// the peer, within `limits`, until `stopped` turns true; then stops accepting and gives
 /// in-flight requests `limits.shutdown_grace` to finish.
@@ -99,15 +122,8 @@ pub async fn serve<F, S, B>(
     make_service: F,
 ) where
     F: Fn(SocketAddr) -> S,
-    S: hyper::service::Service<
-            Request<Incoming>,
-            Response = hyper::Response<B>,
-            Error = Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: ConnService<B>,
+    B: PassBody,
 {
     let builder = Arc::new(http_builder(&limits));
     let registry = Arc::new(Registry {
@@ -231,15 +247,8 @@ async fn serve_one<S, B>(
     service: Tracked<S>,
     mut closing: watch::Receiver<bool>,
 ) where
-    S: hyper::service::Service<
-            Request<Incoming>,
-            Response = hyper::Response<B>,
-            Error = Infallible,
-        > + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: ConnService<B>,
+    B: PassBody,
 {
     let conn = builder.serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);

@@ -58,15 +58,46 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 larder");
 
 pin_project_lite::pin_project! {
-    /// A request body that notes whether reading it failed.
-    pub struct WatchedBody<B> {
+    /// A body that reports its failure to `N` as it passes through.
+    pub struct Noted<B, N> {
         #[pin]
         inner: B,
-        failed: Arc<AtomicBool>,
+        note: N,
     }
 }
 
-impl<B: Body<Data = Bytes>> Body for WatchedBody<B> {
+/// What a [`Noted`] body does when reading it fails.
+pub trait OnFailure {
+    /// The body failed.
+    fn failed(&self);
+}
+
+impl OnFailure for Arc<AtomicBool> {
+    fn failed(&self) {
+        self.store(true, Ordering::Relaxed);
+    }
+}
+
+/// An upstream's failures, counted (`kind="body"`).
+#[derive(Clone, Debug)]
+pub struct CountedFailure {
+    upstream: Arc<str>,
+    errors: UpstreamErrors,
+}
+
+impl OnFailure for CountedFailure {
+    fn failed(&self) {
+        self.errors.record(&self.upstream, UpstreamError::Body);
+    }
+}
+
+/// A request body that notes whether reading it failed.
+pub type WatchedBody<B> = Noted<B, Arc<AtomicBool>>;
+
+/// An upstream's response body whose failure is counted.
+pub type Counted<B> = Noted<B, CountedFailure>;
+
+impl<B: Body<Data = Bytes>, N: OnFailure> Body for Noted<B, N> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -77,42 +108,7 @@ impl<B: Body<Data = Bytes>> Body for WatchedBody<B> {
         let this = self.project();
         let r = this.inner.poll_frame(cx);
         if let Poll::Ready(Some(Err(_))) = &r {
-            this.failed.store(true, Ordering::Relaxed);
-        }
-        r
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// An upstream's response body whose failure is counted (`kind="body"`).
-    pub struct Counted<B> {
-        #[pin]
-        inner: B,
-        upstream: Arc<str>,
-        errors: UpstreamErrors,
-    }
-}
-
-impl<B: Body<Data = Bytes>> Body for Counted<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        let r = this.inner.poll_frame(cx);
-        if let Poll::Ready(Some(Err(_))) = &r {
-            this.errors.record(this.upstream, UpstreamError::Body);
+            this.note.failed();
         }
         r
     }
@@ -367,7 +363,7 @@ where
         let failed = Arc::new(AtomicBool::new(false));
         let body = WatchedBody {
             inner: body.map_err(Into::into).boxed_unsync(),
-            failed: failed.clone(),
+            note: failed.clone(),
         };
         let fut = upstream.client.request(Request::from_parts(parts, body));
         let (timeout, name, errors) =
@@ -420,8 +416,10 @@ fn answer(
             parts.headers.append(VIA, VIA_VALUE);
             let body = Counted {
                 inner: body,
-                upstream: name.clone(),
-                errors: errors.clone(),
+                note: CountedFailure {
+                    upstream: name.clone(),
+                    errors: errors.clone(),
+                },
             };
             Response::from_parts(parts, Either::Left(body))
         }

@@ -54,7 +54,7 @@ use record::{Kind, Record, HEADER};
 use segments::Segment;
 
 use super::memory::KeyHasherBuilder;
-use super::{BoxFuture, Invalidation, InvalidationLog, LowerTier, TierReport};
+use super::{BoxFuture, Invalidation, InvalidationLog, LowerTier, TierReport, Write};
 use crate::entry::Entry;
 use crate::key::CacheKey;
 use crate::status::Tier;
@@ -404,14 +404,8 @@ impl LowerTier for DiskTier {
         Box::pin(std::future::ready(token))
     }
 
-    fn put<'a>(
-        &'a self,
-        key: &'a CacheKey,
-        entry: &'a Arc<Entry>,
-        epoch: u64,
-        fleet: Option<u64>,
-    ) -> BoxFuture<'a, bool> {
-        Box::pin(self.inner.put(key, entry, epoch, fleet))
+    fn put<'a>(&'a self, w: Write<'a>) -> BoxFuture<'a, bool> {
+        Box::pin(self.inner.put(w))
     }
 
     fn invalidate<'a>(&'a self, what: &'a Invalidation, _soft: bool) -> BoxFuture<'a, Option<u64>> {

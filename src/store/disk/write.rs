@@ -14,8 +14,7 @@ use super::index::Slot;
 use super::journal::Line;
 use super::record::{Kind, Record, HEADER, MAX_PAYLOAD};
 use super::{segments, Inner, Queued, State, WriteMode};
-use crate::entry::Entry;
-use crate::key::CacheKey;
+use crate::store::Write;
 use crate::time::now_ms;
 
 /// Where one queued record goes.
@@ -29,13 +28,13 @@ struct Placed {
 impl Inner {
     /// Stores `entry` unless something it carries was invalidated since `epoch`. Through:
     /// returns once it is on disk; back: once it is queued.
-    pub(super) async fn put(
-        self: &Arc<Self>,
-        key: &CacheKey,
-        entry: &Arc<Entry>,
-        epoch: u64,
-        fleet: Option<u64>,
-    ) -> bool {
+    pub(super) async fn put(self: &Arc<Self>, w: Write<'_>) -> bool {
+        let Write {
+            key,
+            entry,
+            epoch,
+            fleet,
+        } = w;
         let total = HEADER + entry.bytes().len();
         if !self.usable()
             || total as u64 > self.max / 2

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use super::RedisTier;
 use crate::entry::Entry;
 use crate::key::CacheKey;
-use crate::store::{BoxFuture, FleetLease, Invalidation, Lease, LowerTier, TierReport};
+use crate::store::{BoxFuture, FleetLease, Invalidation, Lease, LowerTier, TierReport, Write};
 
 impl LowerTier for RedisTier {
     fn tier(&self) -> crate::status::Tier {
@@ -27,14 +27,8 @@ impl LowerTier for RedisTier {
         Box::pin(RedisTier::begin_fill(self))
     }
 
-    fn put<'a>(
-        &'a self,
-        key: &'a CacheKey,
-        entry: &'a Arc<Entry>,
-        epoch: u64,
-        _fleet: Option<u64>,
-    ) -> BoxFuture<'a, bool> {
-        Box::pin(RedisTier::put(self, key, entry, epoch))
+    fn put<'a>(&'a self, w: Write<'a>) -> BoxFuture<'a, bool> {
+        Box::pin(RedisTier::put(self, w.key, w.entry, w.epoch))
     }
 
     fn invalidate<'a>(&'a self, what: &'a Invalidation, soft: bool) -> BoxFuture<'a, Option<u64>> {
