@@ -39,9 +39,9 @@ pub(crate) async fn run<S, B, ResB>(
     found: Found,
 ) -> Answer<ResB, S::Error>
 where
-    S: Inner<B, ResB>,
     B: PassBody,
     ResB: PassBody,
+    S: Inner<B, ResB>,
 {
     let owner = OwnedBy::of(&ctx.settings, &plan, req.uri());
     if let (Some(key), false) = (plan.primary, ctx.cache.tiers().lower().is_empty()) {
