@@ -48,6 +48,7 @@ mod error;
 mod flow;
 pub mod key;
 pub mod layer;
+pub mod llm;
 pub mod ops;
 pub mod policy;
 pub mod rules;

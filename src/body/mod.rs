@@ -25,6 +25,7 @@ use http::{Request, Response};
 use tower::Service;
 
 use crate::coalesce::stream::FillReader;
+use crate::llm::DropUsage;
 
 /// A boxed error, as tower-http uses for wrapped bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -45,6 +46,7 @@ pin_project! {
         Stream { #[pin] inner: B },
         Prefixed { prefix: VecDeque<Bytes>, #[pin] inner: Pin<Box<B>> },
         Fill { #[pin] reader: FillReader },
+        FillWithout { #[pin] reader: FillReader, filter: DropUsage, ended: bool },
     }
 }
 
@@ -69,6 +71,18 @@ impl<B> CacheBody<B> {
     pub fn fill(reader: FillReader) -> Self {
         CacheBody {
             kind: Kind::Fill { reader },
+        }
+    }
+
+    /// A fill followed as it arrives, without the OpenAI chat usage chunk (for a client
+    /// that did not ask for it).
+    pub fn fill_without_usage(reader: FillReader) -> Self {
+        CacheBody {
+            kind: Kind::FillWithout {
+                reader,
+                filter: DropUsage::default(),
+                ended: false,
+            },
         }
     }
 
@@ -107,6 +121,35 @@ where
                 None => inner.poll_frame(cx).map_err(Into::into),
             },
             Proj::Fill { reader } => reader.poll_frame(cx).map_err(Into::into),
+            Proj::FillWithout {
+                mut reader,
+                filter,
+                ended,
+            } => loop {
+                if *ended {
+                    return Poll::Ready(None);
+                }
+                match reader.as_mut().poll_frame(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                    Poll::Ready(Some(Ok(frame))) => {
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
+                        let out = filter.feed(&data);
+                        if !out.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                        }
+                    }
+                    Poll::Ready(None) => {
+                        *ended = true;
+                        let rest = filter.finish();
+                        if !rest.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(rest)))));
+                        }
+                    }
+                }
+            },
         }
     }
 
@@ -116,6 +159,7 @@ where
             Kind::Stream { inner } => inner.is_end_stream(),
             Kind::Prefixed { prefix, inner } => prefix.is_empty() && inner.is_end_stream(),
             Kind::Fill { reader } => reader.is_end_stream(),
+            Kind::FillWithout { ended, .. } => *ended,
         }
     }
 
@@ -125,7 +169,7 @@ where
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             Kind::Stream { inner } => inner.size_hint(),
-            Kind::Fill { reader } => reader.size_hint(),
+            Kind::Fill { reader } | Kind::FillWithout { reader, .. } => reader.size_hint(),
             Kind::Prefixed { prefix, inner } => {
                 let p: u64 = prefix.iter().map(|b| b.len() as u64).sum();
                 let h = inner.size_hint();

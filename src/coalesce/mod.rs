@@ -18,7 +18,7 @@
 //! let Role::Leader(guard) = c.join(key) else { panic!() };
 //! let Role::Follower(wait) = c.join(key) else { panic!() };
 //! drop(guard); // the leader finished
-//! let me = larder::coalesce::JoinAs { key, headers: &http::HeaderMap::new(), gzip: None };
+//! let me = larder::coalesce::JoinAs { key, headers: &http::HeaderMap::new(), gzip: None, events_only: false };
 //! assert!(matches!(wait.wait(std::time::Duration::from_secs(1), me).await, larder::coalesce::Waited::Done));
 //! # });
 //! ```
@@ -101,6 +101,9 @@ pub struct JoinAs<'a> {
     pub headers: &'a HeaderMap,
     /// `Some(accepts gzip)` when it can follow a fill live.
     pub gzip: Option<bool>,
+    /// It follows live only a fill whose answer is an event stream (an LLM request that
+    /// asked for a stream; a JSON answer filling meanwhile is converted once stored).
+    pub events_only: bool,
 }
 
 impl Follower {
@@ -116,10 +119,9 @@ impl Follower {
                     if !s.audience().includes(&me.key, me.headers) {
                         return Waited::OtherVariant;
                     }
-                    if me
-                        .gzip
-                        .is_some_and(|gzip| s.joinable() && s.servable_to(gzip))
-                    {
+                    let shape_ok = !me.events_only || s.is_event_stream();
+                    let takes = |gzip| shape_ok && s.joinable() && s.servable_to(gzip);
+                    if me.gzip.is_some_and(takes) {
                         return Waited::Streaming(s);
                     }
                 }

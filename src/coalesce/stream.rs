@@ -159,6 +159,14 @@ impl FillStream {
         &self.audience
     }
 
+    /// Whether the answer is an event stream (`text/event-stream`).
+    pub fn is_event_stream(&self) -> bool {
+        self.headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| crate::semantics::media::media_type(ct) == "text/event-stream")
+    }
+
     /// Whether a client can take the body as it comes (gzip only if it accepts gzip).
     pub fn servable_to(&self, accepts_gzip: bool) -> bool {
         let gzip = self

@@ -23,6 +23,7 @@
 
 mod admin;
 mod cache;
+mod llm;
 mod log;
 mod proxy;
 mod rule;
@@ -42,6 +43,7 @@ use toml::de::DeTable;
 pub use crate::error::ConfigError;
 pub use admin::AdminConfig;
 pub use cache::CacheConfig;
+pub use llm::{LlmConfig, Price};
 pub use log::LogConfig;
 pub use proxy::{HostHeader, ProxyConfig};
 pub use store::{mask_password, with_password, Backend, DiskConfig, StoreConfig};
@@ -79,6 +81,8 @@ pub struct Config {
     pub warm: WarmConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[llm]`.
+    pub llm: LlmConfig,
     /// Every setting of the sections as read (defaults included), for `larder check` and
     /// for telling which changes a reload cannot apply.
     pub settings: Vec<Setting>,
@@ -98,6 +102,7 @@ const SECTIONS: &[Key] = &[
     ("users", Live),
     ("warm", Live),
     ("log", Live),
+    ("llm", Live),
     ("upstream", Restart),
     ("rule", Live),
 ];
@@ -125,7 +130,7 @@ fn section<'a, T>(
 /// Every key the loader accepts, as `section.key` (`rule.ttl`, `store.disk.path`, …):
 /// the reference in `docs/configuration.md` lists each.
 pub fn accepted_keys() -> Vec<String> {
-    let sections: [(&str, &[Key]); 10] = [
+    let sections: [(&str, &[Key]); 11] = [
         ("proxy", proxy::KEYS),
         ("admin", admin::KEYS),
         ("store", store::KEYS),
@@ -134,6 +139,7 @@ pub fn accepted_keys() -> Vec<String> {
         ("users", users::KEYS),
         ("warm", warm::KEYS),
         ("log", log::KEYS),
+        ("llm", llm::KEYS),
         ("upstream", upstream::KEYS),
         ("rule", rule::KEYS),
     ];
@@ -172,6 +178,7 @@ impl Config {
         let users = section(&mut top, &src, "users", UsersConfig::read, &mut settings)?;
         let warm = section(&mut top, &src, "warm", WarmConfig::read, &mut settings)?;
         let log = section(&mut top, &src, "log", LogConfig::read, &mut settings)?;
+        let llm = section(&mut top, &src, "llm", LlmConfig::read, &mut settings)?;
         let mut upstreams: Vec<UpstreamConfig> =
             UpstreamConfig::default_of(&proxy).into_iter().collect();
         for t in top.tables("upstream")? {
@@ -196,6 +203,7 @@ impl Config {
             rules,
             warm,
             log,
+            llm,
             settings,
         })
     }
@@ -286,6 +294,12 @@ fn describe_rule(r: &Rule, upstreams: &[UpstreamConfig]) -> String {
     ] {
         if on {
             let _ = write!(line, " {word}");
+        }
+    }
+    if let Some(api) = r.llm {
+        let _ = write!(line, " llm={}", api.name());
+        if r.store_truncated {
+            line.push_str(" store_truncated");
         }
     }
     if let Some(cc) = &r.cache_control {

@@ -32,6 +32,8 @@ pub(super) const KEYS: &[Key] = &[
     ("tiers", Live),
     ("rewarm_on_invalidate", Live),
     ("warm_created", Live),
+    ("llm", Live),
+    ("store_truncated", Live),
 ];
 
 /// Where each field of the rule sits in the file (`methods[2]` for a list item), so a
@@ -145,6 +147,9 @@ pub(super) fn read(
     spec.tiers = strings(&mut t, &mut spans, "tiers")?;
     spec.rewarm_on_invalidate = t.bool("rewarm_on_invalidate", false)?;
     spec.warm_created = t.bool("warm_created", false)?;
+    let llm = t.text("llm")?;
+    spec.llm = spans.text("llm", &llm);
+    spec.store_truncated = t.bool("store_truncated", false)?;
     let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
     let scope = Scope {
         index: i,

@@ -133,9 +133,20 @@ pub struct Entry {
     hits: AtomicU32,
     /// Whether a background refresh-ahead was started for this entry.
     refresh_claimed: AtomicBool,
-    /// The decoded body of a gzip entry, kept once a client that cannot take gzip asked
-    /// for it (the store counts it against its bound).
-    decoded: OnceLock<Box<Bytes>>,
+    /// What is kept beside the bytes once asked for: the decoded body of a gzip entry (a
+    /// client that cannot take gzip asked; the store counts it against its bound), and
+    /// derived facts.
+    extra: OnceLock<Box<Extra>>,
+}
+
+/// What an entry keeps beside its bytes once someone asks (allocated only then, so an
+/// entry that never needs it pays one pointer).
+#[derive(Default)]
+struct Extra {
+    /// The decoded body of a gzip entry.
+    decoded: OnceLock<Bytes>,
+    /// A fact derived from the bytes once (an LLM answer's usage, say), by whoever asks.
+    derived: OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl fmt::Debug for Entry {
@@ -310,7 +321,7 @@ impl Entry {
             buf: buf.freeze(),
             hits: AtomicU32::new(0),
             refresh_claimed: AtomicBool::new(false),
-            decoded: OnceLock::new(),
+            extra: OnceLock::new(),
         }
     }
 
@@ -384,7 +395,7 @@ impl Entry {
             buf,
             hits: AtomicU32::new(0),
             refresh_claimed: AtomicBool::new(false),
-            decoded: OnceLock::new(),
+            extra: OnceLock::new(),
         })
     }
 
@@ -594,7 +605,7 @@ impl Entry {
             buf: Bytes::from(buf),
             hits: AtomicU32::new(0),
             refresh_claimed: AtomicBool::new(false),
-            decoded: OnceLock::new(),
+            extra: OnceLock::new(),
         }
     }
 
@@ -615,7 +626,35 @@ impl Entry {
 
     /// Bytes the entry occupies in memory (buffers plus bookkeeping).
     pub fn weight(&self) -> usize {
-        self.buf.len() + self.decoded.get().map_or(0, |b| b.len()) + std::mem::size_of::<Entry>()
+        self.buf.len() + self.kept_decoded().map_or(0, |b| b.len()) + std::mem::size_of::<Entry>()
+    }
+
+    /// A fact derived from the entry, computed by `make` the first time it is asked for
+    /// (`None` when a fact of another type was derived first).
+    pub fn derived<T: std::any::Any + Send + Sync>(
+        &self,
+        make: impl FnOnce(&Entry) -> T,
+    ) -> Option<&T> {
+        self.extra()
+            .derived
+            .get_or_init(|| Box::new(make(self)))
+            .downcast_ref()
+    }
+
+    fn extra(&self) -> &Extra {
+        self.extra.get_or_init(Box::default)
+    }
+
+    /// The kept decoded copy, if any.
+    fn kept_decoded(&self) -> Option<&Bytes> {
+        self.extra.get().and_then(|x| x.decoded.get())
+    }
+
+    /// The value of the stored header `name` (lower-case), if any.
+    pub fn header_value(&self, name: &str) -> Option<HeaderValue> {
+        self.headers()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, v)| v)
     }
 
     /// The decoded body: the stored body itself unless it is gzip, else the kept decoded
@@ -624,7 +663,7 @@ impl Entry {
         if !self.is_gzip() {
             return Ok(self.body());
         }
-        if let Some(b) = self.decoded.get() {
+        if let Some(b) = self.kept_decoded() {
             return Ok(Bytes::clone(b));
         }
         self.gunzip_body()
@@ -640,13 +679,13 @@ impl Entry {
     /// Decodes a gzip body once and keeps the result; returns the bytes added (0 if it was
     /// kept already, is not gzip, or does not decode).
     pub fn keep_decoded(&self) -> usize {
-        if !self.is_gzip() || self.decoded.get().is_some() {
+        if !self.is_gzip() || self.kept_decoded().is_some() {
             return 0;
         }
         match self.gunzip_body() {
             Ok(b) => {
                 let n = b.len();
-                if self.decoded.set(Box::new(b)).is_ok() {
+                if self.extra().decoded.set(b).is_ok() {
                     n
                 } else {
                     0
@@ -658,7 +697,7 @@ impl Entry {
 
     /// Whether a decoded copy is kept.
     pub fn has_decoded(&self) -> bool {
-        self.decoded.get().is_some()
+        self.kept_decoded().is_some()
     }
 }
 

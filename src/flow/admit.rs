@@ -88,10 +88,23 @@ fn servable_coding(response: &HeaderMap) -> bool {
 /// The fields of an answer that belong to the request that caused it and to no other:
 /// `Set-Cookie`, and what a qualified `no-cache` or `private` names (RFC 9111 §5.2.2.4,
 /// §5.2.2.7), whatever a rule overrides. Never stored, never seen by a follower of the
-/// fill; the request that caused the fill gets them with its answer.
-pub(crate) fn personal_fields(response: &HeaderMap, settings: &Settings) -> Vec<HeaderName> {
+/// fill; the request that caused the fill gets them with its answer. Under an LLM rule,
+/// the provider's per-call fields too (request ids, rate limits, processing times).
+pub(crate) fn personal_fields(
+    response: &HeaderMap,
+    settings: &Settings,
+    rule: Option<&Rule>,
+) -> Vec<HeaderName> {
     let mut names = crate::policy::withheld_fields(response, &settings.targeted);
     names.push(SET_COOKIE);
+    if rule.is_some_and(|r| r.llm.is_some()) {
+        names.extend(
+            response
+                .keys()
+                .filter(|n| crate::llm::is_per_call_header(n.as_str()))
+                .cloned(),
+        );
+    }
     names
 }
 
@@ -123,7 +136,7 @@ pub(crate) fn stored_headers(
         h.remove(CONTENT_ENCODING);
     }
     h.remove(AGE);
-    for name in personal_fields(response, settings) {
+    for name in personal_fields(response, settings, rule) {
         h.remove(name);
     }
     h.remove(X_CACHE);
@@ -191,6 +204,37 @@ impl Kept {
                 from_origin: *from_origin,
             },
         }
+    }
+}
+
+/// Whether an LLM rule's answer is one to keep: complete (its terminal event, no error),
+/// and not cut by its length or a filter unless the rule stores those. Other rules keep
+/// every complete body.
+pub(crate) fn complete_answer(
+    rule: Option<&Rule>,
+    response: &HeaderMap,
+    body: &[u8],
+) -> Result<(), NoCacheReason> {
+    let Some((r, provider)) = rule.and_then(|r| r.llm.map(|p| (r, p))) else {
+        return Ok(());
+    };
+    let shape = crate::llm::shape_of(
+        response
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let mut decoded = Vec::new();
+    let body = match response.get(CONTENT_ENCODING) {
+        Some(_) if crate::compress::gunzip_into(body, &mut decoded, 64 << 20).is_ok() => {
+            &decoded[..]
+        }
+        _ => body,
+    };
+    match provider.judge(shape, body) {
+        crate::llm::Verdict::Complete(_) => Ok(()),
+        crate::llm::Verdict::Truncated(_) if r.store_truncated => Ok(()),
+        crate::llm::Verdict::Truncated(_) => Err(NoCacheReason::Truncated),
+        crate::llm::Verdict::Incomplete => Err(NoCacheReason::Incomplete),
     }
 }
 
@@ -272,7 +316,7 @@ pub(crate) fn build(
         vary,
     };
     let entry = Arc::new(Entry::encode(&new(body.stored(), None)));
-    let own = own_fields(response, &personal_fields(response, s));
+    let own = own_fields(response, &personal_fields(response, s, rule));
     let vary = vary_names(response, false);
     if vary.is_empty() {
         return Admitted {

@@ -98,8 +98,8 @@ fn dry_run_stamped<B, E>(answer: Answer<B, E>, dry_run: Option<Arc<Settings>>) -
 /// entry served stale and answers nobody.
 async fn drive<S, B, ResB>(
     ctx: Ctx<S>,
-    (parts, body): (Parts, B),
-    (plan, owner): (Plan, OwnedBy),
+    (mut parts, body): (Parts, B),
+    (mut plan, mut owner): (Plan, OwnedBy),
     found: Found,
 ) -> Answer<ResB, S::Error>
 where
@@ -110,8 +110,12 @@ where
     // key_body rules: the key needs the body.
     let (key, body, found) = match plan.primary {
         Some(k) => (k, CacheBody::stream(body), found),
-        None => match keyed_by_body(&ctx.cache, &ctx.settings, &parts, body, &plan).await {
-            Ok(keyed) => keyed,
+        None => match keyed_by_body(&ctx.cache, &ctx.settings, &mut parts, body, &mut plan).await {
+            Ok(keyed) => {
+                // An LLM request's tenant keys it like a user.
+                owner.user_tag = plan.user.as_ref().map(crate::key::user_tag);
+                keyed
+            }
             Err(answer) => return answer.resolve(ctx, parts, plan.rule).await,
         },
     };
@@ -154,7 +158,11 @@ where
     /// waits for.
     pub(super) fn streamable(&self) -> bool {
         let info = &self.plan.info;
+        let json_llm = info
+            .llm
+            .is_some_and(|(_, ask)| ask.shape == crate::llm::Shape::Json);
         !self.plan.background
+            && !json_llm
             && !info.head
             && info.range.is_none()
             && info.conditions.is_empty()

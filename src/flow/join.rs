@@ -8,6 +8,7 @@ use tower::Service;
 
 use super::miss::{LeaseGuard, Miss, Phase, StaleEntry};
 use super::respond::stamp;
+use super::stream;
 use crate::body::CacheBody;
 use crate::coalesce::stream::FillStream;
 use crate::coalesce::{JoinAs, Role, Waited};
@@ -31,7 +32,7 @@ where
             let tokens = cache.tiers().begin_fill().await;
             return Phase::Fetch(stale, fwd, tokens);
         }
-        let wait = self.ctx.settings.config.cache.coalesce_wait;
+        let wait = self.fill_wait();
         match cache.coalescer().join(self.key) {
             Role::Leader(guard) => self._leader = Some(guard),
             // Someone is fetching it already: a background refresh has nothing to add.
@@ -43,6 +44,7 @@ where
                     key: self.key,
                     headers: &self.parts.headers,
                     gzip: self.streamable().then_some(self.plan.info.gzip),
+                    events_only: self.plan.info.llm.is_some(),
                 };
                 match follower.wait(wait, me).await {
                     Waited::Streaming(fill) => return Phase::Respond(self.follow(&fill)),
@@ -75,12 +77,22 @@ where
         Phase::Fetch(stale, fwd, tokens)
     }
 
+    /// How long a request waits for another's fill: `cache.coalesce_wait`, or for an LLM
+    /// answer as long as the upstream may take (a second paid call is what waiting saves).
+    fn fill_wait(&self) -> std::time::Duration {
+        let c = &self.ctx.settings.config;
+        match self.plan.info.llm {
+            Some(_) => c.cache.coalesce_wait.max(c.proxy.upstream_timeout),
+            None => c.cache.coalesce_wait,
+        }
+    }
+
     /// Joins another request's fill as it streams: the bytes so far at once, then the rest
     /// as they arrive (a hit, collapsed: this request caused no trip upstream).
     fn follow<ResB>(&self, fill: &Arc<FillStream>) -> Response<CacheBody<ResB>> {
         let status = CacheStatus::hit(0).collapsed(true).tier(Tier::L1);
         self.answering().record(&status);
-        let mut resp = Response::new(CacheBody::fill(fill.reader()));
+        let mut resp = Response::new(stream::fill_body(fill.reader(), &self.plan.info));
         *resp.status_mut() = fill.status();
         *resp.headers_mut() = fill.headers().clone();
         stamp(resp.headers_mut(), &status, &self.ctx.settings);

@@ -2,6 +2,7 @@
 //! time), canonicalised and hashed; a body that cannot be keyed is forwarded uncached.
 
 use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
@@ -13,7 +14,8 @@ use super::route::{body_hash, primary_key, Plan};
 use super::Ctx;
 use crate::body::{buffer_within, BoxError, Buffered, CacheBody};
 use crate::cache::{Cache, Settings};
-use crate::key::{normalize_percent, BodyKeyError, CacheKey};
+use crate::key::{normalize_percent, BodyHash, BodyKeyError, CacheKey};
+use crate::llm::Provider;
 use crate::status::NoCacheReason;
 use crate::store::Found;
 use crate::time::now_ms;
@@ -53,13 +55,15 @@ where
 }
 
 /// Reads a `key_body` request's body (bounded in size and time), keys it and looks the key
-/// up in memory.
+/// up in memory. An LLM request is keyed by its meaning and its tenant (`plan.user`, unless
+/// the rule is `shared`), says in `plan.info.llm` which shape it wants, and goes upstream
+/// with the body the API needs (a streaming chat request asks for its usage).
 pub(super) async fn keyed_by_body<B>(
     cache: &Cache,
     s: &Settings,
-    parts: &Parts,
+    parts: &mut Parts,
     body: B,
-    plan: &Plan,
+    plan: &mut Plan,
 ) -> Result<(CacheKey, CacheBody<B>, Found), Unkeyed<B>>
 where
     B: Body<Data = Bytes>,
@@ -82,15 +86,21 @@ where
             ))
         }
     };
-    let fields = s.rule(plan.rule).and_then(|r| r.key_body_fields.as_deref());
-    let hash = match body_hash(&parts.headers, &bytes, fields) {
-        Ok(h) => h,
-        Err(e) => {
-            let reason = match e {
-                BodyKeyError::TooDeep => NoCacheReason::BodyTooDeep,
-                BodyKeyError::NotJson => NoCacheReason::BodyNotJson,
-            };
-            return Err(Unkeyed::Bypass(reason, CacheBody::full(bytes)));
+    let rule = s.rule(plan.rule);
+    let (hash, bytes) = match rule.and_then(|r| r.llm.map(|p| (p, r.shared))) {
+        Some((provider, shared)) => llm_meaning(s, parts, bytes, plan, (provider, shared))?,
+        None => {
+            let fields = rule.and_then(|r| r.key_body_fields.as_deref());
+            match body_hash(&parts.headers, &bytes, fields) {
+                Ok(h) => (h, bytes),
+                Err(e) => {
+                    let reason = match e {
+                        BodyKeyError::TooDeep => NoCacheReason::BodyTooDeep,
+                        BodyKeyError::NotJson => NoCacheReason::BodyNotJson,
+                    };
+                    return Err(Unkeyed::Bypass(reason, CacheBody::full(bytes)));
+                }
+            }
         }
     };
     let path = normalize_percent(parts.uri.path());
@@ -107,4 +117,36 @@ where
             .tiers()
             .lookup_memory(key, &parts.headers, &plan.policy, now_ms(), plan.tiers);
     Ok((key, CacheBody::full(bytes), found))
+}
+
+/// An LLM request's key part (its meaning), its tenant and shape (into `plan`), and the
+/// body it goes upstream with (`Content-Length` set to match).
+fn llm_meaning<B>(
+    s: &Settings,
+    parts: &mut Parts,
+    bytes: Bytes,
+    plan: &mut Plan,
+    (provider, shared): (Provider, bool),
+) -> Result<(BodyHash, Bytes), Unkeyed<B>> {
+    let Ok((meaning, ask)) = provider.meaning(&bytes) else {
+        return Err(Unkeyed::Bypass(
+            NoCacheReason::BodyNotJson,
+            CacheBody::full(bytes),
+        ));
+    };
+    plan.info.llm = Some((provider, ask));
+    if !shared {
+        plan.user = s.users.tenant(&parts.headers);
+    }
+    let hash = BodyHash::of_meaning(provider.name(), &meaning);
+    let sent = match provider.forwarded(&bytes, ask) {
+        Some(body) => {
+            parts
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+            Bytes::from(body)
+        }
+        None => bytes,
+    };
+    Ok((hash, sent))
 }

@@ -21,6 +21,7 @@ pub(crate) mod fill;
 mod forward;
 mod join;
 mod keyed;
+mod llm;
 mod miss;
 pub(crate) mod respond;
 mod revalidate;

@@ -17,6 +17,9 @@ use crate::body::CacheBody;
 use crate::cache::{Cache, Settings};
 use crate::entry::Entry;
 use crate::key::CacheKey;
+use crate::llm::{Ask, Provider};
+
+use super::llm::Facts;
 use crate::semantics::conditionals::{strengthen_etag, weaken_etag, Conditions};
 use crate::semantics::ranges::{parse_range, ByteRange, RangeRequest};
 use crate::status::{CacheStatus, Tier};
@@ -31,6 +34,8 @@ pub(crate) struct ReqInfo {
     pub conditions: Conditions,
     /// A single byte range asked for with GET.
     pub range: Option<ByteRange>,
+    /// An LLM request: its API and the shape it wants the answer in.
+    pub llm: Option<(Provider, Ask)>,
 }
 
 impl ReqInfo {
@@ -49,6 +54,7 @@ impl ReqInfo {
             gzip: crate::compress::accepts_gzip(h),
             conditions: Conditions::of(req.method(), h),
             range,
+            llm: None,
         }
     }
 }
@@ -117,7 +123,28 @@ impl<'a> Answering<'a> {
             let stats = self.cache.counters();
             stats.record_tier(tier);
             stats.record_hit_latency(tier, self.started.elapsed().as_micros() as u64);
+            if let Some((provider, _)) = self.info.llm {
+                self.record_llm_saving(provider, entry);
+            }
         }
+    }
+
+    /// Counts the tokens and dollars an LLM hit saved (the entry's usage, read once).
+    fn record_llm_saving(&self, provider: Provider, entry: &Entry) {
+        let Some(u) = &Facts::of(entry, provider).usage else {
+            return;
+        };
+        let rule = self
+            .settings
+            .rule(self.rule)
+            .map_or("", |r| r.name.as_str());
+        let usd = self.settings.config.llm.price(&u.model).map_or(0.0, |p| {
+            (u.input as f64 * p.input + u.output as f64 * p.output) / 1e6
+        });
+        self.cache
+            .counters()
+            .llm
+            .record(rule, &u.model, (u.input, u.output), usd);
     }
 
     /// Counts an answer that was not served from an entry.
@@ -264,6 +291,32 @@ pub(crate) fn respond<B>(
     let mut resp = Response::new(body);
     *resp.status_mut() = entry.status();
     *resp.headers_mut() = headers;
+    match info.llm {
+        Some(llm) if !info.head => reshaped(resp, entry, llm),
+        _ => resp,
+    }
+}
+
+/// An LLM answer in the shape its request wants: a stored stream for a JSON request, a
+/// stored object for a streaming one, a chat stream without the usage chunk nobody asked
+/// for. Served as stored when it already is that shape.
+fn reshaped<B>(
+    mut resp: Response<CacheBody<B>>,
+    entry: &Entry,
+    (provider, ask): (Provider, Ask),
+) -> Response<CacheBody<B>> {
+    let Some(new) = Facts::of(entry, provider).rendering(entry, provider, ask) else {
+        return resp;
+    };
+    let h = resp.headers_mut();
+    h.remove(CONTENT_ENCODING);
+    h.remove(CONTENT_LENGTH);
+    h.remove(http::header::ETAG);
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(Provider::content_type(ask.shape)),
+    );
+    *resp.body_mut() = CacheBody::full(new);
     resp
 }
 

@@ -12,7 +12,7 @@ use tower::Service;
 
 use super::admit;
 use super::miss::{Fetched, Miss, Phase, StaleEntry};
-use super::respond::{append_all, error_response, pass_on, respond};
+use super::respond::{append_all, error_response, pass_on, respond, stamp};
 use super::revalidate;
 use super::stream::{self, drain_ready, Drained};
 use crate::body::{buffer, Buffered, CacheBody, Inner, PassBody};
@@ -107,6 +107,11 @@ where
             Ok(read) => read,
             Err(answered) => return answered,
         };
+        if let Err(reason) =
+            admit::complete_answer(s.rule(self.plan.rule), &a.response.headers, &bytes)
+        {
+            return self.hand_on(a.response, CacheBody::full(bytes), a.fwd, reason);
+        }
         let kept = match admit::keep_body(&s, &a.response.headers, bytes) {
             Ok(kept) => kept,
             Err(bytes) => {
@@ -152,11 +157,13 @@ where
                 Err(self.hand_on(a.response, rest, a.fwd, NoCacheReason::TooLarge))
             }
             Buffered::Failed(_) | Buffered::TimedOut => {
-                self.uncached(a.fwd, NoCacheReason::UpstreamBody);
-                Err(Phase::Respond(error_response(
+                let status = self.uncached(a.fwd, NoCacheReason::UpstreamBody);
+                let mut resp = error_response(
                     StatusCode::BAD_GATEWAY,
                     "the upstream response body failed\n",
-                )))
+                );
+                stamp(resp.headers_mut(), &status, &self.ctx.settings);
+                Err(Phase::Respond(resp))
             }
         }
     }
@@ -183,6 +190,7 @@ where
             limit: a.limit,
             leader: self._leader.take(),
             _lease: self._lease.take(),
+            info: self.plan.info.clone(),
         };
         Phase::Respond(stream::start(later, status, prefix, body))
     }

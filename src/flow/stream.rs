@@ -20,13 +20,14 @@ use http_body_util::BodyExt;
 
 use super::admit::{self, FillRequest};
 use super::miss::LeaseGuard;
-use super::respond::{self, stamp};
+use super::respond::{self, stamp, ReqInfo};
 use crate::body::{concat, CacheBody, PassBody};
 use crate::cache::{Cache, Settings};
-use crate::coalesce::stream::{Audience, FillStream};
+use crate::coalesce::stream::{Audience, FillReader, FillStream};
 use crate::coalesce::LeaderGuard;
+use crate::llm::{Provider, Shape};
 use crate::policy::{vary_names, Freshness};
-use crate::status::{CacheStatus, TierSet};
+use crate::status::{CacheStatus, NoCacheReason, TierSet};
 use crate::store::FillTokens;
 
 /// What polling a body without waiting found.
@@ -78,6 +79,8 @@ pub(super) struct Later {
     /// Held until the entry is stored: followers then read it.
     pub leader: Option<LeaderGuard>,
     pub _lease: Option<LeaseGuard>,
+    /// What the request that caused the fill asked for (its body's shape, for LLM rules).
+    pub info: ReqInfo,
 }
 
 impl Later {
@@ -85,6 +88,10 @@ impl Later {
     async fn store(self, bytes: Bytes) {
         let s = &*self.settings;
         let rule = s.rule(self.rule);
+        if let Err(reason) = admit::complete_answer(rule, &self.response.1, &bytes) {
+            s.counters(self.rule).record_not_stored(reason);
+            return;
+        }
         let Ok(kept) = admit::keep_body(s, &self.response.1, bytes) else {
             return;
         };
@@ -142,17 +149,31 @@ pub(super) fn start<ResB: PassBody>(
     if let Some(leader) = &later.leader {
         leader.publish(fill.clone());
     }
-    let reader = fill.reader();
+    let reader = fill_body(fill.reader(), &later.info);
     // The fields that are this request's own (a cookie, what a qualified `private` names)
     // reach it, and only it.
-    let own = admit::own_fields(response, &admit::personal_fields(response, &s));
+    let own = admit::own_fields(
+        response,
+        &admit::personal_fields(response, &s, s.rule(later.rule)),
+    );
     respond::append_all(&mut headers, &own);
     tokio::spawn(drive(body, fill, later));
     stamp(&mut headers, &status, &s);
-    let mut resp = Response::new(CacheBody::fill(reader));
+    let mut resp = Response::new(reader);
     *resp.status_mut() = code;
     *resp.headers_mut() = headers;
     resp
+}
+
+/// The body a client gets from a fill as it arrives: as it comes, or — for an LLM chat
+/// stream whose client did not ask for the usage chunk — without it.
+pub(super) fn fill_body<B>(reader: FillReader, info: &ReqInfo) -> CacheBody<B> {
+    match info.llm {
+        Some((Provider::OpenAiChat, ask)) if ask.shape == Shape::Stream && !ask.include_usage => {
+            CacheBody::fill_without_usage(reader)
+        }
+        _ => CacheBody::fill(reader),
+    }
 }
 
 /// Who may follow the fill: requests that the stored answer would serve (the same `Vary`
@@ -178,6 +199,10 @@ async fn drive<ResB: PassBody>(mut body: Pin<Box<ResB>>, fill: Arc<FillStream>, 
             None => break,
             Some(Err(_)) => {
                 fill.fail();
+                later
+                    .settings
+                    .counters(later.rule)
+                    .record_not_stored(NoCacheReason::UpstreamBody);
                 return;
             }
             Some(Ok(frame)) => {

@@ -57,6 +57,18 @@ impl BodyHash {
 }
 
 impl BodyHash {
+    /// Hashes an LLM request's meaning (canonical JSON, noise left out), for `api`.
+    pub fn of_meaning(api: &str, meaning: &[u8]) -> BodyHash {
+        let mut h = blake3::Hasher::new();
+        h.update(b"llm\0");
+        h.update(api.as_bytes());
+        h.update(b"\0");
+        h.update(meaning);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        BodyHash(out)
+    }
+
     /// Hashes only the fields at `pointers` (RFC 6901 JSON pointers, in the rule's order)
     /// of a JSON body, each canonicalised; a field the body lacks is hashed as absent. A body
     /// that is not a JSON document (or is ambiguous) is [`BodyKeyError::NotJson`].

@@ -24,7 +24,7 @@ use http::header::{HeaderMap, HeaderName};
 use http::Method;
 
 mod body;
-pub mod json;
+pub use crate::semantics::json;
 pub mod jwt;
 mod source;
 mod tags;

@@ -116,6 +116,20 @@ impl Users {
         None
     }
 
+    /// The tenant of an API request (for LLM rules): the configured user when one is
+    /// present, else the keyed hash of the first API credential it carries
+    /// (`Authorization`, `x-api-key`, `x-goog-api-key`). Two credentials are two tenants.
+    pub fn tenant(&self, headers: &HeaderMap) -> Option<UserId> {
+        if let Some(user) = self.identify(headers) {
+            return Some(user);
+        }
+        const CREDENTIALS: [&str; 3] = ["authorization", "x-api-key", "x-goog-api-key"];
+        CREDENTIALS.iter().enumerate().find_map(|(i, name)| {
+            let v = trim(headers.get(*name)?.as_bytes());
+            (!v.is_empty()).then(|| self.hash(1000 + i, v))
+        })
+    }
+
     /// The request headers that carry a user identity (the configured sources), to send
     /// along with requests made on the user's behalf (prefetch).
     pub fn identity_headers(&self, headers: &HeaderMap) -> HeaderMap {

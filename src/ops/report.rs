@@ -46,6 +46,45 @@ pub struct StatsReport {
     pub saved: SavedReport,
     /// Warming: runs, URLs warmed, URLs that failed.
     pub warm: WarmReport,
+    /// What LLM hits saved, per model (all rules together).
+    pub llm: std::collections::BTreeMap<String, LlmReport>,
+}
+
+/// What one model's hits saved.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LlmReport {
+    /// Hits.
+    pub hits: u64,
+    /// Tokens not paid for again.
+    pub tokens_saved: TokensSaved,
+    /// USD not paid for again (`[llm.prices]`).
+    pub usd_saved: f64,
+}
+
+/// Input and output tokens.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct TokensSaved {
+    /// Input (prompt) tokens.
+    pub input: u64,
+    /// Output (completion) tokens.
+    pub output: u64,
+}
+
+/// What LLM hits saved, per model.
+fn llm_report(cache: &Cache) -> std::collections::BTreeMap<String, LlmReport> {
+    let mut out: std::collections::BTreeMap<String, LlmReport> = Default::default();
+    for ((_, model), s) in cache.counters().llm.snapshot() {
+        let r = out.entry(model).or_default();
+        r.hits += s.hits;
+        r.tokens_saved.input += s.input_tokens;
+        r.tokens_saved.output += s.output_tokens;
+        r.usd_saved = round6(r.usd_saved + s.usd);
+    }
+    out
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
 }
 
 /// What the cache saved, in total and per rule.
@@ -145,6 +184,7 @@ pub fn stats(cache: &Cache) -> StatsReport {
             warmed,
             failed,
         },
+        llm: llm_report(cache),
     }
 }
 

@@ -163,7 +163,8 @@ pub fn decide(input: &StoreInput<'_>) -> Result<Freshness, NoCacheReason> {
 /// Why a response must not be stored at all, if it must not (RFC 9111 §3, §3.5, §5.2.2).
 fn refusal(input: &StoreInput<'_>, d: &Directives) -> Option<NoCacheReason> {
     let rule = input.rule;
-    let per_user = rule.is_some_and(|r| r.per_user);
+    // Keyed by the user (or, for an LLM rule, by the tenant's credential).
+    let per_user = rule.is_some_and(|r| r.per_user || r.llm.is_some());
     let code = input.status.as_u16();
     match rule {
         Some(_) if !input.statuses.contains(&code) => return Some(NoCacheReason::Status),
@@ -185,7 +186,10 @@ fn refusal(input: &StoreInput<'_>, d: &Directives) -> Option<NoCacheReason> {
     if d.private && !per_user {
         return Some(NoCacheReason::Private);
     }
-    if input.response.contains_key(SET_COOKIE) && !rule.is_some_and(|r| r.allow_set_cookie) {
+    // An LLM provider's bot-management cookie belongs to one call: never stored, never
+    // replayed, no reason to refuse the answer.
+    let cookies_ok = rule.is_some_and(|r| r.allow_set_cookie || r.llm.is_some());
+    if input.response.contains_key(SET_COOKIE) && !cookies_ok {
         return Some(NoCacheReason::SetCookie);
     }
     if vary_star(input.response) {

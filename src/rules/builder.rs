@@ -193,6 +193,19 @@ impl RuleBuilder {
         self
     }
 
+    /// Caches an LLM API (`openai-chat`, `openai-responses`, `anthropic-messages`): keyed
+    /// by the request's meaning and tenant, answered in either shape.
+    pub fn llm(mut self, api: &str) -> Self {
+        self.spec.llm = Some(api.to_string());
+        self
+    }
+
+    /// Stores LLM answers cut by their length or a filter.
+    pub fn store_truncated(mut self) -> Self {
+        self.spec.store_truncated = true;
+        self
+    }
+
     /// Tag templates (`{capture}` filled from the path) attached to stored entries.
     pub fn tags<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tags: I) -> Self {
         self.spec.tags = strings(tags);

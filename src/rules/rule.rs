@@ -79,6 +79,11 @@ pub struct Rule {
     /// After a 2xx `POST`, fetch its `Location` (on this rule, or on the rule the
     /// `Location` matches).
     pub warm_created: bool,
+    /// The LLM API it caches: keyed by the request's meaning and its tenant, answered in
+    /// either shape (JSON or a stream), never storing a partial answer.
+    pub llm: Option<crate::llm::Provider>,
+    /// Store LLM answers that ended for their length or a filter.
+    pub store_truncated: bool,
 }
 
 impl Rule {
@@ -115,6 +120,8 @@ impl Rule {
             tiers: crate::status::TierSet::ALL,
             rewarm_on_invalidate: false,
             warm_created: false,
+            llm: None,
+            store_truncated: false,
             tags: Vec::new(),
             invalidates: Vec::new(),
         })

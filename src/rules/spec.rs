@@ -36,10 +36,14 @@ pub struct RuleSpec {
     pub invalidate_on: Vec<String>,
     /// Tags a 2xx drops.
     pub invalidates: Vec<String>,
+    /// Store LLM answers cut by their length or a filter.
+    pub store_truncated: bool,
     /// Keyed by the body.
     pub key_body: bool,
     /// Keyed by these JSON pointers of the body (implies `key_body`).
     pub key_body_fields: Option<Vec<String>>,
+    /// The LLM API it caches (`openai-chat`, `openai-responses`, `anthropic-messages`).
+    pub llm: Option<String>,
     /// Only these query parameters key.
     pub key_query: Option<Vec<String>>,
     /// The methods it caches (default GET and HEAD).
@@ -130,6 +134,7 @@ impl RuleSpec {
             key_body: false,
             key_body_fields: None,
             key_query: None,
+            llm: None,
             methods: None,
             miss_cost: None,
             name: None,
@@ -140,6 +145,7 @@ impl RuleSpec {
             shared: false,
             stale_if_error: None,
             stale_while_revalidate: None,
+            store_truncated: false,
             tags: Vec::new(),
             tiers: None,
             ttl: None,
@@ -157,7 +163,9 @@ impl RuleSpec {
         let mut rule =
             Rule::new(&self.checked_name(scope)?, &self.path).or_else(|m| fail("path", m))?;
         let key_body_fields = self.checked_fields()?;
-        rule.key_body = self.key_body || key_body_fields.is_some();
+        rule.llm = self.checked_llm()?;
+        rule.store_truncated = self.store_truncated;
+        rule.key_body = self.key_body || key_body_fields.is_some() || rule.llm.is_some();
         rule.methods = MethodSet::from_methods(&self.cached_methods(rule.key_body)?);
         rule.invalidate_on = MethodSet::from_methods(&self.invalidating_methods()?);
         rule.key_body_fields = key_body_fields;
@@ -213,6 +221,26 @@ impl RuleSpec {
         }
     }
 
+    /// `llm`: a known API; its meaning keys the entry, so chosen body fields do not apply.
+    fn checked_llm(&self) -> Result<Option<crate::llm::Provider>, RuleError> {
+        let Some(name) = &self.llm else {
+            return Ok(None);
+        };
+        let Some(p) = crate::llm::Provider::parse(name) else {
+            return fail(
+                "llm",
+                format!("unknown API {name:?}; expected \"openai-chat\", \"openai-responses\" or \"anthropic-messages\""),
+            );
+        };
+        if self.key_body_fields.is_some() {
+            return fail(
+                "key_body_fields",
+                "an llm rule keys on the request's meaning (every field but the per-request noise); key_body_fields does not apply",
+            );
+        }
+        Ok(Some(p))
+    }
+
     /// `key_body_fields`: JSON pointers, at least one.
     fn checked_fields(&self) -> Result<Option<Vec<String>>, RuleError> {
         let Some(list) = &self.key_body_fields else {
@@ -238,7 +266,12 @@ impl RuleSpec {
     /// cache GET and HEAD, and POST when keyed by the body.
     fn cached_methods(&self, key_body: bool) -> Result<Vec<Method>, RuleError> {
         let Some(texts) = &self.methods else {
-            return Ok(vec![Method::GET, Method::HEAD]);
+            // An LLM API is asked with POST.
+            return Ok(if self.llm.is_some() {
+                vec![Method::POST]
+            } else {
+                vec![Method::GET, Method::HEAD]
+            });
         };
         let list = methods("methods", texts)?;
         for (j, m) in list.iter().enumerate().filter(|_| self.cache) {

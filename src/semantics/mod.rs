@@ -7,6 +7,7 @@
 pub mod conditionals;
 pub mod dates;
 pub mod hygiene;
+pub mod json;
 pub mod lists;
 pub mod media;
 pub mod ranges;

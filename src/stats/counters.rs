@@ -125,6 +125,15 @@ impl Counters {
         }
     }
 
+    /// Counts an answer that was streamed as stored but turned out not to be storable
+    /// (an LLM stream without its terminal event, say).
+    pub fn record_not_stored(&self, reason: NoCacheReason) {
+        let _ = self
+            .stored
+            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+        self.not_stored[reason.slot()].fetch_add(1, Relaxed);
+    }
+
     /// Counts a dry-run request: whether the cache would have answered it.
     pub fn record_dry_run(&self, would_hit: bool) {
         let c = if would_hit {

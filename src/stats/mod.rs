@@ -22,10 +22,12 @@ use crate::status::Tier;
 
 mod counters;
 mod histogram;
+mod llm;
 mod upstream;
 
 pub use counters::{Counters, CountersSnapshot, NotStored};
 pub use histogram::{Histogram, HistogramSnapshot, BUCKETS_US};
+pub use llm::{LlmSaved, LlmSavings};
 pub use upstream::{RecentTrips, UpstreamError, UpstreamErrors};
 
 /// All counters: per rule name (kept across config reloads) and the cache-wide ones.
@@ -42,6 +44,8 @@ pub struct Stats {
     warm_runs: AtomicU64,
     warmed: AtomicU64,
     warm_failed: AtomicU64,
+    /// What LLM hits saved.
+    pub llm: LlmSavings,
 }
 
 /// The name under which requests that matched no rule are counted.
@@ -151,5 +155,6 @@ impl Stats {
         for h in &self.hit_latency {
             h.reset();
         }
+        self.llm.reset();
     }
 }

@@ -51,11 +51,16 @@ pub enum NoCacheReason {
     /// The answer's content coding is not one larder serves from the cache (gzip or
     /// none): it could reach clients that never accepted it.
     Coding,
+    /// An LLM answer that did not complete: a stream without its terminal event, an error
+    /// event, or no answer object.
+    Incomplete,
+    /// An LLM answer cut by its length or a filter (`store_truncated` stores those).
+    Truncated,
 }
 
 impl NoCacheReason {
     /// Every reason, in a fixed order (a slot each for counting).
-    pub const ALL: [NoCacheReason; 23] = [
+    pub const ALL: [NoCacheReason; 25] = [
         NoCacheReason::Status,
         NoCacheReason::NoStore,
         NoCacheReason::Private,
@@ -79,6 +84,8 @@ impl NoCacheReason {
         NoCacheReason::DryRun,
         NoCacheReason::BodyNotJson,
         NoCacheReason::Coding,
+        NoCacheReason::Incomplete,
+        NoCacheReason::Truncated,
     ];
 
     /// Its slot in [`NoCacheReason::ALL`].
@@ -112,6 +119,8 @@ impl NoCacheReason {
             NoCacheReason::DryRun => "dry-run",
             NoCacheReason::BodyNotJson => "body-not-json",
             NoCacheReason::Coding => "coding",
+            NoCacheReason::Incomplete => "incomplete",
+            NoCacheReason::Truncated => "truncated",
         }
     }
 }

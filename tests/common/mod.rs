@@ -2,6 +2,8 @@
 //! process, a real HTTP client. Everything started here is stopped on drop.
 #![allow(dead_code)]
 
+pub mod provider;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,4 +1,4 @@
-//! Canonical JSON for body keys: object members sorted by key, insignificant whitespace
+//! Canonical JSON (for body keys, LLM request meanings): object members sorted by key, insignificant whitespace
 //! removed, strings re-escaped the one way, numbers kept exactly as written.
 //!
 //! The parser is iterative (an explicit stack, never the call stack) and bounded in depth:
@@ -6,7 +6,7 @@
 //! canonicalised, so no request can exhaust the stack or cost more than one pass.
 //!
 //! ```
-//! use larder::key::json::{canonicalize, Canonical};
+//! use larder::semantics::json::{canonicalize, Canonical};
 //! assert_eq!(
 //!     canonicalize(br#"{ "b": [1, 2.50], "a": "\u0041" }"#),
 //!     Canonical::Json(br#"{"a":"A","b":[1,2.50]}"#.to_vec())
