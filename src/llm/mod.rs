@@ -118,32 +118,26 @@ impl Provider {
         }
     }
 
-    /// Top-level request members that do not change the answer (the API references'
-    /// per-request options). Everything else, unknown members included, is meaning.
-    fn noise(self) -> &'static [&'static str] {
+    /// Whether a top-level request member does not change the answer (the API
+    /// references' per-request options). Everything else, unknown members included, is
+    /// meaning.
+    fn is_noise(self, member: &str) -> bool {
+        const OPENAI: [&str; 8] = [
+            "stream",
+            "stream_options",
+            "user",
+            "metadata",
+            "store",
+            "service_tier",
+            "prompt_cache_key",
+            "safety_identifier",
+        ];
         match self {
-            Provider::OpenAiChat => &[
-                "stream",
-                "stream_options",
-                "user",
-                "metadata",
-                "store",
-                "service_tier",
-                "prompt_cache_key",
-                "safety_identifier",
-            ],
-            Provider::OpenAiResponses => &[
-                "stream",
-                "stream_options",
-                "user",
-                "metadata",
-                "store",
-                "service_tier",
-                "prompt_cache_key",
-                "safety_identifier",
-                "background",
-            ],
-            Provider::AnthropicMessages => &["stream", "metadata", "service_tier"],
+            Provider::OpenAiChat => OPENAI.contains(&member),
+            Provider::OpenAiResponses => OPENAI.contains(&member) || member == "background",
+            Provider::AnthropicMessages => {
+                matches!(member, "stream" | "metadata" | "service_tier")
+            }
         }
     }
 
