@@ -164,10 +164,7 @@ impl Provider {
         };
         let mut out = Vec::with_capacity(canonical.len());
         out.push(b'{');
-        for (k, v) in members
-            .iter()
-            .filter(|(k, _)| !self.noise().contains(&k.as_str()))
-        {
+        for (k, v) in members.iter().filter(|(k, _)| !self.is_noise(k)) {
             if out.len() > 1 {
                 out.push(b',');
             }
