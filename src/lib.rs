@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod budget;
 pub mod cache;
 pub mod coalesce;
 pub mod compress;

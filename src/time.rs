@@ -33,6 +33,16 @@ pub fn now_ms() -> u64 {
     real + OFFSET_MS.load(Relaxed)
 }
 
+/// Microseconds since the Unix epoch, on the same clock as [`now_ms`] (for rates finer
+/// than a millisecond).
+#[inline]
+pub fn now_us() -> u64 {
+    let real = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    real + OFFSET_MS.load(Relaxed) * 1000
+}
+
 /// Makes the clock manual when `LARDER_MANUAL_CLOCK` is `true` or a number of
 /// milliseconds to start ahead by (`1`: a millisecond, as good as none); returns whether
 /// it is.

@@ -54,6 +54,8 @@ pub(crate) struct Inner {
     /// When each upstream may take its next warming request (one budget for all warming).
     pub(crate) warm_slots:
         parking_lot::Mutex<std::collections::HashMap<Option<Arc<str>>, tokio::time::Instant>>,
+    /// What each upstream may be asked (built at start: the limits need a restart).
+    pub(crate) gates: crate::budget::Gates,
     secret: Vec<u8>,
     warmer: OnceLock<Arc<dyn Warm>>,
 }
@@ -115,6 +117,8 @@ impl Cache {
         for tier in tiers.names() {
             stats.add_tier(tier);
         }
+        let fleet = tiers.lower().iter().find(|t| t.budget().is_some()).cloned();
+        let gates = gates(&settings.config, fleet);
         Cache {
             inner: Arc::new(Inner {
                 settings: ArcSwap::from_pointee(settings),
@@ -123,6 +127,7 @@ impl Cache {
                 stats,
                 hot: crate::store::hot::HotList::default(),
                 warm_slots: parking_lot::Mutex::default(),
+                gates,
                 secret: secret.to_vec(),
                 warmer: OnceLock::new(),
             }),
@@ -164,6 +169,11 @@ impl Cache {
         Ok(())
     }
 
+    /// What each upstream may be asked, and how each is doing.
+    pub fn gates(&self) -> &crate::budget::Gates {
+        &self.inner.gates
+    }
+
     /// The tiers.
     pub fn tiers(&self) -> &Tiers {
         &self.inner.tiers
@@ -203,4 +213,18 @@ impl Cache {
     pub fn top_entries(&self, n: usize) -> Vec<(String, u32, usize)> {
         self.inner.tiers.memory().top(n)
     }
+}
+
+/// A gate per upstream: each `[[upstream]]`, and the default (`[proxy]`'s limits) even
+/// where the layer has no upstream of its own. `fleet` is the tier that may share them.
+fn gates(config: &Config, fleet: Option<Arc<dyn crate::store::LowerTier>>) -> crate::budget::Gates {
+    let mut named: Vec<(String, crate::config::UpstreamLimits)> = config
+        .upstreams
+        .iter()
+        .map(|u| (u.name.clone(), u.limits))
+        .collect();
+    if !named.iter().any(|(name, _)| name == "default") {
+        named.push(("default".into(), config.proxy.limits));
+    }
+    crate::budget::Gates::new(&named, fleet)
 }

@@ -23,6 +23,7 @@
 
 mod admin;
 mod cache;
+mod limits;
 mod llm;
 mod log;
 mod proxy;
@@ -43,6 +44,7 @@ use toml::de::DeTable;
 pub use crate::error::ConfigError;
 pub use admin::AdminConfig;
 pub use cache::CacheConfig;
+pub use limits::{Rate, UpstreamLimits};
 pub use llm::{LlmConfig, Price};
 pub use log::LogConfig;
 pub use proxy::{HostHeader, ProxyConfig};
@@ -130,8 +132,10 @@ fn section<'a, T>(
 /// Every key the loader accepts, as `section.key` (`rule.ttl`, `store.disk.path`, …):
 /// the reference in `docs/configuration.md` lists each.
 pub fn accepted_keys() -> Vec<String> {
-    let sections: [(&str, &[Key]); 11] = [
+    let sections: [(&str, &[Key]); 13] = [
         ("proxy", proxy::KEYS),
+        ("proxy", limits::KEYS),
+        ("upstream", limits::KEYS),
         ("admin", admin::KEYS),
         ("store", store::KEYS),
         ("store.disk", store::DISK_KEYS),

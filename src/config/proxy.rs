@@ -44,6 +44,8 @@ pub struct ProxyConfig {
     pub max_connections: Option<usize>,
     /// Peers whose forwarding fields (`X-Forwarded-*`, `Forwarded`) are kept.
     pub trusted_proxies: Vec<Cidr>,
+    /// The default upstream's limits (`max_concurrent`, `rate`, `budget`, `queue`, …).
+    pub limits: super::UpstreamLimits,
 }
 
 /// Which `Host` header the upstream receives.
@@ -112,7 +114,9 @@ impl ProxyConfig {
                 .opt_int("max_connections", 1..=1_000_000)?
                 .map(|n| n as usize),
             trusted_proxies,
+            limits: super::UpstreamLimits::read(&mut t, &Default::default())?,
         };
-        Ok((proxy, t.finish(KEYS)?))
+        let keys: Vec<Key> = KEYS.iter().chain(super::limits::KEYS).copied().collect();
+        Ok((proxy, t.finish(&keys)?))
     }
 }

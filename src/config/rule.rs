@@ -34,6 +34,8 @@ pub(super) const KEYS: &[Key] = &[
     ("warm_created", Live),
     ("llm", Live),
     ("store_truncated", Live),
+    ("cost", Live),
+    ("stale_if_budget", Live),
 ];
 
 /// Where each field of the rule sits in the file (`methods[2]` for a list item), so a
@@ -150,6 +152,8 @@ pub(super) fn read(
     let llm = t.text("llm")?;
     spec.llm = spans.text("llm", &llm);
     spec.store_truncated = t.bool("store_truncated", false)?;
+    spec.cost = t.int("cost", 1, 0..=1_000_000_000)? as u64;
+    spec.stale_if_budget = t.parsed("stale_if_budget", None, parse_duration)?;
     let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
     let scope = Scope {
         index: i,

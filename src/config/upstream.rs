@@ -32,6 +32,8 @@ pub struct UpstreamConfig {
     /// `/llm/v1/chat` with `strip_prefix = "/llm"` and `url = "https://llm.example.com"`
     /// reaches `https://llm.example.com/v1/chat`).
     pub strip_prefix: Option<String>,
+    /// What it may be asked (requests in flight, rate, daily budget, queue, retries).
+    pub limits: super::UpstreamLimits,
 }
 
 pub(super) const KEYS: &[Key] = &[
@@ -87,6 +89,7 @@ impl UpstreamConfig {
             host: proxy.host.clone(),
             max_idle: 256,
             strip_prefix: None,
+            limits: proxy.limits,
         })
     }
 
@@ -136,8 +139,10 @@ impl UpstreamConfig {
                 .unwrap_or(HostHeader::Upstream),
             max_idle: t.int("max_idle", 256, 0..=100_000)? as usize,
             strip_prefix,
+            limits: super::UpstreamLimits::read(&mut t, &proxy.limits)?,
         };
-        Ok((upstream, t.finish(KEYS)?))
+        let keys: Vec<Key> = KEYS.iter().chain(super::limits::KEYS).copied().collect();
+        Ok((upstream, t.finish(&keys)?))
     }
 
     /// Whether it is reached over TLS.

@@ -16,4 +16,7 @@ pub struct Freshness {
     pub stale_while_revalidate: u32,
     /// `stale-if-error` window in seconds.
     pub stale_if_error: u32,
+    /// How long past its freshness the entry is kept for serving while its upstream is
+    /// over budget (the rule's `stale_if_budget`), in seconds; stored to the minute.
+    pub stale_if_budget: u32,
 }

@@ -197,7 +197,10 @@ fn expiry(
     let stale_ms = if f.must_revalidate || f.no_cache {
         0
     } else {
-        f.stale_while_revalidate.max(f.stale_if_error) as u64 * 1000
+        f.stale_while_revalidate
+            .max(f.stale_if_error)
+            .max(f.stale_if_budget) as u64
+            * 1000
     };
     let grace = if has_validator {
         lifetime.max(60_000)
@@ -205,6 +208,11 @@ fn expiry(
         lifetime.min(60_000)
     };
     (response_time + lifetime + stale_ms + grace).saturating_sub(initial_age)
+}
+
+/// Seconds as whole minutes, rounded up (what the header keeps of `stale_if_budget`).
+fn minutes(secs: u32) -> u16 {
+    secs.div_ceil(60).min(u32::from(u16::MAX)) as u16
 }
 
 /// The header block of a new entry (its `Vary` names, for a marker) and the flags it
@@ -303,6 +311,7 @@ impl Entry {
             .count()
             .min(u16::MAX as usize) as u16;
         h[28..30].copy_from_slice(&lines.to_le_bytes());
+        h[30..32].copy_from_slice(&minutes(f.stale_if_budget).to_le_bytes());
         let initial_age = f.initial_age_ms.min(TIME_MAX);
         let lifetime = f.lifetime_ms.min(TIME_MAX);
         let response_time = new.response_time.min(TIME_MAX * 4);
@@ -491,6 +500,7 @@ impl Entry {
             must_revalidate: self.flags() & flag::MUST_REVALIDATE != 0,
             stale_while_revalidate: u32_at(&self.buf, 20),
             stale_if_error: u32_at(&self.buf, 24),
+            stale_if_budget: u32::from(u16::from_le_bytes([self.buf[30], self.buf[31]])) * 60,
         }
     }
 

@@ -6,12 +6,14 @@ use http::{Request, Response, StatusCode};
 use tower::{Service, ServiceExt};
 
 use super::admit::FillRequest;
+use super::gate;
 use super::miss::{Fetched, Miss, Phase, StaleEntry};
 use super::revalidate;
 use super::route::{keyed_target, route_to};
 use crate::body::{CacheBody, Inner, PassBody};
+use crate::budget::Refused;
 use crate::key::normalize_percent;
-use crate::policy::{now_ms, stale_if_error_allows, upstream_failed};
+use crate::policy::{now_ms, stale_if_budget_allows, stale_if_error_allows, upstream_failed};
 use crate::status::{CacheStatus, Fwd, Stale};
 use crate::store::FillTokens;
 
@@ -52,6 +54,11 @@ where
             parts.uri = keyed;
         }
         route_to(&mut parts.extensions, rule);
+        let background = self.plan.background;
+        match gate::admit(&self.ctx.cache, rule, &parts.extensions, background).await {
+            Ok(slot) => self.slot = Some(slot),
+            Err(refused) => return Ok(Phase::Respond(self.refused(refused, stale, fwd))),
+        }
         let body = self.body.take().unwrap_or_else(CacheBody::empty);
         let request_time = now_ms();
         let sent = std::time::Instant::now();
@@ -66,6 +73,9 @@ where
             .counters(self.plan.rule)
             .record_upstream(sent.elapsed().as_micros() as u64, answered);
         let response_time = now_ms();
+        if let Ok(r) = &result {
+            gate::heed(&self.ctx.cache, rule, r.status(), r.headers()).await;
+        }
         // The upstream failed: a stale entry may stand in (RFC 5861 stale-if-error).
         let failed = match &result {
             Err(_) => Some(StatusCode::BAD_GATEWAY),
@@ -91,5 +101,29 @@ where
             request_time,
             response_time,
         }))
+    }
+
+    /// No slot upstream came in time: the stale entry within the rule's `stale_if_budget`
+    /// (or stale-if-error) window, else the over-budget answer.
+    fn refused(
+        &self,
+        refused: Refused,
+        stale: Option<StaleEntry>,
+        fwd: Fwd,
+    ) -> Response<CacheBody<ResB>> {
+        let now = now_ms();
+        let window = self
+            .ctx
+            .settings
+            .rule(self.plan.rule)
+            .and_then(|r| r.stale_if_budget);
+        if let Some((entry, key)) = stale.filter(|(e, _)| stale_if_budget_allows(e, window, now)) {
+            let why = Stale::Throttled(refused.reason);
+            let status = CacheStatus::stale(why, entry.ttl_ms(now) / 1000);
+            return self.answering().entry((&entry, &key), status, now);
+        }
+        let status = CacheStatus::forwarded(fwd).detail(refused.reason.reason());
+        self.answering().record(&status);
+        gate::refused(refused, &status, &self.ctx.settings)
     }
 }

@@ -130,6 +130,7 @@ where
         _lease: None,
         dry_hit: false,
         owner,
+        slot: None,
     };
     let mut phase = Phase::Lookup(found);
     loop {

@@ -9,11 +9,13 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use tower::{Service, ServiceExt};
 
+use super::gate;
 use super::respond::pass_on;
 use super::rewarm::Rewarm;
 use super::route::{route_to, Forward};
 use super::Ctx;
 use crate::body::{BoxError, CacheBody};
+use crate::budget::Refused;
 use crate::cache::{Cache, Settings};
 use crate::key::normalize_percent;
 use crate::rules::Rule;
@@ -159,11 +161,16 @@ where
         .then(|| Invalidations::of(&settings, &req, rule));
     let mut req = req.map(CacheBody::stream);
     route_to(req.extensions_mut(), rule);
+    let _slot = match gate::admit(&cache, rule, req.extensions(), false).await {
+        Ok(slot) => slot,
+        Err(refused) => return Ok(refused_here(refused, fwd.rule, &settings)),
+    };
     let sent = std::time::Instant::now();
     let resp = inner.oneshot(req).await?;
     settings
         .counters(fwd.rule)
         .record_upstream(sent.elapsed().as_micros() as u64, resp.status());
+    gate::heed(&cache, rule, resp.status(), resp.headers()).await;
     if let Some(inv) = invalidations {
         inv.apply(&cache, &settings, resp.status(), resp.headers())
             .await;
@@ -193,9 +200,15 @@ where
     ResB::Error: Into<BoxError>,
 {
     let status = CacheStatus::bypass(reason);
+    let the_rule = ctx.settings.rule(rule);
+    route_to(req.extensions_mut(), the_rule);
+    let _slot = match gate::admit(&ctx.cache, the_rule, req.extensions(), false).await {
+        Ok(slot) => slot,
+        Err(refused) => return Ok(refused_here(refused, rule, &ctx.settings)),
+    };
     ctx.settings.counters(rule).record(&status);
-    route_to(req.extensions_mut(), ctx.settings.rule(rule));
     let (parts, body) = ctx.inner.oneshot(req).await?.into_parts();
+    gate::heed(&ctx.cache, the_rule, parts.status, &parts.headers).await;
     Ok(pass_on(
         parts,
         CacheBody::stream(body),
@@ -203,4 +216,16 @@ where
         status,
         &ctx.settings,
     ))
+}
+
+/// The answer to a forwarded request its upstream's gate refused, counted with the limit
+/// it met.
+fn refused_here<B>(
+    refused: Refused,
+    rule: Option<usize>,
+    settings: &Settings,
+) -> Response<CacheBody<B>> {
+    let status = CacheStatus::bypass(refused.reason.reason());
+    settings.counters(rule).record(&status);
+    gate::refused(refused, &status, settings)
 }

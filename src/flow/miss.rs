@@ -69,6 +69,9 @@ pub(super) struct Miss<S, B> {
     pub(super) dry_hit: bool,
     /// Whose entry this request expects from a tier below memory.
     pub(super) owner: OwnedBy,
+    /// Its place upstream (its upstream's `max_concurrent`), held until the answer is
+    /// read (or, streamed to the client, stored).
+    pub(super) slot: Option<crate::budget::Slot>,
 }
 
 /// Whose entry a request expects: its normalised URL and its user's tag.

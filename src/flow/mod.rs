@@ -19,6 +19,7 @@ mod admit;
 mod fetch;
 pub(crate) mod fill;
 mod forward;
+mod gate;
 mod join;
 mod keyed;
 mod llm;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 use crate::cache::{Cache, Settings};
 
 pub(crate) use forward::forward;
+pub use gate::Background;
 pub(crate) use respond::{error_response, Answering};
 pub use route::RouteTo;
 pub(crate) use route::{route, Plan, Route};

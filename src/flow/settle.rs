@@ -190,6 +190,7 @@ where
             limit: a.limit,
             leader: self._leader.take(),
             _lease: self._lease.take(),
+            _slot: self.slot.take(),
             info: self.plan.info.clone(),
         };
         Phase::Respond(stream::start(later, status, prefix, body))

@@ -79,6 +79,8 @@ pub(super) struct Later {
     /// Held until the entry is stored: followers then read it.
     pub leader: Option<LeaderGuard>,
     pub _lease: Option<LeaseGuard>,
+    /// The place upstream the fill holds until its body is read.
+    pub _slot: Option<crate::budget::Slot>,
     /// What the request that caused the fill asked for (its body's shape, for LLM rules).
     pub info: ReqInfo,
 }

@@ -41,7 +41,7 @@ mod service;
 use tower::Layer;
 
 pub use crate::body::{buffer, buffer_within, BoxError, Buffered, CacheBody, Inner, PassBody};
-pub use crate::flow::RouteTo;
+pub use crate::flow::{Background, RouteTo};
 pub use builder::Builder;
 pub use future::ResponseFuture;
 pub use service::CacheService;

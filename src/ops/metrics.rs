@@ -182,6 +182,7 @@ pub fn render(cache: &Cache) -> String {
     render_rule_outcomes(&stats, &mut out);
     render_requests(&stats, &mut out);
     render_llm(cache, &mut out);
+    render_gates(&stats, &mut out);
     render_store(&stats, &mut out);
     render_lower_tiers(&stats, &mut out);
     out
@@ -215,6 +216,58 @@ fn render_llm(cache: &Cache, out: &mut String) {
             label(rule),
             label(model),
             s.hits
+        );
+    }
+}
+
+/// Each upstream's throttled requests by reason, its budget left and its back-off.
+fn render_gates(stats: &StatsReport, out: &mut String) {
+    let _ = writeln!(out, "# HELP larder_upstream_throttled_total Requests not sent to an upstream (served stale or refused), by the limit they met.\n# TYPE larder_upstream_throttled_total counter");
+    for (name, g) in &stats.upstreams {
+        for (reason, n) in &g.throttled {
+            let _ = writeln!(
+                out,
+                "larder_upstream_throttled_total{{upstream=\"{}\",reason=\"{reason}\"}} {n}",
+                label(name)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP larder_upstream_budget_remaining Units of an upstream's daily budget left (fleet-wide with Redis, as last seen).\n# TYPE larder_upstream_budget_remaining gauge");
+    for (name, g) in &stats.upstreams {
+        if let Some(left) = g.budget_remaining {
+            let _ = writeln!(
+                out,
+                "larder_upstream_budget_remaining{{upstream=\"{}\"}} {left}",
+                label(name)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP larder_upstream_budget_units An upstream's daily budget.\n# TYPE larder_upstream_budget_units gauge");
+    for (name, g) in &stats.upstreams {
+        if let Some(budget) = g.budget {
+            let _ = writeln!(
+                out,
+                "larder_upstream_budget_units{{upstream=\"{}\"}} {budget}",
+                label(name)
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP larder_upstream_backoff_seconds Seconds an upstream is still left alone after its Retry-After.\n# TYPE larder_upstream_backoff_seconds gauge");
+    for (name, g) in &stats.upstreams {
+        let _ = writeln!(
+            out,
+            "larder_upstream_backoff_seconds{{upstream=\"{}\"}} {}",
+            label(name),
+            g.backoff_seconds
+        );
+    }
+    let _ = writeln!(out, "# HELP larder_upstream_in_flight Requests in flight to an upstream.\n# TYPE larder_upstream_in_flight gauge");
+    for (name, g) in &stats.upstreams {
+        let _ = writeln!(
+            out,
+            "larder_upstream_in_flight{{upstream=\"{}\"}} {}",
+            label(name),
+            g.in_flight
         );
     }
 }

@@ -48,6 +48,9 @@ pub struct StatsReport {
     pub warm: WarmReport,
     /// What LLM hits saved, per model (all rules together).
     pub llm: std::collections::BTreeMap<String, LlmReport>,
+    /// Each upstream's limits and how it is doing against them (in flight, budget left,
+    /// back-off, requests throttled by reason).
+    pub upstreams: std::collections::BTreeMap<String, crate::budget::GateReport>,
 }
 
 /// What one model's hits saved.
@@ -185,6 +188,12 @@ pub fn stats(cache: &Cache) -> StatsReport {
             failed,
         },
         llm: llm_report(cache),
+        upstreams: cache
+            .gates()
+            .all()
+            .iter()
+            .map(|g| (g.name().to_string(), g.report()))
+            .collect(),
     }
 }
 

@@ -152,6 +152,7 @@ pub fn decide(input: &StoreInput<'_>) -> Result<Freshness, NoCacheReason> {
             d.stale_while_revalidate,
         ),
         stale_if_error: window(rule.and_then(|r| r.stale_if_error), d.stale_if_error),
+        stale_if_budget: rule.and_then(|r| r.stale_if_budget).map_or(0, secs),
     };
     match rule {
         Some(r) => rule_lifetime(input, r, &d, origin, &mut f)?,

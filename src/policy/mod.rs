@@ -15,7 +15,10 @@ pub use freshness::{
     vary_star, Freshness, StoreInput,
 };
 pub use request::RequestPolicy;
-pub use usable::{classify, refresh_ahead_due, stale_if_error_allows, upstream_failed, Usable};
+pub use usable::{
+    classify, refresh_ahead_due, stale_if_budget_allows, stale_if_error_allows, upstream_failed,
+    Usable,
+};
 
 pub use crate::semantics::dates::{format_date, parse_date};
 pub use crate::time::now_ms;

@@ -56,9 +56,10 @@ pub fn classify(entry: &Entry, policy: &RequestPolicy, now: u64) -> Usable {
     Usable::Stale
 }
 
-/// Statuses after which a stale entry may be served instead (RFC 5861 §4).
+/// Statuses after which a stale entry may be served instead (RFC 5861 §4): the server
+/// errors, and `429` (the upstream refused to answer now).
 pub fn upstream_failed(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
 }
 
 /// Whether `entry` may be served stale because the upstream failed.
@@ -66,6 +67,22 @@ pub fn stale_if_error_allows(entry: &Entry, now: u64) -> bool {
     let f = entry.freshness();
     let staleness = -entry.ttl_ms(now);
     !f.must_revalidate && !f.no_cache && staleness <= f.stale_if_error as i64 * 1000
+}
+
+/// Whether `entry` may be served stale because its upstream may not be asked now (over
+/// its budget, rate or concurrency, or backing off): within the rule's `stale_if_budget`
+/// window, or the entry's stale-if-error window (a refusal is a failure too).
+pub fn stale_if_budget_allows(
+    entry: &Entry,
+    window: Option<std::time::Duration>,
+    now: u64,
+) -> bool {
+    let f = entry.freshness();
+    let staleness = -entry.ttl_ms(now);
+    let window_ms = window.map_or(0, |w| w.as_millis() as i64);
+    !f.must_revalidate
+        && !f.no_cache
+        && staleness <= window_ms.max(i64::from(f.stale_if_error) * 1000)
 }
 
 /// Whether a fresh entry is due a refresh-ahead: hit at least `min_hits` times (0: never)

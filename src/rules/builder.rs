@@ -200,6 +200,18 @@ impl RuleBuilder {
         self
     }
 
+    /// The budget units one forwarded request spends.
+    pub fn cost(mut self, units: u64) -> Self {
+        self.spec.cost = units;
+        self
+    }
+
+    /// Serve this far past freshness while the upstream is over its limits.
+    pub fn stale_if_budget(mut self, window: Duration) -> Self {
+        self.spec.stale_if_budget = Some(window);
+        self
+    }
+
     /// Stores LLM answers cut by their length or a filter.
     pub fn store_truncated(mut self) -> Self {
         self.spec.store_truncated = true;

@@ -84,6 +84,11 @@ pub struct Rule {
     pub llm: Option<crate::llm::Provider>,
     /// Store LLM answers that ended for their length or a filter.
     pub store_truncated: bool,
+    /// The budget units one forwarded request spends (its upstream's `budget`).
+    pub cost: u64,
+    /// How far past its freshness an entry may be served while its upstream is over
+    /// budget, rate or concurrency, or backing off.
+    pub stale_if_budget: Option<Duration>,
 }
 
 impl Rule {
@@ -122,6 +127,8 @@ impl Rule {
             warm_created: false,
             llm: None,
             store_truncated: false,
+            cost: 1,
+            stale_if_budget: None,
             tags: Vec::new(),
             invalidates: Vec::new(),
         })

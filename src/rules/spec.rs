@@ -32,10 +32,14 @@ pub struct RuleSpec {
     pub cache: bool,
     /// What clients are told.
     pub cache_control: Option<String>,
+    /// Budget units per forwarded request.
+    pub cost: u64,
     /// Methods that drop its tags.
     pub invalidate_on: Vec<String>,
     /// Tags a 2xx drops.
     pub invalidates: Vec<String>,
+    /// Serve this far past freshness while the upstream is over its limits.
+    pub stale_if_budget: Option<Duration>,
     /// Store LLM answers cut by their length or a filter.
     pub store_truncated: bool,
     /// Keyed by the body.
@@ -129,6 +133,7 @@ impl RuleSpec {
             allow_set_cookie: false,
             cache: true,
             cache_control: None,
+            cost: 1,
             invalidate_on: Vec::new(),
             invalidates: Vec::new(),
             key_body: false,
@@ -145,6 +150,7 @@ impl RuleSpec {
             shared: false,
             stale_if_error: None,
             stale_while_revalidate: None,
+            stale_if_budget: None,
             store_truncated: false,
             tags: Vec::new(),
             tiers: None,
@@ -165,6 +171,8 @@ impl RuleSpec {
         let key_body_fields = self.checked_fields()?;
         rule.llm = self.checked_llm()?;
         rule.store_truncated = self.store_truncated;
+        rule.cost = self.cost;
+        rule.stale_if_budget = self.stale_if_budget;
         rule.key_body = self.key_body || key_body_fields.is_some() || rule.llm.is_some();
         rule.methods = MethodSet::from_methods(&self.cached_methods(rule.key_body)?);
         rule.invalidate_on = MethodSet::from_methods(&self.invalidating_methods()?);

@@ -157,6 +157,28 @@ fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
     era * 146_097 + doe - 719_468
 }
 
+/// How long a `Retry-After` value (RFC 9110 §10.2.3: delta-seconds or an HTTP date) asks
+/// to wait, from `now` (seconds since the epoch); `None` when it is neither.
+///
+/// ```
+/// use http::HeaderValue;
+/// use larder::semantics::dates::retry_after;
+/// use std::time::Duration;
+/// assert_eq!(retry_after(&HeaderValue::from_static("120"), 0), Some(Duration::from_secs(120)));
+/// let date = HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT");
+/// assert_eq!(retry_after(&date, 784111770), Some(Duration::from_secs(7)));
+/// assert_eq!(retry_after(&date, 784111790), Some(Duration::ZERO));
+/// assert_eq!(retry_after(&HeaderValue::from_static("soon"), 0), None);
+/// ```
+pub fn retry_after(v: &HeaderValue, now: u64) -> Option<Duration> {
+    let text = v.to_str().ok()?.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = text.parse::<u64>().unwrap_or(DELTA_MAX).min(DELTA_MAX);
+        return Some(Duration::from_secs(secs));
+    }
+    parse_date(v).map(|at| Duration::from_secs(at.saturating_sub(now)))
+}
+
 /// Formats seconds since the epoch as an IMF-fixdate.
 pub fn format_date(secs: u64) -> String {
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))

@@ -320,8 +320,9 @@ impl Admin {
     }
 
     /// `/health`: `ok`, or `degraded` with the reasons while a tier is unreachable, its
-    /// breaker open or it is disabled, or while half of an upstream's recent trips (at
-    /// least ten in the last 30 to 60 s) failed. Always 200: the proxy keeps serving.
+    /// breaker open or it is disabled, while half of an upstream's recent trips (at
+    /// least ten in the last 30 to 60 s) failed, or while an upstream backs off, has spent
+    /// its budget, or counts its limits on a local share because Redis is away. Always 200: the proxy keeps serving.
     fn health(&self) -> serde_json::Value {
         let mut body = json!({ "status": "ok", "store": self.backend_name() });
         let mut reasons = Vec::new();
@@ -345,6 +346,7 @@ impl Admin {
                 ));
             }
         }
+        reasons.extend(self.cache.gates().all().iter().filter_map(|g| g.trouble()));
         if !reasons.is_empty() {
             body["status"] = json!("degraded");
             body["reasons"] = json!(reasons);

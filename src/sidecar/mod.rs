@@ -227,6 +227,7 @@ impl Warm for Through {
                 .body(Empty::<Bytes>::new())
                 .map_err(|e| format!("bad path: {e}"))?;
             *req.headers_mut() = headers;
+            req.extensions_mut().insert(crate::layer::Background);
             let Ok(resp) = service.handle(req).await;
             let status = resp.status().as_u16();
             // Read the body whole: a fill stores what it streams through.

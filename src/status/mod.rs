@@ -151,6 +151,56 @@ pub enum Stale {
     IfError,
     /// The client allowed it with `max-stale`.
     MaxStale,
+    /// Served because the upstream is over one of its limits (`stale_if_budget`).
+    Throttled(Throttle),
+}
+
+/// Why an upstream could not be asked now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Throttle {
+    /// Its daily budget is spent.
+    Budget,
+    /// Its rate is reached.
+    Rate,
+    /// Its requests in flight are at `max_concurrent`.
+    Concurrency,
+    /// It asked to be left alone (a `429`/`503` with `Retry-After`).
+    Backoff,
+}
+
+impl Throttle {
+    /// Every reason, in slot order.
+    pub const ALL: [Throttle; 4] = [
+        Throttle::Budget,
+        Throttle::Rate,
+        Throttle::Concurrency,
+        Throttle::Backoff,
+    ];
+
+    /// The `detail` token (and the `reason` label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Throttle::Budget => "budget",
+            Throttle::Rate => "rate",
+            Throttle::Concurrency => "concurrency",
+            Throttle::Backoff => "backoff",
+        }
+    }
+
+    /// Its slot in [`Throttle::ALL`].
+    pub fn slot(self) -> usize {
+        self as usize
+    }
+
+    /// The reason an answer that did not go upstream for it carries.
+    pub fn reason(self) -> NoCacheReason {
+        match self {
+            Throttle::Budget => NoCacheReason::OverBudget,
+            Throttle::Rate => NoCacheReason::OverRate,
+            Throttle::Concurrency => NoCacheReason::OverConcurrency,
+            Throttle::Backoff => NoCacheReason::BackingOff,
+        }
+    }
 }
 
 impl Stale {
@@ -160,6 +210,7 @@ impl Stale {
             Stale::WhileRevalidate => "stale-while-revalidate",
             Stale::IfError => "stale-if-error",
             Stale::MaxStale => "max-stale",
+            Stale::Throttled(t) => t.as_str(),
         }
     }
 }
@@ -184,7 +235,7 @@ impl CacheStatus {
     pub fn stale(why: Stale, ttl: i64) -> CacheStatus {
         let base = match why {
             Stale::IfError => CacheStatus::forwarded(Fwd::Stale).ttl(ttl),
-            Stale::WhileRevalidate | Stale::MaxStale => CacheStatus::hit(ttl),
+            Stale::WhileRevalidate | Stale::MaxStale | Stale::Throttled(_) => CacheStatus::hit(ttl),
         };
         CacheStatus {
             outcome: Outcome::Stale,

@@ -56,11 +56,19 @@ pub enum NoCacheReason {
     Incomplete,
     /// An LLM answer cut by its length or a filter (`store_truncated` stores those).
     Truncated,
+    /// Not forwarded: the upstream's daily budget is spent.
+    OverBudget,
+    /// Not forwarded: the upstream's rate is reached.
+    OverRate,
+    /// Not forwarded: the upstream's requests in flight are at their bound.
+    OverConcurrency,
+    /// Not forwarded: the upstream asked to be left alone for a while.
+    BackingOff,
 }
 
 impl NoCacheReason {
     /// Every reason, in a fixed order (a slot each for counting).
-    pub const ALL: [NoCacheReason; 25] = [
+    pub const ALL: [NoCacheReason; 29] = [
         NoCacheReason::Status,
         NoCacheReason::NoStore,
         NoCacheReason::Private,
@@ -86,6 +94,10 @@ impl NoCacheReason {
         NoCacheReason::Coding,
         NoCacheReason::Incomplete,
         NoCacheReason::Truncated,
+        NoCacheReason::OverBudget,
+        NoCacheReason::OverRate,
+        NoCacheReason::OverConcurrency,
+        NoCacheReason::BackingOff,
     ];
 
     /// Its slot in [`NoCacheReason::ALL`].
@@ -121,6 +133,10 @@ impl NoCacheReason {
             NoCacheReason::Coding => "coding",
             NoCacheReason::Incomplete => "incomplete",
             NoCacheReason::Truncated => "truncated",
+            NoCacheReason::OverBudget => "budget",
+            NoCacheReason::OverRate => "rate",
+            NoCacheReason::OverConcurrency => "concurrency",
+            NoCacheReason::BackingOff => "backoff",
         }
     }
 }

@@ -159,6 +159,11 @@ pub trait LowerTier: Send + Sync + 'static {
         None
     }
 
+    /// Fleet-wide upstream limits, for tiers several instances share.
+    fn budget(&self) -> Option<&dyn FleetBudget> {
+        None
+    }
+
     /// Makes every acknowledged write durable (at shutdown).
     fn flush(&self) -> BoxFuture<'_, ()> {
         Box::pin(std::future::ready(()))
@@ -173,6 +178,60 @@ pub trait LowerTier: Send + Sync + 'static {
     fn kept<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Option<Vec<u8>>> {
         Box::pin(std::future::ready(None))
     }
+}
+
+/// What an instance asks of an upstream's fleet-wide limits for one request.
+#[derive(Clone, Copy, Debug)]
+pub struct BudgetAsk<'a> {
+    /// The upstream's name.
+    pub upstream: &'a str,
+    /// Now (µs since the epoch).
+    pub now_us: u64,
+    /// The rate as GCRA parameters: emission interval and burst tolerance (µs).
+    pub rate: Option<(u64, u64)>,
+    /// Budget units this request spends.
+    pub cost: u64,
+    /// Units per UTC day.
+    pub budget: Option<u64>,
+    /// How long to the next UTC midnight (when the budget resets).
+    pub reset: std::time::Duration,
+}
+
+/// The fleet's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BudgetAnswer {
+    /// Go: the rate and the units are spent.
+    Granted {
+        /// Units left today.
+        remaining: Option<u64>,
+    },
+    /// The rate is reached: a slot comes after `wait`.
+    Rate {
+        /// Until the next slot.
+        wait: Duration,
+    },
+    /// Today's budget is spent.
+    Budget {
+        /// Until it resets.
+        reset: Duration,
+        /// Units left (fewer than the request costs).
+        remaining: Option<u64>,
+    },
+    /// The upstream is backing off.
+    Backoff {
+        /// Until it may be asked again.
+        left: Duration,
+    },
+}
+
+/// Upstream limits one tier keeps for every instance sharing it.
+pub trait FleetBudget: Send + Sync {
+    /// Checks and spends a request against the shared limits (`Err`: the tier did not
+    /// answer; count locally).
+    fn take<'a>(&'a self, ask: BudgetAsk<'a>) -> BoxFuture<'a, Result<BudgetAnswer, ()>>;
+
+    /// Backs an upstream off fleet-wide.
+    fn back_off<'a>(&'a self, upstream: &'a str, left: Duration) -> BoxFuture<'a, ()>;
 }
 
 /// One fill per key across every instance sharing a tier.

@@ -2,6 +2,7 @@
 //! process, a real HTTP client. Everything started here is stopped on drop.
 #![allow(dead_code)]
 
+pub mod metered;
 pub mod provider;
 
 use std::collections::HashMap;

@@ -133,6 +133,8 @@ struct Upstream {
     strip_prefix: Option<String>,
     host: HostHeader,
     timeout: Duration,
+    /// Retries of an idempotent, bodiless request whose connection could not be made.
+    connect_retries: u8,
 }
 
 impl Upstream {
@@ -178,6 +180,7 @@ impl Upstream {
             strip_prefix: c.strip_prefix.clone(),
             host: c.host.clone(),
             timeout: c.timeout,
+            connect_retries: c.limits.connect_retries,
         })
     }
 
@@ -361,6 +364,7 @@ where
         upstream.set_host(&mut parts.headers, client_host);
         forwarding_fields(&mut parts);
         let failed = Arc::new(AtomicBool::new(false));
+        let again = Again::of(&parts, &body, upstream.connect_retries);
         let body = WatchedBody {
             inner: body.map_err(Into::into).boxed_unsync(),
             note: failed.clone(),
@@ -368,10 +372,63 @@ where
         let fut = upstream.client.request(Request::from_parts(parts, body));
         let (timeout, name, errors) =
             (upstream.timeout, upstream.name.clone(), self.errors.clone());
+        let (client, quoted) = (upstream.client.clone(), name.clone());
         Box::pin(async move {
-            let result = tokio::time::timeout(timeout, fut).await;
+            let tries = async move {
+                let mut result = fut.await;
+                for _ in 0..again.as_ref().map_or(0, |a| a.retries) {
+                    let (Err(e), Some(a)) = (&result, &again) else {
+                        break;
+                    };
+                    if !e.is_connect() {
+                        break;
+                    }
+                    tracing::info!(upstream = %quoted, error = %e, "connecting failed; retrying");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    result = client.request(a.request()).await;
+                }
+                result
+            };
+            let result = tokio::time::timeout(timeout, tries).await;
             Ok(answer(result, timeout, &name, &errors, &failed))
         })
+    }
+}
+
+/// The pause before a connect retry.
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
+
+/// What it takes to send a request again after its connection failed: only an idempotent
+/// request without a body (nothing of it was sent, and sending it twice changes nothing).
+struct Again {
+    method: http::Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+    retries: u8,
+}
+
+impl Again {
+    fn of<B: Body>(parts: &http::request::Parts, body: &B, retries: u8) -> Option<Again> {
+        let idempotent = parts.method.is_idempotent();
+        (retries > 0 && idempotent && body.is_end_stream()).then(|| Again {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+            retries,
+        })
+    }
+
+    fn request(&self) -> Request<AnyBody> {
+        let mut req = Request::new(WatchedBody {
+            inner: http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+            note: Arc::new(AtomicBool::new(false)),
+        });
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        req
     }
 }
 

@@ -30,6 +30,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 pub mod breaker;
+mod budget;
 mod events;
 mod invalidate;
 mod lease;

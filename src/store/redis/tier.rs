@@ -8,7 +8,10 @@ use tokio::sync::watch;
 use super::RedisTier;
 use crate::entry::Entry;
 use crate::key::CacheKey;
-use crate::store::{BoxFuture, FleetLease, Invalidation, Lease, LowerTier, TierReport, Write};
+use crate::store::{
+    BoxFuture, BudgetAnswer, BudgetAsk, FleetBudget, FleetLease, Invalidation, Lease, LowerTier,
+    TierReport, Write,
+};
 
 impl LowerTier for RedisTier {
     fn tier(&self) -> crate::status::Tier {
@@ -53,12 +56,26 @@ impl LowerTier for RedisTier {
         Some(self)
     }
 
+    fn budget(&self) -> Option<&dyn FleetBudget> {
+        Some(self)
+    }
+
     fn keep<'a>(&'a self, name: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, ()> {
         Box::pin(RedisTier::keep(self, name, bytes))
     }
 
     fn kept<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<Vec<u8>>> {
         Box::pin(RedisTier::kept(self, name))
+    }
+}
+
+impl FleetBudget for RedisTier {
+    fn take<'a>(&'a self, ask: BudgetAsk<'a>) -> BoxFuture<'a, Result<BudgetAnswer, ()>> {
+        Box::pin(async move { self.take_budget(&ask).await.map_err(|_| ()) })
+    }
+
+    fn back_off<'a>(&'a self, upstream: &'a str, left: Duration) -> BoxFuture<'a, ()> {
+        Box::pin(RedisTier::back_off(self, upstream, left))
     }
 }
 
