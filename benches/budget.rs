@@ -28,7 +28,16 @@ impl Redis {
             .ok()?
             .port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .ok()?;
@@ -71,14 +80,20 @@ fn bench_budget(c: &mut Criterion) {
     let _guard = rt.enter();
     let redis = Redis::start();
     let mut setups = vec![
-        ("memory_no_limits", format!("{RULE}")),
+        ("memory_no_limits", RULE.to_string()),
         ("memory_local_limits", format!("[proxy]\n{LIMITS}\n{RULE}")),
     ];
     match &redis {
         Some(r) => {
-            let store = format!("[store]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{}\"\n", r.1);
+            let store = format!(
+                "[store]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{}\"\n",
+                r.1
+            );
             setups.push(("redis_no_limits", format!("{store}\n{RULE}")));
-            setups.push(("redis_fleet_limits", format!("[proxy]\n{LIMITS}\n{store}\n{RULE}")));
+            setups.push((
+                "redis_fleet_limits",
+                format!("[proxy]\n{LIMITS}\n{store}\n{RULE}"),
+            ));
         }
         None => eprintln!("redis-server not found: the Redis cases are skipped"),
     }

@@ -6,6 +6,21 @@
 #   ROUNDS=5 DURATION=15 benches/compare.sh
 #   LARDER_B=/path/to/previous/larder CONTESTANTS="larder larder_b nginx" FILES=1k.json \
 #     ENCODINGS=gzip benches/compare.sh     # this build against a previous one, same run
+#   CONNS=1 FILES=nostore/1k.json ENCODINGS=identity benches/compare.sh
+#                                           # forwarding: an answer nobody stores, one at a
+#                                           # time (`ceiling` is the origin asked directly)
+#   LARDER_STORE='backend = "redis"
+#   redis_url = "redis://127.0.0.1:6379"
+#   l1 = false' CONTESTANTS="larder larder_b" benches/compare.sh
+#                                           # hits from Redis only (LARDER_RULE adds rule
+#                                           # keys: tiers = ["disk"] with a [store.disk];
+#                                           # @NAME@ and @OUT@ in either are the
+#                                           # contestant's name and the output directory)
+#   MODE=rate benches/compare.sh            # hit latency (p50, p99, p99.9) at 50% and 80%
+#                                           # of each one's most, from a fixed-rate client
+#                                           # (examples/fixed_rate.rs, wrk2's method)
+#
+# scripts/bench runs the whole set against the last commit in one command.
 #
 # Installs nginx, varnish and wrk from Debian packages when missing; builds larder in
 # release mode; runs `wrk -t1 -c64 --latency` against each contestant in alternating
@@ -37,8 +52,9 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 VARNISHD=$(command -v varnishd || echo /usr/sbin/varnishd)
 
-cargo build --release --quiet --bin larder
+cargo build --release --quiet --bin larder --example fixed_rate
 LARDER=target/release/larder
+MODE=${MODE:-throughput}
 
 rm -rf "$OUT"; mkdir -p "$OUT/www" "$OUT/tmp"
 OUT=$(cd "$OUT" && pwd)
@@ -123,8 +139,8 @@ http {
 EOF
 }
 
-nginx_conf origin "$ORIGIN_PORT" "server { listen 127.0.0.1:$ORIGIN_PORT; root $OUT/www; gzip_static on; gzip_vary on; location / { add_header Cache-Control \"public, max-age=3600\"; } }"
-nginx_conf ceiling "$CEIL_PORT" "server { listen 127.0.0.1:$CEIL_PORT; root $OUT/www; gzip_static on; gzip_vary on; location / { add_header Cache-Control \"public, max-age=3600\"; } }"
+nginx_conf origin "$ORIGIN_PORT" "server { listen 127.0.0.1:$ORIGIN_PORT; root $OUT/www; gzip_static on; gzip_vary on; location / { add_header Cache-Control \"public, max-age=3600\"; } location /nostore/ { alias $OUT/www/; add_header Cache-Control \"no-store\"; } }"
+nginx_conf ceiling "$CEIL_PORT" "server { listen 127.0.0.1:$CEIL_PORT; root $OUT/www; gzip_static on; gzip_vary on; location / { add_header Cache-Control \"public, max-age=3600\"; } location /nostore/ { alias $OUT/www/; add_header Cache-Control \"no-store\"; } }"
 nginx_conf proxycache "$NGX_PORT" "proxy_cache_path $OUT/tmp/ngx-cache levels=1:2 keys_zone=c:64m max_size=1g inactive=1h use_temp_path=off;
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
   server { listen 127.0.0.1:$NGX_PORT;
@@ -134,9 +150,14 @@ nginx_conf proxycache "$NGX_PORT" "proxy_cache_path $OUT/tmp/ngx-cache levels=1:
 cat > "$OUT/varnish.vcl" <<EOF
 vcl 4.1;
 backend origin { .host = "127.0.0.1"; .port = "$ORIGIN_PORT"; }
-sub vcl_backend_response { set beresp.ttl = 1h; }
+sub vcl_backend_response {
+  if (beresp.http.Cache-Control ~ "no-store") { set beresp.uncacheable = true; return (deliver); }
+  set beresp.ttl = 1h;
+}
 EOF
 
+LARDER_STORE=${LARDER_STORE:-'memory_max = "256MiB"'}
+LARDER_RULE=${LARDER_RULE:-}
 cat > "$OUT/larder.toml" <<EOF
 [proxy]
 listen = "127.0.0.1:$LARDER_PORT"
@@ -144,18 +165,20 @@ upstream = "http://127.0.0.1:$ORIGIN_PORT"
 workers = $WORKERS
 [admin]
 listen = "127.0.0.1:$LARDER_ADMIN"
-[store]
-memory_max = "256MiB"
 [log]
 access = false           # like the others: nginx runs with access_log off
+[store]
+$LARDER_STORE
 [[rule]]
 name = "files"
 path = "/{file}"
 ttl = "1h"
+$LARDER_RULE
 EOF
 
 sed -e "s/127.0.0.1:$LARDER_PORT/127.0.0.1:$LARDER_B_PORT/" -e "s/127.0.0.1:$LARDER_ADMIN/127.0.0.1:$LARDER_B_ADMIN/" \
-  "$OUT/larder.toml" > "$OUT/larder_b.toml"
+  -e "s|@NAME@|larder_b|g" -e "s|@OUT@|$OUT|g" "$OUT/larder.toml" > "$OUT/larder_b.toml"
+sed -i -e "s|@NAME@|larder|g" -e "s|@OUT@|$OUT|g" "$OUT/larder.toml"
 
 for n in origin ceiling proxycache; do
   "$NGINX" -c "$OUT/$n.conf" -p "$OUT/tmp" -e "$OUT/tmp/$n.error.log" &
@@ -221,6 +244,33 @@ run() { # contestant, file, encoding label, round
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$f" "$enc" "$round" "$c" "$rps" "$p50" "$p99" "$cpu_us" "$errs" >> "$results"
   printf '  %-8s %-9s %-8s round %s: %10s req/s  p50 %7sus  p99 %7sus  cpu/req %6sus %s\n' "$c" "$f" "$enc" "$round" "$rps" "$p50" "$p99" "$cpu_us" "$errs" >&2
 }
+
+# MODE=rate: each contestant's most (wrk), then a fixed-rate client at 50% and 80% of it.
+run_rate() { # contestant, file
+  local c=$1 f=$2
+  local most; most=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:${PORT[$c]}/$f" | awk '/^Requests\/sec/ {printf "%d", $2}')
+  for share in 50 80; do
+    local rate=$((most * share / 100))
+    local out; out=$(target/release/examples/fixed_rate "http://127.0.0.1:${PORT[$c]}/$f" "$rate" "$DURATION" 32)
+    printf '%s\t%s\t%s\t%s\t%s\n' "$f" "$c" "$most" "$share" "$out" >> "$OUT/rate.tsv"
+    printf '  %-8s %-9s most %7s req/s, at %s%%: %s\n' "$c" "$f" "$most" "$share" "$out" >&2
+  done
+}
+if [ "$MODE" = rate ]; then
+  : > "$OUT/rate.tsv"
+  echo "machine: $(nproc) cores, $(uname -r); fixed-rate client, 32 connections, ${DURATION}s per step; $WORKERS server worker(s)" >&2
+  for f in $FILES; do for c in "${CONTESTANTS[@]}"; do run_rate "$c" "$f"; done; done
+  python3 - "$OUT/rate.tsv" <<'PY'
+import sys, json
+print("| body | contestant | most req/s | load | p50 µs | p99 µs | p99.9 µs | errors |")
+print("|---|---|---|---|---|---|---|---|")
+for line in open(sys.argv[1]):
+    f, c, most, share, out = line.rstrip("\n").split("\t", 4)
+    r = json.loads(out)
+    print(f"| {f.split('.')[0]} | {c} | {int(most):,} | {share}% ({r['achieved']:,.0f}/s) | {r['p50_us']} | {r['p99_us']} | {r['p999_us']} | {r['errors']} |")
+PY
+  exit 0
+fi
 
 echo "machine: $(nproc) cores, $(uname -r); wrk -t1 -c$CONNS -d${DURATION}s; $WORKERS server worker(s); $ROUNDS rounds" >&2
 for f in $FILES; do

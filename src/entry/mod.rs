@@ -680,10 +680,7 @@ impl Entry {
     }
 
     fn gunzip_body(&self) -> std::io::Result<Bytes> {
-        let len = self.identity_len() as usize;
-        let mut out = Vec::with_capacity(len.min(1 << 24));
-        crate::compress::gunzip_into(&self.body(), &mut out, len)?;
-        Ok(Bytes::from(out))
+        crate::compress::gunzip_recent(&self.body(), self.identity_len() as usize)
     }
 
     /// Decodes a gzip body once and keeps the result; returns the bytes added (0 if it was

@@ -372,12 +372,15 @@ where
         let fut = upstream.client.request(Request::from_parts(parts, body));
         let (timeout, name, errors) =
             (upstream.timeout, upstream.name.clone(), self.errors.clone());
-        let (client, quoted) = (upstream.client.clone(), name.clone());
+        let retry = again
+            .as_ref()
+            .map(|_| (upstream.client.clone(), name.clone()));
         Box::pin(async move {
             let tries = async move {
                 let mut result = fut.await;
                 for _ in 0..again.as_ref().map_or(0, |a| a.retries) {
-                    let (Err(e), Some(a)) = (&result, &again) else {
+                    let (Err(e), Some(a), Some((client, quoted))) = (&result, &again, &retry)
+                    else {
                         break;
                     };
                     if !e.is_connect() {
