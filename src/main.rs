@@ -49,7 +49,8 @@ enum CtlCommand {
     Health,
     /// Print the counters (`/admin/stats`, JSON).
     Stats,
-    /// Drop entries by tag, URL, prefix or user.
+    /// Drop entries by tag, URL, prefix, pattern, tag prefix or user (any of them, or with
+    /// --all-of only what every one matches).
     #[command(group(clap::ArgGroup::new("what").required(true).multiple(true)))]
     Invalidate {
         /// A tag (repeatable).
@@ -64,6 +65,18 @@ enum CtlCommand {
         /// A user: a header source's value or a JWT source's claim.
         #[arg(long, group = "what")]
         user_id: Option<String>,
+        /// A path glob: `*` one segment, `**` any number (`/videos/*/comments`).
+        #[arg(long, group = "what")]
+        pattern: Option<String>,
+        /// Every tag starting with this (ending in `:`, `/`, `.`, `-`, `_` or `=`).
+        #[arg(long, group = "what")]
+        tag_prefix: Option<String>,
+        /// Drop only what every scope given matches (without it: any of them).
+        #[arg(long)]
+        all_of: bool,
+        /// Answer once every live instance has applied it; name those that did not.
+        #[arg(long)]
+        wait: bool,
         /// Mark stale instead of removing (served while refreshed).
         #[arg(long)]
         soft: bool,
@@ -98,6 +111,10 @@ fn ctl(admin: &str, command: CtlCommand) -> ExitCode {
             urls,
             prefix,
             user_id,
+            pattern,
+            tag_prefix,
+            all_of,
+            wait,
             soft,
             yes,
         } => Action::Invalidate(larder::ctl::Scope {
@@ -105,6 +122,10 @@ fn ctl(admin: &str, command: CtlCommand) -> ExitCode {
             urls,
             prefix,
             user_id,
+            pattern,
+            tag_prefix,
+            all_of,
+            wait,
             soft,
             confirm_all: yes,
         }),

@@ -18,8 +18,56 @@ pub enum Target {
     /// cookie the user came from, or the claim of a verified JWT (`user_id`), under
     /// whichever source it was found.
     User(String),
+    /// Every entry whose path matches this glob: `*` one segment, `**` any number
+    /// (`/videos/*/comments`).
+    Pattern(String),
+    /// Every entry carrying a tag that starts with this prefix, which ends in one of
+    /// [`crate::key::TAG_PREFIX_ENDS`] (`job:`): entries carry their tags' prefixes, so
+    /// this costs what one tag costs.
+    TagPrefix(String),
+    /// Only the entries every one of these names (`"match": "all"`).
+    Every(Vec<Target>),
+    /// The entries any of these names (several scopes in one call).
+    Any(Vec<Target>),
     /// Everything.
     All,
+}
+
+impl Target {
+    /// Why this target cannot be applied as given, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            Target::Pattern(g) if !g.starts_with('/') => {
+                Some(format!("pattern {g:?} must start with '/'"))
+            }
+            Target::Pattern(g) if g.matches('*').count() > 8 => {
+                Some(format!("pattern {g:?} has too many '*'"))
+            }
+            Target::TagPrefix(p) if !p.ends_with(key::TAG_PREFIX_ENDS) => Some(format!(
+                "tag_prefix {p:?} must end with one of {}",
+                key::TAG_PREFIX_ENDS
+                    .iter()
+                    .map(|c| format!("'{c}'"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )),
+            Target::Every(parts) | Target::Any(parts) => parts.iter().find_map(Target::problem),
+            _ => None,
+        }
+    }
+}
+
+/// What an invalidation did: entries touched, and which instances applied it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Invalidated {
+    /// Entries removed (or marked stale) — the largest count of any tier.
+    pub entries: u64,
+    /// The instances that applied it in time (this one first), when asked to wait.
+    pub applied: Vec<String>,
+    /// Live instances that did not apply it in time.
+    pub missing: Vec<String>,
+    /// Whether the fleet could be asked at all (Redis answered).
+    pub fleet_answered: bool,
 }
 
 impl Cache {
@@ -40,7 +88,78 @@ impl Cache {
                     .map(key::user_tag)
                     .collect(),
             ),
+            Target::Pattern(g) => Invalidation::Pattern(key::normalize_percent(g).into_owned()),
+            Target::TagPrefix(p) => Invalidation::Tags(vec![key::tag_prefix_id(p)]),
+            Target::Every(parts) => {
+                let mut all = Vec::new();
+                for part in parts {
+                    match self.resolve(part) {
+                        Invalidation::Every(inner) => all.extend(inner),
+                        Invalidation::All => {}
+                        one => all.push(one),
+                    }
+                }
+                match all.len() {
+                    0 => Invalidation::All,
+                    1 => all.remove(0),
+                    _ => Invalidation::Every(all),
+                }
+            }
+            Target::Any(parts) => {
+                let mut any = Vec::new();
+                for part in parts {
+                    match self.resolve(part) {
+                        Invalidation::All => return Invalidation::All,
+                        Invalidation::Any(inner) => any.extend(inner),
+                        one => any.push(one),
+                    }
+                }
+                // Tags merge into one part; one part is itself.
+                let (tags, mut rest): (Vec<_>, Vec<_>) = any
+                    .into_iter()
+                    .partition(|w| matches!(w, Invalidation::Tags(_)));
+                let ids: Vec<u64> = tags
+                    .into_iter()
+                    .flat_map(|w| match w {
+                        Invalidation::Tags(ts) => ts,
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                if !ids.is_empty() {
+                    rest.insert(0, Invalidation::Tags(ids));
+                }
+                match rest.len() {
+                    0 => Invalidation::Tags(Vec::new()),
+                    1 => rest.remove(0),
+                    _ => Invalidation::Any(rest),
+                }
+            }
             Target::All => Invalidation::All,
+        }
+    }
+
+    /// Invalidates like [`Cache::invalidate`]; with `wait`, also waits that long at most
+    /// for every other live instance of the fleet to apply it, and says which did.
+    pub async fn invalidate_confirmed(
+        &self,
+        target: &Target,
+        soft: bool,
+        wait: Option<std::time::Duration>,
+    ) -> Invalidated {
+        let what = self.resolve(target);
+        let (entries, acks) = self
+            .inner
+            .tiers
+            .invalidate_confirmed(&what, soft, wait)
+            .await;
+        self.inner.stats.record_invalidated(entries);
+        let fleet_answered = acks.is_some();
+        let acks = acks.unwrap_or_default();
+        Invalidated {
+            entries,
+            applied: acks.applied,
+            missing: acks.missing,
+            fleet_answered,
         }
     }
 

@@ -23,7 +23,7 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 
-pub use invalidate::Target;
+pub use invalidate::{Invalidated, Target};
 pub use settings::Settings;
 pub use warm::Warmed;
 

@@ -39,6 +39,14 @@ pub struct Scope {
     pub prefix: Option<String>,
     /// A user whose entries to drop (a header value or a JWT claim).
     pub user_id: Option<String>,
+    /// A path glob (`*` one segment, `**` any number).
+    pub pattern: Option<String>,
+    /// A tag prefix (ending in `:`, `/`, `.`, `-`, `_` or `=`).
+    pub tag_prefix: Option<String>,
+    /// Drop only what every scope given matches (`"match": "all"`).
+    pub all_of: bool,
+    /// Answer once every live instance applied it (`?wait=all`), naming those that did not.
+    pub wait: bool,
     /// Mark stale instead of removing.
     pub soft: bool,
     /// Yes, even a scope that matches every entry (an empty prefix, say).
@@ -59,6 +67,15 @@ impl Scope {
         }
         if let Some(u) = &self.user_id {
             body["user_id"] = json!(u);
+        }
+        if let Some(p) = &self.pattern {
+            body["pattern"] = json!(p);
+        }
+        if let Some(p) = &self.tag_prefix {
+            body["tag_prefix"] = json!(p);
+        }
+        if self.all_of {
+            body["match"] = json!("all");
         }
         if self.soft {
             body["soft"] = json!(true);
@@ -91,10 +108,15 @@ pub enum Action {
 }
 
 impl Action {
-    fn request(&self) -> (Method, &'static str, Option<Value>) {
-        match self {
+    fn request(&self) -> (Method, String, Option<Value>) {
+        let (method, path, body) = match self {
             Action::Health => (Method::GET, "/health", None),
             Action::Stats => (Method::GET, "/admin/stats", None),
+            Action::Invalidate(scope) if scope.wait => (
+                Method::POST,
+                "/admin/invalidate?wait=all",
+                Some(scope.body()),
+            ),
             Action::Invalidate(scope) => (Method::POST, "/admin/invalidate", Some(scope.body())),
             Action::Purge => (
                 Method::POST,
@@ -103,7 +125,8 @@ impl Action {
             ),
             Action::Warm { urls } => (Method::POST, "/admin/warm", Some(json!({ "urls": urls }))),
             Action::Reload => (Method::POST, "/admin/reload", None),
-        }
+        };
+        (method, path.to_string(), body)
     }
 }
 
@@ -201,7 +224,7 @@ impl Admin {
 
     async fn run_raw(&self, action: &Action) -> Result<String, CtlError> {
         let (method, path, body) = action.request();
-        let (status, bytes) = self.call(method, path, body).await?;
+        let (status, bytes) = self.call(method, &path, body).await?;
         let text = String::from_utf8_lossy(&bytes).trim_end().to_string();
         match status {
             s if s.is_success() => Ok(match action {
@@ -311,7 +334,7 @@ mod tests {
             ..Scope::default()
         })
         .request();
-        assert_eq!((m, p), (Method::POST, "/admin/invalidate"));
+        assert_eq!((m, p.as_str()), (Method::POST, "/admin/invalidate"));
         assert_eq!(
             b.unwrap(),
             json!({"tags": ["a"], "prefix": "/x/", "user_id": "42"})

@@ -45,7 +45,10 @@ use headers::write_head;
 pub use headers::HeaderIter;
 
 const MAGIC: u8 = b'L';
-const VERSION: u8 = 1;
+/// 2: entries carry their tags' prefix ids and their path's directory ids (what a
+/// `tag_prefix`, URL prefix or pattern invalidation finds them by); a record of 1 lacks
+/// them and is read as a miss, so nothing such an invalidation should drop is served.
+const VERSION: u8 = 2;
 const FIXED: usize = 64;
 /// Upper bound of stored times (ms): RFC 9111's largest delta-seconds, so sums never overflow.
 const TIME_MAX: u64 = crate::semantics::dates::DELTA_MAX * 1000;

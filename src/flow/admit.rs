@@ -343,22 +343,20 @@ fn entry_tags(
     fill: &FillRequest,
     response: &HeaderMap,
 ) -> Vec<u64> {
-    let mut tags = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     if let Some(r) = rule.filter(|r| !r.tags.is_empty()) {
         let caps = r.pattern.captures(&fill.path).unwrap_or_default();
         let user = fill.user.as_ref();
-        tags.extend(
-            r.tags
-                .iter()
-                .filter_map(|t| t.render_for(&caps, user))
-                .map(|t| key::tag_id(&t)),
-        );
+        names.extend(r.tags.iter().filter_map(|t| t.render_for(&caps, user)));
     }
     if let Some(h) = &s.config.cache.tag_header {
         for v in response.get_all(h).iter().filter_map(|v| v.to_str().ok()) {
-            tags.extend(v.split_whitespace().map(key::tag_id));
+            names.extend(v.split_whitespace().map(str::to_string));
         }
     }
+    // Each tag, and the prefixes it can be invalidated by (`tag_prefix`).
+    let mut tags: Vec<u64> = names.iter().map(|t| key::tag_id(t)).collect();
+    tags.extend(names.iter().flat_map(|t| key::tag_prefix_ids(t)));
     tags.push(key::url_tag(
         &s.config.cache.namespace,
         &fill.path,
@@ -366,6 +364,8 @@ fn entry_tags(
         &s.config.cache.ignore_params,
         rule.and_then(|r| r.key_query.as_deref()),
     ));
+    // The directories of its path (a URL prefix or a pattern finds it by them).
+    tags.extend(key::path_prefix_ids(&fill.path));
     if let Some(u) = &fill.user {
         tags.push(key::user_tag(u));
     }

@@ -33,7 +33,10 @@ mod user;
 
 pub use body::{canonical_json, is_json_pointer, media_type, BodyHash, BodyKeyError};
 pub use source::UserSource;
-pub use tags::{tag_id, url_tag, user_tag};
+pub use tags::{
+    glob_directory, glob_matches, path_prefix_id, path_prefix_ids, tag_id, tag_prefix_id,
+    tag_prefix_ids, url_tag, user_tag, TAG_PREFIX_ENDS,
+};
 pub use url::{normalize_percent, normalized_url};
 use url::{param_matches, QueryParams};
 use user::trim;

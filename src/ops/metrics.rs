@@ -67,6 +67,14 @@ fn render_histograms(cache: &Cache, out: &mut String) {
             &c.upstream_histogram(),
         );
     }
+    let _ = writeln!(out, "# HELP larder_invalidation_apply_seconds From an invalidation to its applying here: this instance's own (the whole call) and, through Redis, other instances' (from when they sent it).");
+    let _ = writeln!(out, "# TYPE larder_invalidation_apply_seconds histogram");
+    histogram(
+        out,
+        "larder_invalidation_apply_seconds",
+        &format!("instance=\"{}\"", label(&cache.tiers().instance())),
+        &cache.tiers().apply_histogram().snapshot(),
+    );
 }
 
 /// Per rule: answers not stored by reason, dry-run outcomes, failed trips upstream (labels

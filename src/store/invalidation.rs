@@ -25,6 +25,12 @@ pub enum Invalidation {
     Tags(Vec<u64>),
     /// Every entry whose normalised URL starts with this prefix.
     Prefix(String),
+    /// Every entry whose path matches this glob (`*` one segment, `**` any number).
+    Pattern(String),
+    /// Only the entries every one of these names (`"match": "all"`); never nested.
+    Every(Vec<Invalidation>),
+    /// The entries any of these names (several scopes in one call); never nested.
+    Any(Vec<Invalidation>),
     /// Everything.
     All,
 }
@@ -36,6 +42,48 @@ impl Invalidation {
             Invalidation::All => true,
             Invalidation::Tags(ts) => ts.iter().any(|t| tags.contains(t)),
             Invalidation::Prefix(p) => url.starts_with(p.as_str()),
+            Invalidation::Pattern(g) => crate::key::glob_matches(g, url),
+            Invalidation::Every(parts) => parts.iter().all(|w| w.matches(tags, url)),
+            Invalidation::Any(parts) => parts.iter().any(|w| w.matches(tags, url)),
+        }
+    }
+
+    /// Whether this covers `entry`.
+    pub fn covers(&self, entry: &crate::entry::Entry) -> bool {
+        let tags: Vec<u64> = entry.tags().collect();
+        self.matches(&tags, entry.url())
+    }
+
+    /// Tag ids whose entries include every entry this names (a tier finds its candidates
+    /// through its tag index, then checks [`Invalidation::matches`]); `None` when only a
+    /// walk finds them (everything, or a prefix or pattern at the root).
+    ///
+    /// ```
+    /// use larder::store::Invalidation;
+    /// use larder::key::path_prefix_id;
+    /// let p = Invalidation::Prefix("/videos/7".into());
+    /// assert_eq!(p.candidates(), Some(vec![path_prefix_id("/videos/")]));
+    /// assert_eq!(Invalidation::Pattern("/*/x".into()).candidates(), None);
+    /// ```
+    pub fn candidates(&self) -> Option<Vec<u64>> {
+        let directory = |p: &str| {
+            let dir = &p[..p.rfind('/').map_or(0, |i| i + 1)];
+            (dir.len() > 1).then(|| vec![crate::key::path_prefix_id(dir)])
+        };
+        match self {
+            Invalidation::Tags(ts) => Some(ts.clone()),
+            Invalidation::Prefix(p) => directory(p),
+            Invalidation::Pattern(g) => directory(crate::key::glob_directory(g)),
+            Invalidation::Every(parts) => parts
+                .iter()
+                .filter_map(Invalidation::candidates)
+                .min_by_key(Vec::len),
+            Invalidation::Any(parts) => {
+                let each: Option<Vec<Vec<u64>>> =
+                    parts.iter().map(Invalidation::candidates).collect();
+                each.map(|lists| lists.concat())
+            }
+            Invalidation::All => None,
         }
     }
 
@@ -47,6 +95,20 @@ impl Invalidation {
                 format!("t {}", hexes.join(","))
             }
             Invalidation::Prefix(p) => format!("p {p}"),
+            Invalidation::Pattern(g) => format!("g {g}"),
+            Invalidation::Every(parts) | Invalidation::Any(parts) => {
+                let kind = if matches!(self, Invalidation::Every(_)) {
+                    "e "
+                } else {
+                    "o "
+                };
+                let mut out = String::from(kind);
+                for part in parts {
+                    let enc = part.encode();
+                    out.push_str(&format!("{}:{enc}", enc.len()));
+                }
+                out
+            }
             Invalidation::All => "a".to_string(),
         }
     }
@@ -61,6 +123,27 @@ impl Invalidation {
                 .collect::<Option<Vec<u64>>>()
                 .map(Invalidation::Tags),
             Some(("p", prefix)) => Some(Invalidation::Prefix(prefix.to_string())),
+            Some(("g", glob)) => Some(Invalidation::Pattern(glob.to_string())),
+            Some((kind @ ("e" | "o"), mut rest)) => {
+                let mut parts = Vec::new();
+                while !rest.is_empty() {
+                    let (len, tail) = rest.split_once(':')?;
+                    let len: usize = len.parse().ok()?;
+                    let part = tail.get(..len)?;
+                    match Invalidation::decode(part)? {
+                        Invalidation::Every(_) | Invalidation::Any(_) => return None,
+                        one => parts.push(one),
+                    }
+                    rest = &tail[len..];
+                }
+                let all = if kind == "e" {
+                    Invalidation::Every(parts)
+                } else {
+                    Invalidation::Any(parts)
+                };
+                (!matches!(&all, Invalidation::Every(p) | Invalidation::Any(p) if p.is_empty()))
+                    .then_some(all)
+            }
             None if text == "a" => Some(Invalidation::All),
             _ => None,
         }
@@ -72,6 +155,13 @@ impl Invalidation {
         match self {
             Invalidation::Tags(tags) => tags.iter().map(|t| format!("t:{t:016x}")).collect(),
             Invalidation::Prefix(p) => vec![format!("p:{p}")],
+            // The log only has to cover at least as much (a fill it refuses is just not
+            // stored): a pattern by its literal directory, a conjunction by one part.
+            Invalidation::Pattern(g) => vec![format!("p:{}", crate::key::glob_directory(g))],
+            Invalidation::Every(parts) => parts
+                .first()
+                .map_or_else(Vec::new, Invalidation::log_members),
+            Invalidation::Any(parts) => parts.iter().flat_map(Invalidation::log_members).collect(),
             Invalidation::All => vec!["a".to_string()],
         }
     }
@@ -151,9 +241,24 @@ mod tests {
         for what in [
             Invalidation::Tags(vec![1, u64::MAX]),
             Invalidation::Prefix("/a b".into()),
+            Invalidation::Pattern("/v/*/c".into()),
+            Invalidation::Every(vec![
+                Invalidation::Tags(vec![3]),
+                Invalidation::Prefix("/x:1".into()),
+            ]),
+            Invalidation::Any(vec![
+                Invalidation::Tags(vec![3]),
+                Invalidation::Pattern("/y/*".into()),
+            ]),
             Invalidation::All,
         ] {
             assert_eq!(Invalidation::decode(&what.encode()), Some(what.clone()));
+            if matches!(
+                what,
+                Invalidation::Pattern(_) | Invalidation::Every(_) | Invalidation::Any(_)
+            ) {
+                continue;
+            }
             for m in what.log_members() {
                 let one = Invalidation::from_log_member(&m).unwrap();
                 assert!(matches!(
@@ -164,6 +269,23 @@ mod tests {
                 ));
             }
         }
+    }
+
+    #[test]
+    fn every_part_must_match() {
+        let both = Invalidation::Every(vec![
+            Invalidation::Tags(vec![7]),
+            Invalidation::Pattern("/videos/*/comments".into()),
+        ]);
+        assert!(both.matches(&[7], "/videos/1/comments"));
+        assert!(!both.matches(&[8], "/videos/1/comments"));
+        assert!(!both.matches(&[7], "/videos/1"));
+        assert_eq!(both.candidates(), Some(vec![7]));
+        assert_eq!(
+            Invalidation::decode("e 5:t 0001"),
+            None,
+            "a part's length is exact"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! this folder names a concrete lower tier.
 
 pub mod disk;
+mod follow;
 pub mod hot;
 pub mod invalidation;
 mod memory;

@@ -6,7 +6,7 @@
 //! copy promoted in between does not survive. Under Redis, the disk tier follows the
 //! fleet's invalidations: events at once, the Redis log at start and every few seconds.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -14,7 +14,8 @@ use http::HeaderMap;
 use tokio::sync::Notify;
 
 use super::disk::{DiskSettings, DiskTier};
-use super::redis::{Event, RedisSettings, RedisTier};
+use super::follow::{fleet_name, follow, listen};
+use super::redis::{Acks, RedisSettings, RedisTier};
 use super::{FillToken, Invalidation, LowerTier, MemoryStore, Write};
 use crate::entry::Entry;
 use crate::key::CacheKey;
@@ -132,6 +133,11 @@ pub struct Tiers {
     /// A shorter life for memory copies of entries that live below.
     memory_ttl: Option<Duration>,
     lower: Vec<Arc<dyn LowerTier>>,
+    /// The shared tier, for what only it does (fleet acknowledgements).
+    redis: Option<Arc<RedisTier>>,
+    /// How long invalidations took to apply here: this instance's own (the whole call)
+    /// and, through Redis, other instances' (from when they were sent).
+    applied: Arc<crate::stats::Histogram>,
 }
 
 impl std::fmt::Debug for Tiers {
@@ -154,6 +160,8 @@ impl Tiers {
             serve_memory: true,
             memory_ttl: None,
             lower: Vec::new(),
+            redis: None,
+            applied: Arc::default(),
         }
     }
 
@@ -184,6 +192,8 @@ impl Tiers {
             let redis = RedisTier::new(r)?;
             let nudge = Arc::new(Notify::new());
             listen(&redis, &tiers.memory, disk.as_ref(), nudge.clone());
+            redis.count_applies_in(tiers.applied.clone());
+            tiers.redis = Some(redis.clone());
             if let Some(disk) = &disk {
                 tokio::spawn(follow(Arc::downgrade(&redis), Arc::downgrade(disk), nudge));
             }
@@ -401,6 +411,41 @@ impl Tiers {
         n
     }
 
+    /// Invalidates like [`Tiers::invalidate`], counts how long that took here, and with
+    /// `wait` waits that long at most for every other live instance of the fleet to apply
+    /// it too. The acknowledgements are `None` when Redis did not answer.
+    pub async fn invalidate_confirmed(
+        &self,
+        what: &Invalidation,
+        soft: bool,
+        wait: Option<Duration>,
+    ) -> (u64, Option<Acks>) {
+        let started = std::time::Instant::now();
+        let n = self.invalidate(what, soft).await;
+        self.applied
+            .observe_us(started.elapsed().as_micros() as u64);
+        let acks = match (&self.redis, wait) {
+            (Some(redis), Some(wait)) => redis.confirm(Some(wait)).await,
+            _ => Some(Acks {
+                applied: vec![self.instance()],
+                missing: Vec::new(),
+            }),
+        };
+        (n, acks)
+    }
+
+    /// This instance's name in the fleet (`local` without Redis).
+    pub fn instance(&self) -> String {
+        self.redis
+            .as_ref()
+            .map_or_else(|| "local".to_string(), |r| r.instance().to_string())
+    }
+
+    /// How long invalidations took to apply here.
+    pub fn apply_histogram(&self) -> &crate::stats::Histogram {
+        &self.applied
+    }
+
     /// The first tier that offers a fleet-wide fill lease.
     pub fn fleet(&self) -> Option<&Arc<dyn LowerTier>> {
         self.lower.iter().find(|t| t.fleet().is_some())
@@ -410,76 +455,6 @@ impl Tiers {
     pub async fn flush(&self) {
         for tier in &self.lower {
             tier.flush().await;
-        }
-    }
-}
-
-/// A name for the Redis a disk tier follows (a hash: the URL may hold a password).
-fn fleet_name(url: &str, prefix: &str) -> String {
-    let hash = blake3::hash(format!("{url}\n{prefix}").as_bytes());
-    hash.to_hex()[..16].to_string()
-}
-
-/// Applies other instances' invalidations as they arrive: to memory, and to the disk tier
-/// (made durable by its next catch-up). After a gap in the subscription memory is cleared,
-/// and the disk tier stops serving until it has caught up from the log (at once).
-fn listen(
-    redis: &Arc<RedisTier>,
-    memory: &Arc<MemoryStore>,
-    disk: Option<&Arc<DiskTier>>,
-    nudge: Arc<Notify>,
-) {
-    let (on_event, on_gap) = (Arc::downgrade(memory), Arc::downgrade(memory));
-    let disk = disk.map(Arc::downgrade);
-    let disk_gap = disk.clone();
-    redis.start(
-        move |event| {
-            let (what, soft) = match &event {
-                Event::Invalidate(what) => (what, false),
-                Event::Soften(what) => (what, true),
-                Event::Filled(_) => return,
-            };
-            if let Some(memory) = on_event.upgrade() {
-                if soft {
-                    memory.soften(what, now_ms());
-                } else {
-                    memory.invalidate(what);
-                }
-            }
-            if let Some(disk) = disk.as_ref().and_then(|d| d.upgrade()) {
-                disk.fleet_event(what);
-            }
-        },
-        move || {
-            // The subscription was down: invalidations may have been missed. The disk
-            // serves again once it has caught up with the log.
-            if let Some(disk) = disk_gap.as_ref().and_then(|d| d.upgrade()) {
-                disk.suspend();
-            }
-            if let Some(memory) = on_gap.upgrade() {
-                memory.invalidate(&Invalidation::All);
-            }
-            nudge.notify_one();
-        },
-    );
-}
-
-/// Keeps the disk tier in step with the fleet's invalidation log: at start (the tier
-/// serves once this is done), every two seconds, and at once after a subscription gap.
-async fn follow(redis: Weak<RedisTier>, disk: Weak<DiskTier>, nudge: Arc<Notify>) {
-    loop {
-        let (Some(redis), Some(disk)) = (redis.upgrade(), disk.upgrade()) else {
-            return;
-        };
-        let caught_up = match redis.fleet_log(disk.watermark()).await {
-            Some(log) => disk.catch_up(log).await,
-            None => false,
-        };
-        drop((redis, disk));
-        let pause = Duration::from_millis(if caught_up { 2000 } else { 250 });
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = nudge.notified() => {}
         }
     }
 }

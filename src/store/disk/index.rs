@@ -106,6 +106,15 @@ impl Index {
         n
     }
 
+    /// The keys `what` covers, with the fleet epoch each was filled under.
+    pub fn covered(&self, what: &Invalidation) -> Vec<(CacheKey, u64)> {
+        self.map
+            .iter()
+            .filter(|(_, s)| s.covered_by(what))
+            .map(|(k, s)| (*k, s.fleet))
+            .collect()
+    }
+
     /// Drops every entry `what` covers within `scope`; returns how many.
     pub fn invalidate(&mut self, what: &Invalidation, scope: Scope) -> u64 {
         let doomed: Vec<CacheKey> = self
@@ -126,6 +135,7 @@ impl Index {
         let mut all = Vec::new();
         let mut tags: HashMap<u64, Vec<Scope>> = HashMap::new();
         let mut prefixes = Vec::new();
+        let mut others = Vec::new();
         for (scope, what) in lines {
             match what {
                 Invalidation::All => all.push(scope),
@@ -135,6 +145,9 @@ impl Index {
                     }
                 }
                 Invalidation::Prefix(p) => prefixes.push((scope, p.as_str())),
+                Invalidation::Pattern(_) | Invalidation::Every(_) | Invalidation::Any(_) => {
+                    others.push((scope, what))
+                }
             }
         }
         let doomed: Vec<CacheKey> = self
@@ -149,6 +162,7 @@ impl Index {
                     || prefixes
                         .iter()
                         .any(|(sc, p)| sc.holds(s) && s.url.starts_with(p))
+                    || others.iter().any(|(sc, w)| sc.holds(s) && s.covered_by(w))
             })
             .map(|(k, _)| *k)
             .collect();

@@ -87,6 +87,42 @@ impl Inner {
         .await
     }
 
+    /// Marks what `what` covers stale (a soft purge): each fresh entry is written again as
+    /// a copy whose freshness ends now, so after a restart too it is served only to
+    /// revalidate or within its stale windows. While the tier is down, it drops instead
+    /// (a copy it could not mark must not come back fresh).
+    pub(super) async fn soften(self: &Arc<Self>, what: &Invalidation) -> Option<u64> {
+        if !self.usable() {
+            return self.invalidate(what).await;
+        }
+        let (covered, epoch) = {
+            let st = self.state.lock();
+            (st.index.covered(what), st.log.epoch())
+        };
+        let now = crate::time::now_ms();
+        let mut n = 0;
+        for (key, fleet) in covered {
+            // Read inline, as lookups are (a record in the page cache is a copy).
+            let Some(entry) = self.get(&key) else {
+                continue;
+            };
+            if !entry.is_fresh(now) || entry.is_vary_marker() {
+                continue;
+            }
+            let stale = Arc::new(entry.expired_copy(now));
+            let w = crate::store::Write {
+                key: &key,
+                entry: &stale,
+                epoch,
+                fleet: Some(fleet),
+            };
+            if self.put(w).await {
+                n += 1;
+            }
+        }
+        Some(n)
+    }
+
     /// Drops everything: the journal says so (durably) first, then the segments go.
     fn purge(&self) -> io::Result<u64> {
         let seq = {

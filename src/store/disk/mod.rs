@@ -408,9 +408,10 @@ impl LowerTier for DiskTier {
         Box::pin(self.inner.put(w))
     }
 
-    fn invalidate<'a>(&'a self, what: &'a Invalidation, _soft: bool) -> BoxFuture<'a, Option<u64>> {
-        // A soft purge drops entries here: memory keeps its stale copies, and a disk copy
-        // is never served stale after a restart.
+    fn invalidate<'a>(&'a self, what: &'a Invalidation, soft: bool) -> BoxFuture<'a, Option<u64>> {
+        if soft {
+            return Box::pin(self.inner.soften(what));
+        }
         Box::pin(self.inner.invalidate(what))
     }
 

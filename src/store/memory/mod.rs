@@ -112,6 +112,18 @@ fn weight(entry: &Entry) -> usize {
     entry.weight() + SLOT_OVERHEAD + entry.tags().count() * TAG_OVERHEAD
 }
 
+/// What the tag index finds an entry by: its tags, and its path's directories (a URL
+/// prefix or a pattern finds it through them, whoever made the entry).
+fn index_ids(entry: &Entry) -> Vec<u64> {
+    let mut ids: Vec<u64> = entry.tags().collect();
+    for id in crate::key::path_prefix_ids(entry.url()) {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
 impl MemoryStore {
     /// A store holding at most `max_bytes` (entries, headers, bodies and bookkeeping).
     pub fn new(max_bytes: u64) -> MemoryStore {
@@ -185,14 +197,14 @@ impl MemoryStore {
     // shard), so a refill racing a removal can never lose or leak a tag or a byte.
 
     fn register_tags(&self, key: CacheKey, entry: &Entry) {
-        for t in entry.tags() {
+        for t in index_ids(entry) {
             self.tag_shard(t).lock().insert((t, key));
         }
     }
 
     /// Bookkeeping for an entry that just left its (still locked) shard.
     fn forget_locked(&self, key: CacheKey, entry: &Entry) {
-        for t in entry.tags() {
+        for t in index_ids(entry) {
             self.tag_shard(t).lock().remove(&(t, key));
         }
         self.bytes.fetch_sub(weight(entry), Ordering::Relaxed);
@@ -233,8 +245,11 @@ impl MemoryStore {
             match &old {
                 Some(old) => {
                     self.bytes.fetch_sub(weight(&old.entry), Ordering::Relaxed);
-                    let keep: Vec<u64> = entry.tags().collect();
-                    for t in old.entry.tags().filter(|t| !keep.contains(t)) {
+                    let keep = index_ids(&entry);
+                    for t in index_ids(&old.entry)
+                        .into_iter()
+                        .filter(|t| !keep.contains(t))
+                    {
                         self.tag_shard(t).lock().remove(&(t, key));
                     }
                 }
@@ -324,37 +339,42 @@ impl MemoryStore {
         false
     }
 
-    /// The keys of the entries `what` names (tags through the index, the rest by a scan).
+    /// The keys of the entries `what` names: candidates through the tag index (a tag, a
+    /// prefix's or a pattern's directory, the narrowest part of a conjunction), checked
+    /// against all of it; a walk only for everything or the root.
     fn keys_for(&self, what: &Invalidation) -> Vec<CacheKey> {
         let mut keys = Vec::new();
-        match what {
-            Invalidation::Tags(tags) => {
-                for &t in tags {
-                    let set = self.tag_shard(t).lock();
-                    keys.extend(
-                        set.range((t, CacheKey([0; 16]))..=(t, CacheKey([0xff; 16])))
-                            .map(|(_, k)| *k),
-                    );
-                }
-                keys.sort();
-                keys.dedup();
+        let Some(tags) = what.candidates() else {
+            for shard in self.shards.iter() {
+                let s = shard.read();
+                keys.extend(
+                    s.map
+                        .iter()
+                        .filter(|(_, slot)| {
+                            matches!(what, Invalidation::All) || what.covers(&slot.entry)
+                        })
+                        .map(|(k, _)| *k),
+                );
             }
-            Invalidation::Prefix(prefix) => {
-                for shard in self.shards.iter() {
-                    let s = shard.read();
-                    keys.extend(
-                        s.map
-                            .iter()
-                            .filter(|(_, slot)| slot.entry.url().starts_with(prefix.as_str()))
-                            .map(|(k, _)| *k),
-                    );
-                }
-            }
-            Invalidation::All => {
-                for shard in self.shards.iter() {
-                    keys.extend(shard.read().map.keys().copied());
-                }
-            }
+            return keys;
+        };
+        for &t in &tags {
+            let set = self.tag_shard(t).lock();
+            keys.extend(
+                set.range((t, CacheKey([0; 16]))..=(t, CacheKey([0xff; 16])))
+                    .map(|(_, k)| *k),
+            );
+        }
+        keys.sort();
+        keys.dedup();
+        if !matches!(what, Invalidation::Tags(_)) {
+            keys.retain(|k| {
+                let shard = self.shard(k).read();
+                shard
+                    .map
+                    .get(k)
+                    .is_some_and(|slot| what.covers(&slot.entry))
+            });
         }
         keys
     }
@@ -367,15 +387,12 @@ impl MemoryStore {
     pub fn invalidate(&self, what: &Invalidation) -> u64 {
         self.log_invalidation(what);
         match what {
-            Invalidation::Tags(_) => self
+            Invalidation::All => self.remove_matching(|_| true),
+            _ => self
                 .keys_for(what)
                 .into_iter()
                 .filter(|k| self.remove(k))
                 .count() as u64,
-            Invalidation::Prefix(prefix) => {
-                self.remove_matching(|e| e.url().starts_with(prefix.as_str()))
-            }
-            Invalidation::All => self.remove_matching(|_| true),
         }
     }
 

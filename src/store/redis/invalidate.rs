@@ -31,6 +31,7 @@ impl RedisTier {
                     Event::Invalidate(what.clone())
                 };
                 self.publish(&event).await;
+                self.confirm(None).await;
                 Some(n)
             }
             Err(Unavailable) => {
@@ -65,61 +66,109 @@ impl RedisTier {
         self.delete(&entry_keys).await
     }
 
-    /// The keys of the entries `what` covers (a tag's members, read and dropped; a prefix
-    /// or everything by scanning).
+    /// The keys of the entries `what` covers: a tag's members (read and the tag dropped);
+    /// for the rest, the members of its candidate tags (a prefix's or pattern's directory,
+    /// a conjunction's narrowest part), each checked; a scan only for everything or the
+    /// root.
     async fn covered(
         &self,
         what: &Invalidation,
         client: &Client,
     ) -> Result<Vec<String>, Unavailable> {
-        Ok(match what {
-            Invalidation::Tags(tags) => {
-                let mut out = Vec::new();
-                for &t in tags {
-                    let tkey = self.tag_key(t);
-                    let collect = async {
-                        let pipe = client.pipeline();
-                        let _: () = pipe
-                            .zrange(tkey.as_str(), 0, -1, None, false, None, false)
-                            .await?;
-                        let _: () = pipe.del(tkey.as_str()).await?;
-                        let (members, _): (Vec<String>, i64) = pipe.all().await?;
-                        Ok::<_, fred::error::Error>(members)
-                    };
-                    let members = self.call("tag_members", collect).await?;
-                    out.extend(
-                        members
-                            .iter()
-                            .map(|m| format!("{}:e:{m}", self.settings.prefix)),
-                    );
-                }
-                out
+        if let Invalidation::Tags(tags) = what {
+            let mut out = Vec::new();
+            for &t in tags {
+                let members = self.members(t, client, true).await?;
+                out.extend(members.iter().map(|m| self.member_key(m)));
             }
-            Invalidation::Prefix(_) | Invalidation::All => {
-                let pattern = format!("{}:e:*", self.settings.prefix);
-                let keys = self.call("scan", self.scan(&pattern)).await?;
-                match what {
-                    Invalidation::Prefix(p) => {
-                        let mut out = Vec::new();
-                        for k in keys {
-                            if let Some(e) = self.get_raw(&k).await? {
-                                if e.url().starts_with(p.as_str()) {
-                                    out.push(k);
-                                }
-                            }
-                        }
-                        out
-                    }
-                    _ => {
-                        let tags = self
-                            .call("scan", self.scan(&format!("{}:t:*", self.settings.prefix)))
-                            .await?;
-                        self.delete(&tags).await?;
-                        keys
-                    }
+            return Ok(out);
+        }
+        if let Some(tags) = what.candidates() {
+            let mut out = Vec::new();
+            for &t in &tags {
+                let members = self.members(t, client, false).await?;
+                let keys: Vec<String> = members.iter().map(|m| self.member_key(m)).collect();
+                out.extend(self.only_covered(what, keys).await?);
+            }
+            out.sort();
+            out.dedup();
+            return Ok(out);
+        }
+        let pattern = format!("{}:e:*", self.settings.prefix);
+        let keys = self.call("scan", self.scan(&pattern)).await?;
+        if matches!(what, Invalidation::All) {
+            let tags = self
+                .call("scan", self.scan(&format!("{}:t:*", self.settings.prefix)))
+                .await?;
+            self.delete(&tags).await?;
+            return Ok(keys);
+        }
+        self.only_covered(what, keys).await
+    }
+
+    /// A tag's members (with `drop`, the tag goes too).
+    async fn members(
+        &self,
+        tag: u64,
+        client: &Client,
+        drop: bool,
+    ) -> Result<Vec<String>, Unavailable> {
+        let tkey = self.tag_key(tag);
+        if !drop {
+            let read = client.zrange::<Vec<String>, _, _, _>(
+                tkey.as_str(),
+                0,
+                -1,
+                None,
+                false,
+                None,
+                false,
+            );
+            return self.call("tag_members", read).await;
+        }
+        let collect = async {
+            let pipe = client.pipeline();
+            let _: () = pipe
+                .zrange(tkey.as_str(), 0, -1, None, false, None, false)
+                .await?;
+            let _: () = pipe.del(tkey.as_str()).await?;
+            let (members, _): (Vec<String>, i64) = pipe.all().await?;
+            Ok::<_, fred::error::Error>(members)
+        };
+        self.call("tag_members", collect).await
+    }
+
+    fn member_key(&self, member: &str) -> String {
+        format!("{}:e:{member}", self.settings.prefix)
+    }
+
+    /// Those of `keys` whose entries `what` covers (read in pipelined batches).
+    async fn only_covered(
+        &self,
+        what: &Invalidation,
+        keys: Vec<String>,
+    ) -> Result<Vec<String>, Unavailable> {
+        let client = self.pool.next();
+        let mut out = Vec::new();
+        for chunk in keys.chunks(256) {
+            let read = async {
+                let pipe = client.pipeline();
+                for k in chunk {
+                    let _: () = pipe.get(k.as_str()).await?;
+                }
+                pipe.all::<Vec<Option<Bytes>>>().await
+            };
+            let bodies = self.call("get", read).await?;
+            for (k, bytes) in chunk.iter().zip(bodies) {
+                let covered = bytes
+                    .and_then(|b| Entry::decode(b).ok())
+                    .is_some_and(|e| what.covers(&e));
+                if covered {
+                    out.push(k.clone());
                 }
             }
-        })
+        }
+        Ok(out)
     }
 
     /// Marks the fresh entries of `keys` stale (their ttl kept); how many it marked.

@@ -57,9 +57,15 @@ impl RedisTier {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
+            // Every 20 ticks (5 s), a heartbeat in the fleet's registry.
+            let mut beats = 0u64;
             loop {
                 tick.tick().await;
                 let Some(tier) = weak.upgrade() else { return };
+                beats += 1;
+                if beats % 20 == 1 && tier.breaker.state(now_ms()) == State::Closed {
+                    tier.heartbeat().await;
+                }
                 let queued = !tier.pending.lock().is_empty() || tier.pending_overflow.load(Relaxed);
                 let state = tier.breaker.state(now_ms());
                 if (queued || state == State::HalfOpen) && state != State::Open {
@@ -104,10 +110,20 @@ impl RedisTier {
                 let Some((from, event)) = Event::decode(&text) else {
                     continue;
                 };
-                if let Event::Filled(key) = &event {
-                    tier.wake(key);
-                } else if from != tier.instance {
-                    on_event(event);
+                match &event {
+                    Event::Filled(key) => tier.wake(key),
+                    _ if from == tier.instance => {}
+                    Event::Mark { id, sent_ms, ack } => {
+                        let (tier, from, id, sent_ms, ack) =
+                            (tier.clone(), from.to_string(), *id, *sent_ms, *ack);
+                        tokio::spawn(async move { tier.on_mark(&from, id, sent_ms, ack).await });
+                    }
+                    Event::Ack { id, to } => {
+                        if *to == tier.instance {
+                            tier.on_ack(from, *id);
+                        }
+                    }
+                    _ => on_event(event),
                 }
             }
         });

@@ -29,6 +29,7 @@ use fred::types::{Builder, Expiration, ExpireOptions, Value};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+mod acks;
 pub mod breaker;
 mod budget;
 mod events;
@@ -38,6 +39,7 @@ mod listen;
 mod scripts;
 mod tier;
 
+pub use acks::Acks;
 pub use breaker::{Breaker, State};
 pub use events::Event;
 use scripts::PUT_SCRIPT;
@@ -87,6 +89,12 @@ pub struct RedisTier {
     pending_overflow: std::sync::atomic::AtomicBool,
     /// Whether the event channel subscription went through.
     subscribed: watch::Sender<bool>,
+    /// The next mark this instance sends after an invalidation.
+    next_mark: AtomicU64,
+    /// Senders waiting for acknowledgements of their marks.
+    ack_waiters: Mutex<HashMap<u64, tokio::sync::mpsc::UnboundedSender<String>>>,
+    /// How long other instances' invalidations took to apply here.
+    applied: std::sync::OnceLock<Arc<crate::stats::Histogram>>,
 }
 
 impl std::fmt::Debug for RedisTier {
@@ -95,6 +103,27 @@ impl std::fmt::Debug for RedisTier {
             .field("prefix", &self.settings.prefix)
             .finish()
     }
+}
+
+/// This instance's name in the fleet: its host, its process and a random part (no
+/// spaces: events are space-separated).
+fn instance_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        .take(40)
+        .collect();
+    let host = if host.is_empty() {
+        "larder".to_string()
+    } else {
+        host
+    };
+    format!("{host}-{}-{}", std::process::id(), random_hex(3))
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -149,12 +178,15 @@ impl RedisTier {
             },
             settings,
             breaker: Breaker::new(3, 1_000),
-            instance: random_hex(8),
+            instance: instance_name(),
             errors: AtomicU64::new(0),
             waiters: Mutex::new(HashMap::new()),
             pending: Mutex::new(Vec::new()),
             pending_overflow: std::sync::atomic::AtomicBool::new(false),
             subscribed: watch::channel(false).0,
+            next_mark: AtomicU64::new(1),
+            ack_waiters: Mutex::new(HashMap::new()),
+            applied: std::sync::OnceLock::new(),
         }))
     }
 

@@ -11,7 +11,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::cache::{Cache, Target};
+use crate::cache::Cache;
+
+mod invalidate;
 use crate::config::{Backend, Config};
 
 /// The largest admin request body.
@@ -23,35 +25,6 @@ pub struct Admin {
     token: Option<blake3::Hash>,
     token_env: String,
     backend: Backend,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct InvalidateRequest {
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    urls: Vec<String>,
-    prefix: Option<String>,
-    /// A user's raw identity (the value of a header or cookie source).
-    user: Option<String>,
-    /// A user's id: the value of a `header:` source, or the claim of a `jwt:` source.
-    user_id: Option<String>,
-    /// Mark stale instead of removing (a soft purge).
-    #[serde(default)]
-    soft: bool,
-    /// `"PURGE_ALL"`: yes, even a scope that matches every entry.
-    confirm: Option<String>,
-}
-
-impl InvalidateRequest {
-    /// Whether a scope matches every entry (every stored URL starts with `/`): that is a
-    /// purge, and needs a purge's confirmation.
-    fn matches_everything(&self) -> bool {
-        self.prefix
-            .as_deref()
-            .is_some_and(|p| p.is_empty() || p == "/")
-    }
 }
 
 #[derive(Deserialize)]
@@ -253,7 +226,7 @@ impl Admin {
                 *r.status_mut() = StatusCode::NO_CONTENT;
                 r
             }
-            (Method::POST, "/admin/invalidate") => self.invalidate(body).await,
+            (Method::POST, "/admin/invalidate") => self.invalidate(query, body).await,
             (Method::GET, "/admin/top") => self.top(query),
             (Method::POST, "/admin/warm") => self.warm(body).await,
             (Method::POST, "/admin/reload") => {
@@ -359,45 +332,6 @@ impl Admin {
             Backend::Memory => "memory",
             Backend::Redis => "redis",
         }
-    }
-
-    async fn invalidate(&self, body: &[u8]) -> Response<Full<Bytes>> {
-        let req: InvalidateRequest = match parse(
-            body,
-            "{\"tags\":[..]}, {\"urls\":[..]}, {\"prefix\":\"..\"}, {\"user_id\":\"..\"} or {\"user\":\"..\"}",
-        ) {
-            Ok(r) => r,
-            Err(resp) => return *resp,
-        };
-        if req.tags.is_empty()
-            && req.urls.is_empty()
-            && req.prefix.is_none()
-            && req.user.is_none()
-            && req.user_id.is_none()
-        {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "nothing to invalidate: give tags, urls, prefix, user_id or user",
-            );
-        }
-        if req.matches_everything() && req.confirm.as_deref() != Some("PURGE_ALL") {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "this scope matches every entry: add \"confirm\":\"PURGE_ALL\" (larder ctl: --yes), or use /admin/purge",
-            );
-        }
-        if let Err(resp) = paths_only(&req.urls) {
-            return *resp;
-        }
-        let mut targets = vec![Target::Tags(req.tags), Target::Urls(req.urls)];
-        targets.extend(req.prefix.map(Target::Prefix));
-        targets.extend(req.user.map(Target::User));
-        targets.extend(req.user_id.map(Target::User));
-        let mut n = 0;
-        for t in &targets {
-            n += self.cache.invalidate(t, req.soft).await;
-        }
-        json_response(StatusCode::OK, json!({ "invalidated": n }))
     }
 
     async fn warm(&self, body: &[u8]) -> Response<Full<Bytes>> {
