@@ -98,12 +98,52 @@ enum CtlCommand {
     },
     /// Re-read and validate the config file.
     Reload,
+    /// Show one URL's entries in every tier (why was it a miss?).
+    Inspect {
+        /// The URL, `/path?query`.
+        url: String,
+        /// The user, for a per-user rule (a header source's value or a JWT claim).
+        #[arg(long)]
+        user_id: Option<String>,
+        /// The method (default GET).
+        #[arg(long)]
+        method: Option<String>,
+    },
+    /// List what is cached, a page at a time (memory, then disk, then Redis).
+    Keys {
+        /// Only URLs starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only this rule's entries.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Rows per page (default 100, at most 1000).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Where to begin: the cursor the previous page printed.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show the invalidation history, newest first.
+    History {
+        /// Events at or after this (RFC 3339, or ms since the epoch).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many (default 100).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Show what the counters suggest changing.
+    Advise,
+    /// Show the config in force (secrets masked), when it was reloaded, and what waits for
+    /// a restart.
+    Config,
 }
 
-/// Runs `larder ctl`: 0 on success, 1 when the admin API fails or refuses, 2 on misuse.
-fn ctl(admin: &str, command: CtlCommand) -> ExitCode {
-    use larder::ctl::{Action, Admin};
-    let action = match command {
+/// The admin API call a `larder ctl` command makes; misuse is exit code 2.
+fn action(command: CtlCommand) -> Result<larder::ctl::Action, ExitCode> {
+    use larder::ctl::Action;
+    Ok(match command {
         CtlCommand::Health => Action::Health,
         CtlCommand::Stats => Action::Stats,
         CtlCommand::Invalidate {
@@ -131,11 +171,43 @@ fn ctl(admin: &str, command: CtlCommand) -> ExitCode {
         }),
         CtlCommand::Purge { yes: false } => {
             eprintln!("larder ctl: purge drops every entry in every tier: pass --yes");
-            return ExitCode::from(2);
+            return Err(ExitCode::from(2));
         }
         CtlCommand::Purge { yes: true } => Action::Purge,
         CtlCommand::Warm { urls } => Action::Warm { urls },
         CtlCommand::Reload => Action::Reload,
+        CtlCommand::Inspect {
+            url,
+            user_id,
+            method,
+        } => Action::Inspect {
+            url,
+            user_id,
+            method,
+        },
+        CtlCommand::Keys {
+            prefix,
+            rule,
+            limit,
+            cursor,
+        } => Action::Keys {
+            prefix,
+            rule,
+            limit,
+            cursor,
+        },
+        CtlCommand::History { since, limit } => Action::History { since, limit },
+        CtlCommand::Advise => Action::Advise,
+        CtlCommand::Config => Action::Config,
+    })
+}
+
+/// Runs `larder ctl`: 0 on success, 1 when the admin API fails or refuses, 2 on misuse.
+fn ctl(admin: &str, command: CtlCommand) -> ExitCode {
+    use larder::ctl::Admin;
+    let action = match action(command) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     let token = std::env::var("LARDER_ADMIN_TOKEN").ok();
     let client = match Admin::new(admin, token) {

@@ -31,6 +31,17 @@ fn chromium(args: &[&str], profile: &std::path::Path) -> String {
 }
 
 /// The text inside the element with this id in a dumped DOM.
+/// The page at `url` as headless Chromium renders it within `budget_ms` of virtual time.
+async fn dump_dom(url: &str, profile: &std::path::Path, budget_ms: u32) -> String {
+    let (url, profile) = (url.to_string(), profile.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let budget = format!("--virtual-time-budget={budget_ms}");
+        chromium(&[&budget, "--dump-dom", &url], &profile)
+    })
+    .await
+    .unwrap()
+}
+
 fn text_of<'a>(dom: &'a str, id: &str) -> &'a str {
     let start = dom
         .find(&format!("id=\"{id}\""))
@@ -72,17 +83,7 @@ async fn dashboard_signs_in_and_shows_live_numbers() {
 
     let profile = std::env::temp_dir().join(format!("larder-chromium-{}", std::process::id()));
     let url = format!("{}#token={TOKEN}", larder.admin_url("/admin/"));
-    let dom = tokio::task::spawn_blocking({
-        let (url, profile) = (url.clone(), profile.clone());
-        move || {
-            chromium(
-                &["--virtual-time-budget=5000", "--dump-dom", &url],
-                &profile,
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let dom = dump_dom(&url, &profile, 5000).await;
     assert!(
         dom.contains("data-state=\"live\""),
         "the page did not sign in and load:\n{dom}"
@@ -97,17 +98,7 @@ async fn dashboard_signs_in_and_shows_live_numbers() {
 
     // A wrong token lands back on the sign-in form with the reason.
     let wrong = format!("{}#token=nope", larder.admin_url("/admin/"));
-    let dom = tokio::task::spawn_blocking({
-        let profile = profile.clone();
-        move || {
-            chromium(
-                &["--virtual-time-budget=3000", "--dump-dom", &wrong],
-                &profile,
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let dom = dump_dom(&wrong, &profile, 3000).await;
     assert!(
         text_of(&dom, "login-error").contains("bearer token"),
         "{dom}"
@@ -144,4 +135,82 @@ async fn dashboard_signs_in_and_shows_live_numbers() {
     .unwrap();
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 20_000, "screenshot missing or empty ({size} bytes)");
+}
+
+/// The element with this id, with everything inside it, in a dumped DOM.
+fn element_of<'a>(dom: &'a str, id: &str) -> &'a str {
+    let start = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in the page"));
+    let rest = &dom[start..];
+    let end = rest.find("</div>").unwrap_or(rest.len());
+    &rest[..end]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboard_shows_health_errors_not_stored_tiers_and_budgets() {
+    let redis = Redis::start_with(
+        free_port(),
+        &["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"],
+    );
+    let dir = std::env::temp_dir().join(format!("larder-dash-disk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let origin = Origin::start(|req| async move {
+        if req.uri.path().starts_with("/c/") {
+            return ok(&[("set-cookie", "s=1")], "cookie");
+        }
+        ok(&[("cache-control", "max-age=600")], "x".repeat(2000))
+    })
+    .await;
+    let dead = free_port();
+    let rest = format!(
+        "[store]\nbackend = \"redis\"\nredis_url = \"{}\"\n\n[store.disk]\npath = \"{}\"\n\n\
+         [[upstream]]\nname = \"dead\"\nurl = \"http://127.0.0.1:{dead}\"\nconnect_retries = 0\n\n\
+         [[rule]]\nname = \"video\"\npath = \"/v/{{id}}\"\n\n\
+         [[rule]]\nname = \"cookies\"\npath = \"/c/{{id}}\"\nttl = \"1h\"\n\n\
+         [[rule]]\nname = \"gone\"\npath = \"/gone/{{id}}\"\nupstream = \"dead\"\n",
+        redis.url(),
+        dir.display()
+    );
+    let larder = Larder::start(&config(origin.addr, "budget = \"1000/day\"", &rest));
+    for i in 0..12 {
+        get(&larder.url(&format!("/v/{i}"))).await;
+        get(&larder.url(&format!("/c/{i}"))).await;
+        get(&larder.url(&format!("/gone/{i}"))).await;
+    }
+    let polled = eventually(std::time::Duration::from_secs(10), || async {
+        let s = send(admin(&client(), &larder, Method::GET, "/admin/stats")).await;
+        s.text().contains("\"used_bytes\"")
+    })
+    .await;
+    assert!(polled, "redis memory was polled");
+    let profile =
+        std::env::temp_dir().join(format!("larder-chromium-panels-{}", std::process::id()));
+    let url = format!("{}#token={TOKEN}", larder.admin_url("/admin/"));
+    let dom = dump_dom(&url, &profile, 5000).await;
+    let _ = std::fs::remove_dir_all(&profile);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(dom.contains("data-state=\"live\""), "{dom}");
+    assert_eq!(text_of(&dom, "health-status"), "degraded", "{dom}");
+    assert!(
+        element_of(&dom, "health-reasons").contains("upstream dead"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<td>dead</td><td>connect</td><td class=\"n\">12</td>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<td>cookies</td><td>set-cookie</td><td class=\"n\">12</td>"),
+        "{dom}"
+    );
+    assert!(text_of(&dom, "disk-bytes").contains(" / "), "{dom}");
+    assert!(
+        text_of(&dom, "redis-memory").contains("/ 64.0 MiB"),
+        "{dom}"
+    );
+    assert!(
+        element_of(&dom, "upstreams").contains("<td>default</td>"),
+        "{dom}"
+    );
 }

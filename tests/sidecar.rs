@@ -1050,9 +1050,13 @@ async fn soft_purge_marks_stale_and_keeps_serving_on_error() {
         (during_outage.status, during_outage.x_cache()),
         (200, "STALE")
     );
-    assert!(during_outage
-        .header("cache-status")
-        .contains("fwd-status=503"));
+    assert!(
+        during_outage
+            .header("cache-status")
+            .contains("fwd-status=503"),
+        "{:?}",
+        during_outage.headers
+    );
     failing.store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(
         get(&larder.url("/p/1")).await.header("cache-status"),

@@ -43,6 +43,8 @@ pub struct Gate {
     remaining: AtomicI64,
     /// Until when a client's request found the budget spent (ms; 0: it was not).
     spent_until: AtomicU64,
+    /// The UTC days (since the epoch) the budget ran out, the last thirty.
+    spent_days: Mutex<std::collections::BTreeSet<u64>>,
     /// Whether the fleet tier failed to answer the last time it was asked.
     fleet_down: AtomicBool,
     /// When the fleet was last asked about an upstream without limits (ms).
@@ -64,6 +66,7 @@ impl Gate {
             backoff_status: AtomicU64::new(429),
             remaining: AtomicI64::new(limits.budget.map_or(-1, |b| b as i64)),
             spent_until: AtomicU64::new(0),
+            spent_days: Mutex::default(),
             fleet_down: AtomicBool::new(false),
             fleet_asked: AtomicU64::new(0),
             throttled: Default::default(),
@@ -142,6 +145,11 @@ impl Gate {
                         .store(remaining.map_or(-1, |r| r as i64), Relaxed);
                     let until = now_ms() + reset.as_millis() as u64;
                     self.spent_until.store(until, Relaxed);
+                    let mut days = self.spent_days.lock();
+                    days.insert(now_ms() / 86_400_000);
+                    while days.len() > 30 {
+                        days.pop_first();
+                    }
                     return Err(self.refuse(Throttle::Budget, reset));
                 }
                 BudgetAnswer::Backoff { left } => {
@@ -285,6 +293,7 @@ impl Gate {
                 .iter()
                 .map(|t| (t.as_str(), self.throttled[t.slot()].load(Relaxed)))
                 .collect(),
+            days_spent: self.spent_days.lock().len() as u64,
             counted: match (self.shared, self.fleet_down.load(Relaxed)) {
                 (false, _) => "local",
                 (true, false) => "fleet",

@@ -142,6 +142,8 @@ pub struct GateReport {
     pub backoff_seconds: u64,
     /// Requests refused (or served stale) for each reason.
     pub throttled: std::collections::BTreeMap<&'static str, u64>,
+    /// UTC days (of the last thirty seen) on which the budget ran out.
+    pub days_spent: u64,
     /// Where its rate and budget are counted: `fleet` (Redis), `local` (no Redis), or
     /// `local-share` (Redis away: this instance's share).
     pub counted: &'static str,

@@ -1,6 +1,7 @@
 //! Invalidation as the admin API, mutations and library users ask for it: by tag, URL,
 //! prefix, user or everything, hard or soft, reaching every tier and every instance.
 
+use super::history::Source;
 use super::Cache;
 use crate::key;
 use crate::store::Invalidation;
@@ -34,6 +35,35 @@ pub enum Target {
 }
 
 impl Target {
+    /// How the history names it: tags, URLs, prefixes and patterns as given, a user as a
+    /// short hash of the hash it keys by (never the identity).
+    pub fn describe(&self, cache: &Cache) -> String {
+        match self {
+            Target::Tags(ts) => format!("tags {}", ts.join(" ")),
+            Target::Urls(us) => format!("urls {}", us.join(" ")),
+            Target::Prefix(p) => format!("prefix {p}"),
+            Target::Pattern(g) => format!("pattern {g}"),
+            Target::TagPrefix(p) => format!("tag prefix {p}"),
+            Target::User(id) => {
+                let users = cache.settings().users.hash_identity(id);
+                let short = users
+                    .first()
+                    .map(|u| format!("{:08x}", key::user_tag(u) >> 32))
+                    .unwrap_or_default();
+                format!("user {short}")
+            }
+            Target::Every(parts) => {
+                let each: Vec<String> = parts.iter().map(|p| p.describe(cache)).collect();
+                format!("all of ({})", each.join("; "))
+            }
+            Target::Any(parts) => {
+                let each: Vec<String> = parts.iter().map(|p| p.describe(cache)).collect();
+                each.join("; ")
+            }
+            Target::All => "everything".to_string(),
+        }
+    }
+
     /// Why this target cannot be applied as given, if it cannot.
     pub fn problem(&self) -> Option<String> {
         match self {
@@ -62,6 +92,8 @@ impl Target {
 pub struct Invalidated {
     /// Entries removed (or marked stale) — the largest count of any tier.
     pub entries: u64,
+    /// Each tier's count (`memory`, `disk`, `redis`).
+    pub per_tier: Vec<(&'static str, u64)>,
     /// The instances that applied it in time (this one first), when asked to wait.
     pub applied: Vec<String>,
     /// Live instances that did not apply it in time.
@@ -147,16 +179,24 @@ impl Cache {
         wait: Option<std::time::Duration>,
     ) -> Invalidated {
         let what = self.resolve(target);
-        let (entries, acks) = self
+        let (per_tier, acks) = self
             .inner
             .tiers
             .invalidate_confirmed(&what, soft, wait)
             .await;
+        let entries = per_tier.iter().map(|(_, n)| *n).max().unwrap_or(0);
         self.inner.stats.record_invalidated(entries);
+        let source = match (target, soft) {
+            (_, true) => Source::SoftPurge,
+            (Target::All, false) => Source::Purge,
+            _ => Source::Admin,
+        };
+        self.record_invalidation(source, None, target.describe(self), &per_tier);
         let fleet_answered = acks.is_some();
         let acks = acks.unwrap_or_default();
         Invalidated {
             entries,
+            per_tier,
             applied: acks.applied,
             missing: acks.missing,
             fleet_answered,
@@ -170,13 +210,36 @@ impl Cache {
     /// If a lower tier is unavailable the invalidation applies to memory at once and is
     /// replayed there when it is back.
     pub async fn invalidate(&self, target: &Target, soft: bool) -> u64 {
-        self.apply(&self.resolve(target), soft).await
+        self.invalidate_confirmed(target, soft, None).await.entries
     }
 
-    /// Applies an invalidation to every tier and counts it.
+    /// Applies an invalidation to every tier and counts it (as the admin's, in the
+    /// history).
     pub async fn apply(&self, what: &Invalidation, soft: bool) -> u64 {
-        let n = self.inner.tiers.invalidate(what, soft).await;
+        let source = if soft {
+            Source::SoftPurge
+        } else {
+            Source::Admin
+        };
+        self.apply_as(what, soft, (source, None)).await
+    }
+
+    /// [`Cache::apply`], recorded in the history as coming from `source` (`by`: who).
+    pub async fn apply_as(
+        &self,
+        what: &Invalidation,
+        soft: bool,
+        (source, by): (Source, Option<String>),
+    ) -> u64 {
+        let per_tier = self.inner.tiers.invalidate_each(what, soft).await;
+        let n = per_tier.iter().map(|(_, n)| *n).max().unwrap_or(0);
         self.inner.stats.record_invalidated(n);
+        // A mutation that dropped nothing is not history.
+        let nothing = matches!(what, Invalidation::Tags(t) if t.is_empty())
+            || (source == Source::Mutation && n == 0);
+        if !nothing {
+            self.record_invalidation(source, by, super::history::describe(what), &per_tier);
+        }
         n
     }
 

@@ -10,8 +10,11 @@
 //! # });
 //! ```
 
+pub mod history;
 mod hot;
+mod inspect;
 mod invalidate;
+pub mod inventory;
 mod reload;
 mod settings;
 pub(crate) mod tiers;
@@ -23,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 
+pub use inspect::{InspectError, KeyRow};
 pub use invalidate::{Invalidated, Target};
 pub use settings::Settings;
 pub use warm::Warmed;
@@ -56,6 +60,14 @@ pub(crate) struct Inner {
         parking_lot::Mutex<std::collections::HashMap<Option<Arc<str>>, tokio::time::Instant>>,
     /// What each upstream may be asked (built at start: the limits need a restart).
     pub(crate) gates: crate::budget::Gates,
+    /// The invalidation history.
+    pub(crate) history: history::History,
+    /// What each rule held at the last count.
+    inventory: parking_lot::Mutex<(u64, inventory::Inventory)>,
+    /// The config the cache started with (what restart-only settings still are).
+    started: Config,
+    /// When the config was last reloaded (ms since the epoch; 0: never).
+    reloaded_at: std::sync::atomic::AtomicU64,
     secret: Vec<u8>,
     warmer: OnceLock<Arc<dyn Warm>>,
 }
@@ -119,6 +131,7 @@ impl Cache {
         }
         let fleet = tiers.lower().iter().find(|t| t.budget().is_some()).cloned();
         let gates = gates(&settings.config, fleet);
+        let started = settings.config.clone();
         Cache {
             inner: Arc::new(Inner {
                 settings: ArcSwap::from_pointee(settings),
@@ -128,6 +141,10 @@ impl Cache {
                 hot: crate::store::hot::HotList::default(),
                 warm_slots: parking_lot::Mutex::default(),
                 gates,
+                history: history::History::default(),
+                inventory: parking_lot::Mutex::default(),
+                started,
+                reloaded_at: std::sync::atomic::AtomicU64::new(0),
                 secret: secret.to_vec(),
                 warmer: OnceLock::new(),
             }),
@@ -166,7 +183,24 @@ impl Cache {
         }
         let settings = Settings::new(config, &self.inner.stats, &self.inner.secret)?;
         self.inner.settings.store(Arc::new(settings));
+        self.inner
+            .reloaded_at
+            .store(crate::time::now_ms(), std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// When the config was last reloaded (ms since the epoch), if it was.
+    pub fn reloaded_at(&self) -> Option<u64> {
+        let at = self
+            .inner
+            .reloaded_at
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (at > 0).then_some(at)
+    }
+
+    /// The settings changed by reloads since the start that only a restart applies.
+    pub fn restart_pending(&self) -> Vec<String> {
+        self.inner.started.restart_needed(&self.settings().config)
     }
 
     /// What each upstream may be asked, and how each is doing.

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use super::table::{Key, Reload::Restart, Table};
+use super::table::{Key, Reload::Live, Reload::Restart, Table};
 use super::{ConfigError, Setting};
 
 /// The `[admin]` section.
@@ -14,7 +14,7 @@ pub struct AdminConfig {
     pub token_env: String,
 }
 
-pub(super) const KEYS: &[Key] = &[("listen", Restart), ("token_env", Restart)];
+pub(super) const KEYS: &[Key] = &[("listen", Restart), ("token_env", Live)];
 
 impl AdminConfig {
     pub(super) fn read(mut t: Table<'_>) -> Result<(AdminConfig, Vec<Setting>), ConfigError> {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::table::{Key, Reload::Restart, Table};
+use super::table::{Key, Reload::Live, Reload::Restart, Table};
 use super::{ConfigError, Setting};
 use crate::store::disk::WriteMode;
 
@@ -35,6 +35,8 @@ pub struct StoreConfig {
     pub redis_connect_timeout: Duration,
     /// How long a fleet-wide fill lease lasts.
     pub redis_lease: Duration,
+    /// Above this share of Redis's maxmemory, `/health` is degraded.
+    pub redis_memory_warn: f64,
     /// Whether the memory store serves as L1 in front of Redis.
     pub l1: bool,
     /// A shorter ttl for L1 copies than the entries' own.
@@ -110,6 +112,7 @@ pub(super) const KEYS: &[Key] = &[
     ("redis_timeout", Restart),
     ("redis_connect_timeout", Restart),
     ("redis_lease", Restart),
+    ("redis_memory_warn", Live),
     ("l1", Restart),
     ("l1_ttl", Restart),
     ("disk", Restart),
@@ -236,6 +239,13 @@ impl StoreConfig {
             redis_timeout: t.positive_duration("redis_timeout", "250ms")?,
             redis_connect_timeout: t.positive_duration("redis_connect_timeout", "2s")?,
             redis_lease: t.positive_duration("redis_lease", "10s")?,
+            redis_memory_warn: t
+                .opt_float(
+                    "redis_memory_warn",
+                    |x| x > 0.0 && x <= 1.0,
+                    "must be above 0 and at most 1",
+                )?
+                .unwrap_or(0.9),
             l1: t.bool("l1", true)?,
             l1_ttl: t.opt_positive_duration("l1_ttl")?,
             disk: None,

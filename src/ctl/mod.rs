@@ -105,6 +105,60 @@ pub enum Action {
     },
     /// `POST /admin/reload`.
     Reload,
+    /// `GET /admin/entry`: one URL's entries in every tier.
+    Inspect {
+        /// The URL (`/path?query`).
+        url: String,
+        /// The user, for a `per_user` rule.
+        user_id: Option<String>,
+        /// The method (GET by default).
+        method: Option<String>,
+    },
+    /// `GET /admin/keys`: what is cached (one page at a time).
+    Keys {
+        /// Only URLs starting with this.
+        prefix: Option<String>,
+        /// Only this rule's entries.
+        rule: Option<String>,
+        /// Rows per page.
+        limit: Option<usize>,
+        /// Where the page begins (the `cursor` of the previous one).
+        cursor: Option<String>,
+    },
+    /// `GET /admin/invalidations`: who dropped what, and when.
+    History {
+        /// Events at or after this (RFC 3339 or ms since the epoch).
+        since: Option<String>,
+        /// At most this many.
+        limit: Option<usize>,
+    },
+    /// `GET /admin/recommendations`.
+    Advise,
+    /// `GET /admin/config`.
+    Config,
+}
+
+/// `name=value&…`, percent-encoded, of the parameters given.
+fn query(params: &[(&str, Option<String>)]) -> String {
+    let enc = |v: &str| -> String {
+        v.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let pairs: Vec<String> = params
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v))))
+        .collect();
+    if pairs.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", pairs.join("&"))
+    }
 }
 
 impl Action {
@@ -125,9 +179,64 @@ impl Action {
             ),
             Action::Warm { urls } => (Method::POST, "/admin/warm", Some(json!({ "urls": urls }))),
             Action::Reload => (Method::POST, "/admin/reload", None),
+            Action::Inspect {
+                url,
+                user_id,
+                method,
+            } => {
+                let q = query(&[
+                    ("url", Some(url.clone())),
+                    ("user_id", user_id.clone()),
+                    ("method", method.clone()),
+                ]);
+                return (Method::GET, format!("/admin/entry{q}"), None);
+            }
+            Action::Keys {
+                prefix,
+                rule,
+                limit,
+                cursor,
+            } => {
+                let q = query(&[
+                    ("prefix", prefix.clone()),
+                    ("rule", rule.clone()),
+                    ("limit", limit.map(|n| n.to_string())),
+                    ("cursor", cursor.clone()),
+                ]);
+                return (Method::GET, format!("/admin/keys{q}"), None);
+            }
+            Action::History { since, limit } => {
+                let q = query(&[
+                    ("since", since.clone()),
+                    ("limit", limit.map(|n| n.to_string())),
+                ]);
+                return (Method::GET, format!("/admin/invalidations{q}"), None);
+            }
+            Action::Advise => (Method::GET, "/admin/recommendations", None),
+            Action::Config => (Method::GET, "/admin/config", None),
         };
         (method, path.to_string(), body)
     }
+}
+
+/// `/admin/config` as `larder check` prints it, then when it was reloaded and what waits
+/// for a restart.
+fn config_text(v: &Value) -> String {
+    let mut out = v["config"].as_str().unwrap_or("").trim_end().to_string();
+    out.push_str(&format!(
+        "\nreloaded at: {}\n",
+        v["reloaded_at"].as_str().unwrap_or("never (as started)")
+    ));
+    let pending: Vec<&str> = v["restart_needed"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if pending.is_empty() {
+        out.push_str("restart needed for: nothing\n");
+    } else {
+        out.push_str(&format!("restart needed for: {}\n", pending.join(", ")));
+    }
+    out
 }
 
 /// Why a call failed.
@@ -228,7 +337,15 @@ impl Admin {
         let text = String::from_utf8_lossy(&bytes).trim_end().to_string();
         match status {
             s if s.is_success() => Ok(match action {
-                Action::Stats => serde_json::from_slice::<Value>(&bytes)
+                Action::Config => serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .map(|v| config_text(&v))
+                    .unwrap_or(text),
+                Action::Stats
+                | Action::Inspect { .. }
+                | Action::Keys { .. }
+                | Action::History { .. }
+                | Action::Advise => serde_json::from_slice::<Value>(&bytes)
                     .ok()
                     .and_then(|v| serde_json::to_string_pretty(&v).ok())
                     .unwrap_or(text),

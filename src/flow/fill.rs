@@ -222,6 +222,13 @@ where
             Found::ServeStale(entry, key, _) | Found::Stale(entry, key) => Some((entry, key)),
             Found::VaryMiss | Found::Miss => None,
         };
+        if let (Fwd::Miss, Some(query)) = (fwd, self.parts.uri.query()) {
+            // For advice: which query parameters make keys differ.
+            self.ctx
+                .settings
+                .counters(self.plan.rule)
+                .record_miss_query(query);
+        }
         if self.plan.policy.only_if_cached {
             let status = CacheStatus::forwarded(fwd);
             self.answering().record(&status);

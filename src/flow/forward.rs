@@ -16,6 +16,7 @@ use super::route::{route_to, Forward};
 use super::Ctx;
 use crate::body::{BoxError, CacheBody};
 use crate::budget::Refused;
+use crate::cache::history::Source;
 use crate::cache::{Cache, Settings};
 use crate::key::normalize_percent;
 use crate::rules::Rule;
@@ -38,6 +39,8 @@ struct Invalidations {
     warm_created: bool,
     /// The request's user, when re-warming needs to know whose entries to refill.
     user: Option<crate::key::UserId>,
+    /// Who it is in the history: `rule METHOD /path`.
+    by: String,
 }
 
 impl Invalidations {
@@ -67,7 +70,14 @@ impl Invalidations {
             .and_then(|h| h.to_str().ok())
             .map(str::to_string)
             .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        let by = format!(
+            "{} {} {}",
+            rule.map_or(crate::stats::UNMATCHED, |r| r.name.as_str()),
+            req.method(),
+            req.uri().path()
+        );
         Invalidations {
+            by,
             rule_tags,
             url_tags: vec![s.url_tag(&target)],
             host,
@@ -124,9 +134,17 @@ impl Invalidations {
         } else {
             Rewarm::default()
         };
-        let mut n = cache.apply(&Invalidation::Tags(self.url_tags), false).await;
+        let by = || (Source::Mutation, Some(self.by.clone()));
+        let mut n = cache
+            .apply_as(&Invalidation::Tags(self.url_tags.clone()), false, by())
+            .await;
         if status.is_success() && !self.rule_tags.is_empty() {
-            n += cache.invalidate_tags(&self.rule_tags).await;
+            let ids = self
+                .rule_tags
+                .iter()
+                .map(|t| crate::key::tag_id(t))
+                .collect();
+            n += cache.apply_as(&Invalidation::Tags(ids), false, by()).await;
         }
         if let Some(location) = created.filter(|_| status.is_success()) {
             let warm_created = self.warm_created;

@@ -3,7 +3,9 @@
 //! started and stopped.
 
 pub mod access;
+pub mod advice;
 pub(crate) mod alerts;
+pub mod health;
 pub mod metrics;
 pub mod report;
 
@@ -70,6 +72,31 @@ impl Tasks {
             |_| Duration::from_secs(30),
             |c| c.sample_hot(),
         );
+        let inventory = every(
+            &handle,
+            weak.clone(),
+            |_| Duration::from_secs(15),
+            |c| {
+                c.take_inventory();
+            },
+        );
+        let history = handle.spawn({
+            let weak = weak.clone();
+            async move {
+                // What was kept before the restart comes first (once a tier below answers).
+                if let Some(c) = weak.upgrade() {
+                    for tier in c.tiers().lower() {
+                        tier.wait_ready(Duration::from_secs(5)).await;
+                    }
+                    c.restore_history().await;
+                }
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    let Some(c) = weak.upgrade() else { return };
+                    c.keep_history().await;
+                }
+            }
+        });
         let mut previous: HashMap<String, (u64, u64)> = HashMap::new();
         let alerts = every(
             &handle,
@@ -78,7 +105,7 @@ impl Tasks {
             move |c| alerts::check_hit_ratios(c, &mut previous),
         );
         Tasks {
-            handles: vec![sweeper, hot, alerts],
+            handles: vec![sweeper, hot, alerts, history, inventory],
         }
     }
 

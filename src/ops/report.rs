@@ -36,7 +36,7 @@ pub struct StatsReport {
     /// Entries removed by invalidation or purge.
     pub invalidated: u64,
     /// Per rule (requests no rule matched under `"(no rule)"`).
-    pub per_rule: std::collections::BTreeMap<String, CountersSnapshot>,
+    pub per_rule: std::collections::BTreeMap<String, RuleReport>,
     /// Hits by tier.
     pub tiers: std::collections::HashMap<&'static str, u64>,
     /// How each tier below memory is doing, by its section name (`redis`, `disk`).
@@ -48,9 +48,34 @@ pub struct StatsReport {
     pub warm: WarmReport,
     /// What LLM hits saved, per model (all rules together).
     pub llm: std::collections::BTreeMap<String, LlmReport>,
+    /// Failed trips upstream, by upstream and kind (`connect`, `timeout`, `tls`,
+    /// `status_5xx`, `body`).
+    pub upstream_errors:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<&'static str, u64>>,
     /// Each upstream's limits and how it is doing against them (in flight, budget left,
     /// back-off, requests throttled by reason).
     pub upstreams: std::collections::BTreeMap<String, crate::budget::GateReport>,
+}
+
+/// One rule's counters, and what it holds (memory and disk, at the last count).
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleReport {
+    /// Its counters.
+    #[serde(flatten)]
+    pub counters: CountersSnapshot,
+    /// Entries it holds, in memory and on disk together.
+    pub entries: u64,
+    /// Bytes they take.
+    pub bytes: u64,
+    /// The same, per tier (`memory`, `disk`).
+    pub held: std::collections::BTreeMap<&'static str, crate::cache::inventory::Held>,
+}
+
+impl std::ops::Deref for RuleReport {
+    type Target = CountersSnapshot;
+    fn deref(&self) -> &CountersSnapshot {
+        &self.counters
+    }
 }
 
 /// What one model's hits saved.
@@ -173,7 +198,7 @@ pub fn stats(cache: &Cache) -> StatsReport {
         max_bytes: store.max_bytes,
         evictions: store.evictions,
         invalidated: cache.counters().invalidated(),
-        per_rule: per_rule.into_iter().collect(),
+        per_rule: rule_reports(cache, per_rule),
         tiers: cache.counters().tiers(),
         lower: cache
             .tiers()
@@ -188,6 +213,19 @@ pub fn stats(cache: &Cache) -> StatsReport {
             failed,
         },
         llm: llm_report(cache),
+        upstream_errors: {
+            let mut by: std::collections::BTreeMap<
+                String,
+                std::collections::BTreeMap<&'static str, u64>,
+            > = Default::default();
+            for (upstream, kind, n) in cache.counters().upstream_errors.snapshot() {
+                *by.entry(upstream)
+                    .or_default()
+                    .entry(kind.as_str())
+                    .or_default() += n;
+            }
+            by
+        },
         upstreams: cache
             .gates()
             .all()
@@ -195,6 +233,31 @@ pub fn stats(cache: &Cache) -> StatsReport {
             .map(|g| (g.name().to_string(), g.report()))
             .collect(),
     }
+}
+
+/// Each rule's counters with what it holds.
+fn rule_reports(
+    cache: &Cache,
+    per_rule: Vec<(String, CountersSnapshot)>,
+) -> std::collections::BTreeMap<String, RuleReport> {
+    let mut held = cache.inventory();
+    per_rule
+        .into_iter()
+        .map(|(name, counters)| {
+            let held = held.remove(&name).unwrap_or_default();
+            let entries = held.values().map(|h| h.entries).sum();
+            let bytes = held.values().map(|h| h.bytes).sum();
+            (
+                name,
+                RuleReport {
+                    counters,
+                    entries,
+                    bytes,
+                    held,
+                },
+            )
+        })
+        .collect()
 }
 
 fn round3(x: f64) -> f64 {

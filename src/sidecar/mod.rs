@@ -67,6 +67,8 @@ impl Running {
         // What is hot now is warmed first at the next start.
         self.cache.sample_hot();
         self.cache.keep_hot().await;
+        // The invalidation history is there after the restart.
+        self.cache.keep_history().await;
         // Write-back entries still queued reach the disk.
         self.cache.tiers().flush().await;
     }

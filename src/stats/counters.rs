@@ -32,7 +32,22 @@ pub struct Counters {
     /// The hit-ratio alert: raised for the last window, and that window's ratio.
     alerting: AtomicBool,
     window_ratio: AtomicU64,
+    /// Trips upstream for a key whose entry had expired (asked for again after its ttl).
+    after_expiry: AtomicU64,
+    /// How the query parameters of the first misses vary (for advice).
+    queries: parking_lot::Mutex<QuerySketch>,
 }
+
+/// The query parameters of a rule's first misses: per name, in how many misses it
+/// appeared and how many distinct values it had (up to 64 kept).
+#[derive(Debug, Default)]
+struct QuerySketch {
+    misses: u64,
+    params: std::collections::HashMap<String, (u64, std::collections::HashSet<u64>)>,
+}
+
+/// Misses looked at for the query sketch.
+const SKETCHED: u64 = 500;
 
 /// A copy of [`Counters`] at one moment.
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
@@ -108,6 +123,9 @@ impl Serialize for NotStored {
 impl Counters {
     /// Counts one request.
     pub fn record(&self, status: &CacheStatus) {
+        if status.outcome == Outcome::Miss && status.fwd == Some(crate::status::Fwd::Stale) {
+            self.after_expiry.fetch_add(1, Relaxed);
+        }
         let c = match status.outcome {
             Outcome::Hit => &self.hits,
             Outcome::Miss => &self.misses,
@@ -123,6 +141,45 @@ impl Counters {
         } else if let Some(reason) = status.detail.filter(|_| status.outcome != Outcome::Hit) {
             self.not_stored[reason.slot()].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Notes a miss's query (the first few hundred misses only: a bounded sketch).
+    pub fn record_miss_query(&self, query: &str) {
+        let mut q = self.queries.lock();
+        if q.misses >= SKETCHED {
+            return;
+        }
+        q.misses += 1;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if name.len() > 64 || (q.params.len() >= 32 && !q.params.contains_key(name)) {
+                continue;
+            }
+            let (seen, values) = q.params.entry(name.to_string()).or_default();
+            *seen += 1;
+            if values.len() < 64 {
+                use std::hash::{BuildHasher, BuildHasherDefault};
+                let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                    .hash_one(value);
+                values.insert(h);
+            }
+        }
+    }
+
+    /// The query parameter that differs the most across misses: its name, in how many of
+    /// the sketched misses it appeared, its distinct values (up to 64), and the misses
+    /// sketched.
+    pub fn query_spread(&self) -> Option<(String, u64, u64, u64)> {
+        let q = self.queries.lock();
+        q.params
+            .iter()
+            .map(|(n, (seen, values))| (n.clone(), *seen, values.len() as u64, q.misses))
+            .max_by_key(|(_, seen, distinct, _)| (*distinct, *seen))
+    }
+
+    /// Trips upstream for keys whose entry had expired.
+    pub fn after_expiry(&self) -> u64 {
+        self.after_expiry.load(Relaxed)
     }
 
     /// Counts an answer that was streamed as stored but turned out not to be storable
@@ -209,6 +266,7 @@ impl Counters {
             &self.upstream_errors,
             &self.would_hit,
             &self.would_miss,
+            &self.after_expiry,
         ]
         .into_iter()
         .chain(&self.not_stored)
@@ -217,6 +275,7 @@ impl Counters {
         }
         self.upstream.reset();
         self.alerting.store(false, Relaxed);
+        *self.queries.lock() = QuerySketch::default();
     }
 
     /// Sets the hit-ratio alert state for the window that just ended.

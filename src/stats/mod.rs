@@ -46,6 +46,8 @@ pub struct Stats {
     warm_failed: AtomicU64,
     /// What LLM hits saved.
     pub llm: LlmSavings,
+    /// Invalidations by source (`admin`, `mutation`, `fleet`, `purge`, `soft-purge`).
+    invalidations: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 /// The name under which requests that matched no rule are counted.
@@ -99,6 +101,16 @@ impl Stats {
     /// Counts invalidated entries.
     pub fn record_invalidated(&self, n: u64) {
         self.invalidated.fetch_add(n, Relaxed);
+    }
+
+    /// Counts one invalidation by where it came from.
+    pub fn record_invalidation_source(&self, source: &'static str) {
+        *self.invalidations.lock().entry(source).or_default() += 1;
+    }
+
+    /// Invalidations by source.
+    pub fn invalidations(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.invalidations.lock().clone()
     }
 
     /// Counts a warming run and its outcome.

@@ -18,6 +18,41 @@ pub(super) fn fleet_name(url: &str, prefix: &str) -> String {
     hash.to_hex()[..16].to_string()
 }
 
+/// Another instance's invalidation as this one applied it (for the history).
+#[derive(Clone, Debug)]
+pub struct HeardEvent {
+    /// When it was applied here (ms since the epoch).
+    pub at: u64,
+    /// The instance that sent it.
+    pub from: String,
+    /// What it named.
+    pub what: Invalidation,
+    /// Whether it was a soft purge.
+    pub soft: bool,
+    /// Entries it dropped here, per tier.
+    pub dropped: Vec<(&'static str, u64)>,
+}
+
+/// Other instances' invalidations applied here and not yet taken into the history
+/// (at most the last thousand).
+#[derive(Clone, Default)]
+pub struct Heard(Arc<parking_lot::Mutex<std::collections::VecDeque<HeardEvent>>>);
+
+impl Heard {
+    fn push(&self, e: HeardEvent) {
+        let mut q = self.0.lock();
+        if q.len() >= 1000 {
+            q.pop_front();
+        }
+        q.push_back(e);
+    }
+
+    /// Takes what was heard since the last call.
+    pub fn take(&self) -> Vec<HeardEvent> {
+        self.0.lock().drain(..).collect()
+    }
+}
+
 /// Applies other instances' invalidations as they arrive: to memory, and to the disk tier
 /// (made durable by its next catch-up). After a gap in the subscription memory is cleared,
 /// and the disk tier stops serving until it has caught up from the log (at once).
@@ -25,28 +60,37 @@ pub(super) fn listen(
     redis: &Arc<RedisTier>,
     memory: &Arc<MemoryStore>,
     disk: Option<&Arc<DiskTier>>,
-    nudge: Arc<Notify>,
+    (nudge, heard): (Arc<Notify>, Heard),
 ) {
     let (on_event, on_gap) = (Arc::downgrade(memory), Arc::downgrade(memory));
     let disk = disk.map(Arc::downgrade);
     let disk_gap = disk.clone();
     redis.start(
-        move |event| {
+        move |from, event| {
             let (what, soft) = match &event {
                 Event::Invalidate(what) => (what, false),
                 Event::Soften(what) => (what, true),
                 Event::Filled(_) | Event::Mark { .. } | Event::Ack { .. } => return,
             };
+            let mut dropped = Vec::new();
             if let Some(memory) = on_event.upgrade() {
-                if soft {
-                    memory.soften(what, now_ms());
+                let n = if soft {
+                    memory.soften(what, now_ms())
                 } else {
-                    memory.invalidate(what);
-                }
+                    memory.invalidate(what)
+                };
+                dropped.push(("memory", n));
             }
             if let Some(disk) = disk.as_ref().and_then(|d| d.upgrade()) {
-                disk.fleet_event(what);
+                dropped.push(("disk", disk.fleet_event(what)));
             }
+            heard.push(HeardEvent {
+                at: now_ms(),
+                from: from.to_string(),
+                what: what.clone(),
+                soft,
+                dropped,
+            });
         },
         move || {
             // The subscription was down: invalidations may have been missed. The disk

@@ -8,6 +8,7 @@
 
 pub mod disk;
 mod follow;
+pub use follow::HeardEvent;
 pub mod hot;
 pub mod invalidation;
 mod memory;
@@ -65,6 +66,10 @@ pub struct TierReport {
     /// Size and health of a disk tier.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub disk: Option<DiskReport>,
+    /// Redis's memory, as last polled (`used_bytes`, `max_bytes`, `evicted_keys`,
+    /// `policy`, `keys`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<redis::RedisMemory>,
 }
 
 /// What a disk tier adds to its report.
@@ -179,6 +184,43 @@ pub trait LowerTier: Send + Sync + 'static {
     fn kept<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Option<Vec<u8>>> {
         Box::pin(std::future::ready(None))
     }
+
+    /// Up to `limit` entries carrying `tag`, read whole (for inspecting one URL's entries).
+    fn tagged(&self, _tag: u64, _limit: usize) -> BoxFuture<'_, Vec<(CacheKey, Arc<Entry>)>> {
+        Box::pin(std::future::ready(Vec::new()))
+    }
+
+    /// Calls `f` with each entry's URL and stored size, from the tier's own directory
+    /// (no record is read; tiers without a local directory do nothing).
+    fn each_entry(&self, _f: &mut dyn FnMut(&str, u64)) {}
+
+    /// A page of about `limit` entries from `cursor` (`None`: the start), without reading
+    /// their bodies; never a walk that blocks the tier.
+    fn list<'a>(&'a self, _cursor: Option<&'a str>, _limit: usize) -> BoxFuture<'a, Page> {
+        Box::pin(std::future::ready(Page::default()))
+    }
+}
+
+/// One entry as a key listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// Its key.
+    pub key: CacheKey,
+    /// Its normalised URL.
+    pub url: String,
+    /// Bytes stored.
+    pub size: u64,
+    /// When it can be dropped (ms since the epoch).
+    pub expires_at: u64,
+}
+
+/// One page of a tier's entries, and where the next begins (`None`: that was the last).
+#[derive(Clone, Debug, Default)]
+pub struct Page {
+    /// The entries.
+    pub entries: Vec<Listed>,
+    /// The cursor of the next page.
+    pub next: Option<String>,
 }
 
 /// What an instance asks of an upstream's fleet-wide limits for one request.

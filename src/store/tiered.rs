@@ -14,7 +14,7 @@ use http::HeaderMap;
 use tokio::sync::Notify;
 
 use super::disk::{DiskSettings, DiskTier};
-use super::follow::{fleet_name, follow, listen};
+use super::follow::{fleet_name, follow, listen, Heard, HeardEvent};
 use super::redis::{Acks, RedisSettings, RedisTier};
 use super::{FillToken, Invalidation, LowerTier, MemoryStore, Write};
 use crate::entry::Entry;
@@ -138,6 +138,8 @@ pub struct Tiers {
     /// How long invalidations took to apply here: this instance's own (the whole call)
     /// and, through Redis, other instances' (from when they were sent).
     applied: Arc<crate::stats::Histogram>,
+    /// Other instances' invalidations applied here, for the history.
+    heard: Heard,
 }
 
 impl std::fmt::Debug for Tiers {
@@ -162,6 +164,7 @@ impl Tiers {
             lower: Vec::new(),
             redis: None,
             applied: Arc::default(),
+            heard: Heard::default(),
         }
     }
 
@@ -191,7 +194,8 @@ impl Tiers {
         if let Some(r) = settings.redis {
             let redis = RedisTier::new(r)?;
             let nudge = Arc::new(Notify::new());
-            listen(&redis, &tiers.memory, disk.as_ref(), nudge.clone());
+            let heard = tiers.heard.clone();
+            listen(&redis, &tiers.memory, disk.as_ref(), (nudge.clone(), heard));
             redis.count_applies_in(tiers.applied.clone());
             tiers.redis = Some(redis.clone());
             if let Some(disk) = &disk {
@@ -387,8 +391,23 @@ impl Tiers {
     /// Invalidates what `what` names in every tier (with `soft`, marks it stale). Returns
     /// the largest count any tier reported.
     pub async fn invalidate(&self, what: &Invalidation, soft: bool) -> u64 {
+        self.invalidate_each(what, soft)
+            .await
+            .iter()
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// [`Tiers::invalidate`], with each tier's count (`memory`, then `disk`, `redis`; a
+    /// tier that could not be reached is left out).
+    pub async fn invalidate_each(
+        &self,
+        what: &Invalidation,
+        soft: bool,
+    ) -> Vec<(&'static str, u64)> {
         if matches!(what, Invalidation::Tags(t) if t.is_empty()) {
-            return 0;
+            return Vec::new();
         }
         let in_memory = || {
             if soft {
@@ -397,18 +416,18 @@ impl Tiers {
                 self.memory.invalidate(what)
             }
         };
-        let mut n = in_memory();
+        let mut counts = vec![("memory", in_memory())];
         for tier in &self.lower {
             if let Some(below) = tier.invalidate(what, soft).await {
-                n = n.max(below);
+                counts.push((tier.section(), below));
             }
         }
         if !self.lower.is_empty() {
             // A request may have copied an entry from below into memory between the two
             // steps; this instance does not hear its own events, so look again.
-            in_memory();
+            counts[0].1 += in_memory();
         }
-        n
+        counts
     }
 
     /// Invalidates like [`Tiers::invalidate`], counts how long that took here, and with
@@ -419,9 +438,9 @@ impl Tiers {
         what: &Invalidation,
         soft: bool,
         wait: Option<Duration>,
-    ) -> (u64, Option<Acks>) {
+    ) -> (Vec<(&'static str, u64)>, Option<Acks>) {
         let started = std::time::Instant::now();
-        let n = self.invalidate(what, soft).await;
+        let n = self.invalidate_each(what, soft).await;
         self.applied
             .observe_us(started.elapsed().as_micros() as u64);
         let acks = match (&self.redis, wait) {
@@ -444,6 +463,16 @@ impl Tiers {
     /// How long invalidations took to apply here.
     pub fn apply_histogram(&self) -> &crate::stats::Histogram {
         &self.applied
+    }
+
+    /// Other instances' invalidations applied here since the last call.
+    pub fn heard(&self) -> Vec<HeardEvent> {
+        self.heard.take()
+    }
+
+    /// The shared tier, if there is one.
+    pub fn redis(&self) -> Option<&Arc<RedisTier>> {
+        self.redis.as_ref()
     }
 
     /// The first tier that offers a fleet-wide fill lease.

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::cache::Cache;
 
+mod inspect;
 mod invalidate;
 use crate::config::{Backend, Config};
 
@@ -22,9 +23,20 @@ const MAX_BODY: usize = 1 << 20;
 /// Serves the admin endpoints for one cache.
 pub struct Admin {
     cache: Cache,
-    token: Option<blake3::Hash>,
-    token_env: String,
     backend: Backend,
+}
+
+/// The tokens `admin.token_env` holds (comma-separated, so one can be rotated in before
+/// the other goes), as hashes; read from the config in force, so a reload that names
+/// another variable takes effect.
+fn tokens(env: &str) -> Vec<blake3::Hash> {
+    std::env::var(env)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| blake3::hash(t.as_bytes()))
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -48,9 +60,6 @@ fn advance_clock(body: &[u8]) -> Response<Full<Bytes>> {
         Err(resp) => *resp,
     }
 }
-
-/// An upstream is unhealthy when at least half of at least this many recent trips failed.
-const UNHEALTHY_TRIPS: u64 = 10;
 
 fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
@@ -123,39 +132,37 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response<Full<Bytes>
 impl Admin {
     /// Admin for `cache`, reading the token from the environment now.
     pub fn new(cache: Cache, config: &Config) -> Admin {
-        let token = std::env::var(&config.admin.token_env)
-            .ok()
-            .filter(|t| !t.is_empty())
-            .map(|t| blake3::hash(t.as_bytes()));
-        if token.is_none() {
+        if tokens(&config.admin.token_env).is_empty() {
             tracing::warn!(env = %config.admin.token_env, "no admin token set; /admin/* answers 401 until one is");
         }
         Admin {
             cache,
-            token,
-            token_env: config.admin.token_env.clone(),
             backend: config.store.backend,
         }
     }
 
-    /// Checks the bearer token in constant time (comparing hashes).
+    /// Checks the bearer token against each configured one, in constant time (comparing
+    /// hashes, every one of them).
     fn authorize<B>(&self, req: &Request<B>) -> Result<(), Box<Response<Full<Bytes>>>> {
+        let env = self.cache.settings().config.admin.token_env.clone();
+        let expected = tokens(&env);
         // No token configured: no token can be right (401, as for a wrong one), and the
         // answer says how to set one.
-        let Some(expected) = &self.token else {
+        if expected.is_empty() {
             return Err(Box::new(error(
                 StatusCode::UNAUTHORIZED,
-                format!("the admin API is disabled: set the environment variable {} to a token and restart", self.token_env),
+                format!("the admin API is disabled: set the environment variable {env} to a token (several: comma-separated) and restart"),
             )));
-        };
+        }
         let given = req
             .headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| blake3::hash(t.trim().as_bytes()));
-        // blake3::Hash equality is constant-time.
-        if given.as_ref() == Some(expected) {
+        // blake3::Hash equality is constant-time; every token is compared.
+        let right = given.is_some_and(|g| expected.iter().fold(false, |ok, t| ok | (*t == g)));
+        if right {
             Ok(())
         } else {
             let mut resp = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
@@ -239,12 +246,27 @@ impl Admin {
                 }
             }
             (Method::POST, "/admin/purge") => self.purge(body).await,
+            (Method::GET, "/admin/entry") => self.entry(query).await,
+            (Method::GET, "/admin/keys") => self.keys(query).await,
+            (Method::GET, "/admin/invalidations") => self.invalidations(query),
+            (Method::GET, "/admin/recommendations") => self.recommendations(),
+            (Method::GET, "/admin/config") => self.config(),
             // Tests move a manual clock instead of sleeping (`LARDER_MANUAL_CLOCK=1` only).
             (Method::POST, "/admin/clock") if crate::time::is_manual() => advance_clock(body),
             (
                 _,
-                "/admin/stats" | "/admin/stats/reset" | "/admin/invalidate" | "/admin/purge"
-                | "/admin/top" | "/admin/warm" | "/admin/reload",
+                "/admin/stats"
+                | "/admin/stats/reset"
+                | "/admin/invalidate"
+                | "/admin/purge"
+                | "/admin/top"
+                | "/admin/warm"
+                | "/admin/reload"
+                | "/admin/entry"
+                | "/admin/keys"
+                | "/admin/invalidations"
+                | "/admin/recommendations"
+                | "/admin/config",
             ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
             _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
         }
@@ -298,28 +320,10 @@ impl Admin {
     /// its budget, or counts its limits on a local share because Redis is away. Always 200: the proxy keeps serving.
     fn health(&self) -> serde_json::Value {
         let mut body = json!({ "status": "ok", "store": self.backend_name() });
-        let mut reasons = Vec::new();
         for tier in self.cache.tiers().lower() {
-            let report = tier.report();
-            body[tier.section()] = json!(report.status);
-            if !report.is_up() {
-                reasons.push(format!(
-                    "{} is {} (breaker {})",
-                    tier.section(),
-                    report.status,
-                    report.breaker
-                ));
-            }
+            body[tier.section()] = json!(tier.report().status);
         }
-        for r in self.cache.counters().upstream_errors.recent() {
-            if r.trips >= UNHEALTHY_TRIPS && r.failed * 2 >= r.trips {
-                reasons.push(format!(
-                    "upstream {}: {} of {} trips failed in the last minute",
-                    r.upstream, r.failed, r.trips
-                ));
-            }
-        }
-        reasons.extend(self.cache.gates().all().iter().filter_map(|g| g.trouble()));
+        let reasons = crate::ops::health::reasons(&self.cache);
         if !reasons.is_empty() {
             body["status"] = json!("degraded");
             body["reasons"] = json!(reasons);

@@ -36,12 +36,12 @@ impl DiskTier {
 
     /// Applies another instance's invalidation at once (the next catch-up makes it
     /// durable, from the log).
-    pub fn fleet_event(&self, what: &Invalidation) {
+    pub fn fleet_event(&self, what: &Invalidation) -> u64 {
         let mut st = self.inner.state.lock();
         let seq = st.next_seq;
         st.log.record(what.clone());
-        st.index.invalidate(what, Scope::Before(seq));
-        st.drop_pending(what);
+        let n = st.index.invalidate(what, Scope::Before(seq));
+        n + st.drop_pending(what)
     }
 
     /// Applies what the fleet's log holds beyond the watermark, in the journal before it

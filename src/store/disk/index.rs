@@ -106,6 +106,47 @@ impl Index {
         n
     }
 
+    /// Calls `f` with each entry's URL and record size.
+    pub fn each(&self, f: &mut dyn FnMut(&str, u64)) {
+        for s in self.map.values() {
+            f(&s.url, u64::from(s.total));
+        }
+    }
+
+    /// Up to `limit` keys whose entries carry `tag`.
+    pub fn tagged(&self, tag: u64, limit: usize) -> Vec<CacheKey> {
+        self.map
+            .iter()
+            .filter(|(_, s)| s.tags.contains(&tag))
+            .map(|(k, _)| *k)
+            .take(limit)
+            .collect()
+    }
+
+    /// A page of up to `limit` entries after `after`, in key order.
+    pub fn page(
+        &self,
+        after: Option<CacheKey>,
+        limit: usize,
+    ) -> (Vec<crate::store::Listed>, Option<CacheKey>) {
+        let mut all: Vec<crate::store::Listed> = self
+            .map
+            .iter()
+            .filter(|(k, _)| after.is_none_or(|a| **k > a))
+            .map(|(k, s)| crate::store::Listed {
+                key: *k,
+                url: s.url.to_string(),
+                size: u64::from(s.total),
+                expires_at: s.expires_at,
+            })
+            .collect();
+        all.sort_unstable_by_key(|l| l.key);
+        let more = all.len() > limit;
+        all.truncate(limit);
+        let next = more.then(|| all.last().map(|l| l.key)).flatten();
+        (all, next)
+    }
+
     /// The keys `what` covers, with the fleet epoch each was filled under.
     pub fn covered(&self, what: &Invalidation) -> Vec<(CacheKey, u64)> {
         self.map

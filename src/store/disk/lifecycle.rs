@@ -216,3 +216,32 @@ impl Inner {
         Ok(())
     }
 }
+
+impl Inner {
+    /// How the tier is doing.
+    pub(super) fn report(&self) -> crate::store::TierReport {
+        let up = self.up.load(Relaxed);
+        let st = self.state.lock();
+        let bytes: u64 = st.segments.iter().map(|s| s.len).sum();
+        crate::store::TierReport {
+            status: match (up, *self.ready.borrow()) {
+                (false, _) => "down",
+                (true, false) => "starting",
+                (true, true) => "up",
+            },
+            breaker: if up { "closed" } else { "open" },
+            breaker_opened: 0,
+            errors: self.counters.errors.load(Relaxed),
+            disk: Some(crate::store::DiskReport {
+                entries: (st.index.len() + st.pending.len()) as u64,
+                bytes,
+                live_bytes: st.index.live_bytes(),
+                max_bytes: self.max,
+                corrupt: self.counters.corrupt.load(Relaxed),
+                evictions: self.counters.evictions.load(Relaxed),
+                writes: self.counters.writes.load(Relaxed),
+            }),
+            memory: None,
+        }
+    }
+}

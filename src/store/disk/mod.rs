@@ -54,7 +54,7 @@ use record::{Kind, Record, HEADER};
 use segments::Segment;
 
 use super::memory::KeyHasherBuilder;
-use super::{BoxFuture, Invalidation, InvalidationLog, LowerTier, TierReport, Write};
+use super::{BoxFuture, Invalidation, InvalidationLog, LowerTier, Page, TierReport, Write};
 use crate::entry::Entry;
 use crate::key::CacheKey;
 use crate::status::Tier;
@@ -291,31 +291,6 @@ impl Inner {
         }
         st.pending.remove(key);
     }
-
-    fn report(&self) -> TierReport {
-        let up = self.up.load(Relaxed);
-        let st = self.state.lock();
-        let bytes: u64 = st.segments.iter().map(|s| s.len).sum();
-        TierReport {
-            status: match (up, *self.ready.borrow()) {
-                (false, _) => "down",
-                (true, false) => "starting",
-                (true, true) => "up",
-            },
-            breaker: if up { "closed" } else { "open" },
-            breaker_opened: 0,
-            errors: self.counters.errors.load(Relaxed),
-            disk: Some(super::DiskReport {
-                entries: (st.index.len() + st.pending.len()) as u64,
-                bytes,
-                live_bytes: st.index.live_bytes(),
-                max_bytes: self.max,
-                corrupt: self.counters.corrupt.load(Relaxed),
-                evictions: self.counters.evictions.load(Relaxed),
-                writes: self.counters.writes.load(Relaxed),
-            }),
-        }
-    }
 }
 
 impl State {
@@ -417,6 +392,28 @@ impl LowerTier for DiskTier {
 
     fn report(&self) -> TierReport {
         self.inner.report()
+    }
+
+    fn each_entry(&self, f: &mut dyn FnMut(&str, u64)) {
+        self.inner.state.lock().index.each(f);
+    }
+
+    fn tagged(&self, tag: u64, limit: usize) -> BoxFuture<'_, Vec<(CacheKey, Arc<Entry>)>> {
+        let keys = self.inner.state.lock().index.tagged(tag, limit);
+        let found = keys
+            .into_iter()
+            .filter_map(|k| self.inner.get(&k).map(|e| (k, e)))
+            .collect();
+        Box::pin(std::future::ready(found))
+    }
+
+    fn list<'a>(&'a self, cursor: Option<&'a str>, limit: usize) -> BoxFuture<'a, Page> {
+        let after = cursor.and_then(CacheKey::from_hex);
+        let (entries, next) = self.inner.state.lock().index.page(after, limit);
+        Box::pin(std::future::ready(Page {
+            entries,
+            next: next.map(|k| k.to_string()),
+        }))
     }
 
     fn wait_ready(&self, limit: Duration) -> BoxFuture<'_, bool> {

@@ -43,6 +43,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 mod hasher;
+mod inspect;
 
 use super::{FillToken, Invalidation, InvalidationLog, StoreStats};
 use crate::entry::Entry;

@@ -66,6 +66,10 @@ impl RedisTier {
                 if beats % 20 == 1 && tier.breaker.state(now_ms()) == State::Closed {
                     tier.heartbeat().await;
                 }
+                // Every 15 s (and soon after start), Redis's memory.
+                if beats % 60 == 4 && tier.breaker.state(now_ms()) == State::Closed {
+                    tier.poll_memory().await;
+                }
                 let queued = !tier.pending.lock().is_empty() || tier.pending_overflow.load(Relaxed);
                 let state = tier.breaker.state(now_ms());
                 if (queued || state == State::HalfOpen) && state != State::Open {
@@ -83,7 +87,7 @@ impl RedisTier {
     /// and clears L1 (`overran`) when events were dropped unseen.
     pub(super) fn follow_events(
         self: &Arc<Self>,
-        on_event: impl Fn(Event) + Send + Sync + 'static,
+        on_event: impl Fn(&str, Event) + Send + Sync + 'static,
         overran: Arc<impl Fn() + Send + Sync + 'static>,
     ) {
         let mut messages = self.subscriber.message_rx();
@@ -123,7 +127,7 @@ impl RedisTier {
                             tier.on_ack(from, *id);
                         }
                     }
-                    _ => on_event(event),
+                    _ => on_event(from, event),
                 }
             }
         });

@@ -33,6 +33,7 @@ mod acks;
 pub mod breaker;
 mod budget;
 mod events;
+mod inspect;
 mod invalidate;
 mod lease;
 mod listen;
@@ -42,6 +43,7 @@ mod tier;
 pub use acks::Acks;
 pub use breaker::{Breaker, State};
 pub use events::Event;
+pub use inspect::RedisMemory;
 use scripts::PUT_SCRIPT;
 
 use super::Invalidation;
@@ -95,6 +97,8 @@ pub struct RedisTier {
     ack_waiters: Mutex<HashMap<u64, tokio::sync::mpsc::UnboundedSender<String>>>,
     /// How long other instances' invalidations took to apply here.
     applied: std::sync::OnceLock<Arc<crate::stats::Histogram>>,
+    /// Redis's memory, as last polled.
+    watch: inspect::MemoryWatch,
 }
 
 impl std::fmt::Debug for RedisTier {
@@ -187,6 +191,7 @@ impl RedisTier {
             next_mark: AtomicU64::new(1),
             ack_waiters: Mutex::new(HashMap::new()),
             applied: std::sync::OnceLock::new(),
+            watch: inspect::MemoryWatch::default(),
         }))
     }
 
@@ -195,7 +200,7 @@ impl RedisTier {
     /// have missed invalidations meanwhile).
     pub fn start(
         self: &Arc<Self>,
-        on_event: impl Fn(Event) + Send + Sync + 'static,
+        on_event: impl Fn(&str, Event) + Send + Sync + 'static,
         on_resubscribe: impl Fn() + Send + Sync + 'static,
     ) {
         // These spawn the connection and resubscription tasks; their handles are not needed.

@@ -14,6 +14,18 @@ use crate::store::{
 };
 
 impl LowerTier for RedisTier {
+    fn tagged(&self, tag: u64, limit: usize) -> BoxFuture<'_, Vec<(CacheKey, Arc<Entry>)>> {
+        Box::pin(self.tagged_entries(tag, limit))
+    }
+
+    fn list<'a>(
+        &'a self,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, crate::store::Page> {
+        Box::pin(self.page(cursor, limit))
+    }
+
     fn tier(&self) -> crate::status::Tier {
         crate::status::Tier::L2
     }
@@ -45,6 +57,7 @@ impl LowerTier for RedisTier {
             breaker_opened: self.breaker_opened(),
             errors: self.errors(),
             disk: None,
+            memory: self.memory(),
         }
     }
 

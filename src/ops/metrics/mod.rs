@@ -11,6 +11,12 @@
 
 use std::fmt::Write;
 
+mod inside;
+mod llm;
+
+use inside::{render_gates, render_inside};
+use llm::render_llm;
+
 use super::report::StatsReport;
 use crate::cache::Cache;
 use crate::stats::{HistogramSnapshot, BUCKETS_US};
@@ -191,93 +197,10 @@ pub fn render(cache: &Cache) -> String {
     render_requests(&stats, &mut out);
     render_llm(cache, &mut out);
     render_gates(&stats, &mut out);
+    render_inside(cache, &stats, &mut out);
     render_store(&stats, &mut out);
     render_lower_tiers(&stats, &mut out);
     out
-}
-
-/// What LLM hits saved, by rule and model.
-fn render_llm(cache: &Cache, out: &mut String) {
-    let saved = cache.counters().llm.snapshot();
-    let _ = writeln!(out, "# HELP larder_llm_tokens_saved_total LLM tokens not paid for again, by rule, model and kind.\n# TYPE larder_llm_tokens_saved_total counter");
-    for ((rule, model), s) in &saved {
-        let (rule, model) = (label(rule), label(model));
-        for (kind, n) in [("input", s.input_tokens), ("output", s.output_tokens)] {
-            let _ = writeln!(out, "larder_llm_tokens_saved_total{{rule=\"{rule}\",model=\"{model}\",kind=\"{kind}\"}} {n}");
-        }
-    }
-    let _ = writeln!(out, "# HELP larder_llm_usd_saved_total USD not paid for again ([llm.prices]), by rule and model.\n# TYPE larder_llm_usd_saved_total counter");
-    for ((rule, model), s) in &saved {
-        let _ = writeln!(
-            out,
-            "larder_llm_usd_saved_total{{rule=\"{}\",model=\"{}\"}} {}",
-            label(rule),
-            label(model),
-            s.usd
-        );
-    }
-    let _ = writeln!(out, "# HELP larder_llm_hits_total LLM answers served from the cache, by rule and model.\n# TYPE larder_llm_hits_total counter");
-    for ((rule, model), s) in &saved {
-        let _ = writeln!(
-            out,
-            "larder_llm_hits_total{{rule=\"{}\",model=\"{}\"}} {}",
-            label(rule),
-            label(model),
-            s.hits
-        );
-    }
-}
-
-/// Each upstream's throttled requests by reason, its budget left and its back-off.
-fn render_gates(stats: &StatsReport, out: &mut String) {
-    let _ = writeln!(out, "# HELP larder_upstream_throttled_total Requests not sent to an upstream (served stale or refused), by the limit they met.\n# TYPE larder_upstream_throttled_total counter");
-    for (name, g) in &stats.upstreams {
-        for (reason, n) in &g.throttled {
-            let _ = writeln!(
-                out,
-                "larder_upstream_throttled_total{{upstream=\"{}\",reason=\"{reason}\"}} {n}",
-                label(name)
-            );
-        }
-    }
-    let _ = writeln!(out, "# HELP larder_upstream_budget_remaining Units of an upstream's daily budget left (fleet-wide with Redis, as last seen).\n# TYPE larder_upstream_budget_remaining gauge");
-    for (name, g) in &stats.upstreams {
-        if let Some(left) = g.budget_remaining {
-            let _ = writeln!(
-                out,
-                "larder_upstream_budget_remaining{{upstream=\"{}\"}} {left}",
-                label(name)
-            );
-        }
-    }
-    let _ = writeln!(out, "# HELP larder_upstream_budget_units An upstream's daily budget.\n# TYPE larder_upstream_budget_units gauge");
-    for (name, g) in &stats.upstreams {
-        if let Some(budget) = g.budget {
-            let _ = writeln!(
-                out,
-                "larder_upstream_budget_units{{upstream=\"{}\"}} {budget}",
-                label(name)
-            );
-        }
-    }
-    let _ = writeln!(out, "# HELP larder_upstream_backoff_seconds Seconds an upstream is still left alone after its Retry-After.\n# TYPE larder_upstream_backoff_seconds gauge");
-    for (name, g) in &stats.upstreams {
-        let _ = writeln!(
-            out,
-            "larder_upstream_backoff_seconds{{upstream=\"{}\"}} {}",
-            label(name),
-            g.backoff_seconds
-        );
-    }
-    let _ = writeln!(out, "# HELP larder_upstream_in_flight Requests in flight to an upstream.\n# TYPE larder_upstream_in_flight gauge");
-    for (name, g) in &stats.upstreams {
-        let _ = writeln!(
-            out,
-            "larder_upstream_in_flight{{upstream=\"{}\"}} {}",
-            label(name),
-            g.in_flight
-        );
-    }
 }
 
 /// Requests by rule and outcome, stored answers by rule, hits by tier.
