@@ -61,6 +61,13 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// A listener's TLS certificate or key does not load.
+    Tls {
+        /// Which setting (`proxy.tls_cert`, `admin.tls_cert`).
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
     /// Something needs a Tokio runtime and there is none.
     Runtime(String),
     /// Warming needs something to send requests through.
@@ -79,6 +86,7 @@ impl fmt::Display for Error {
             Error::Listen { addr, what, source } => {
                 write!(f, "cannot listen on {addr} ({what}): {source}")
             }
+            Error::Tls { field, message } => write!(f, "{field}: {message}"),
             Error::NoWarmer => {
                 f.write_str("warming needs the sidecar, or a warmer set with Cache::set_warmer")
             }

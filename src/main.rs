@@ -38,6 +38,9 @@ enum Command {
             default_value = "http://127.0.0.1:9091"
         )]
         admin: String,
+        /// PEM roots trusted for an https:// admin API besides the system's.
+        #[arg(long, global = true, env = "LARDER_ADMIN_CA")]
+        cacert: Option<PathBuf>,
         #[command(subcommand)]
         action: CtlCommand,
     },
@@ -203,7 +206,7 @@ fn action(command: CtlCommand) -> Result<larder::ctl::Action, ExitCode> {
 }
 
 /// Runs `larder ctl`: 0 on success, 1 when the admin API fails or refuses, 2 on misuse.
-fn ctl(admin: &str, command: CtlCommand) -> ExitCode {
+fn ctl(admin: &str, cacert: Option<PathBuf>, command: CtlCommand) -> ExitCode {
     use larder::ctl::Admin;
     let action = match action(command) {
         Ok(a) => a,
@@ -211,7 +214,7 @@ fn ctl(admin: &str, command: CtlCommand) -> ExitCode {
     };
     let token = std::env::var("LARDER_ADMIN_TOKEN").ok();
     let client = match Admin::new(admin, token) {
-        Ok(c) => c,
+        Ok(c) => c.with_ca_file(cacert),
         Err(e) => {
             eprintln!("larder ctl: {e}");
             return ExitCode::from(2);
@@ -253,7 +256,11 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     match cli.command {
-        Command::Ctl { admin, action } => ctl(&admin, action),
+        Command::Ctl {
+            admin,
+            cacert,
+            action,
+        } => ctl(&admin, cacert, action),
         Command::Check { config } => match larder::Config::load(&config) {
             Ok(c) => {
                 print!("{}", c.describe());

@@ -12,6 +12,8 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// The environment variable holding the bearer token for `/admin/*`.
     pub token_env: String,
+    /// `tls_cert` and `tls_key`: serve the admin API over HTTPS (re-read on reload).
+    pub tls: Option<super::TlsPair>,
 }
 
 pub(super) const KEYS: &[Key] = &[("listen", Restart), ("token_env", Live)];
@@ -29,7 +31,9 @@ impl AdminConfig {
                     }
                 })?
                 .unwrap_or_default(),
+            tls: super::proxy::tls_pair(&mut t)?,
         };
-        Ok((admin, t.finish(KEYS)?))
+        let keys: Vec<Key> = KEYS.iter().chain(super::proxy::TLS_KEYS).copied().collect();
+        Ok((admin, t.finish(&keys)?))
     }
 }

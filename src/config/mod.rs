@@ -47,7 +47,7 @@ pub use cache::CacheConfig;
 pub use limits::{Rate, UpstreamLimits};
 pub use llm::{LlmConfig, Price};
 pub use log::LogConfig;
-pub use proxy::{HostHeader, ProxyConfig};
+pub use proxy::{HostHeader, ProxyConfig, TlsPair};
 pub use store::{mask_password, with_password, Backend, DiskConfig, StoreConfig};
 pub use table::{expand_env, Reload, Setting};
 pub use upstream::UpstreamConfig;

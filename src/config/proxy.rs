@@ -46,6 +46,43 @@ pub struct ProxyConfig {
     pub trusted_proxies: Vec<Cidr>,
     /// The default upstream's limits (`max_concurrent`, `rate`, `budget`, `queue`, …).
     pub limits: super::UpstreamLimits,
+    /// `tls_cert` and `tls_key`: serve HTTPS on `listen` (re-read on reload).
+    pub tls: Option<TlsPair>,
+}
+
+/// A listener's certificate chain and private key, PEM files checked at load.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsPair {
+    /// The certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// The private key of the leaf.
+    pub key: std::path::PathBuf,
+}
+
+/// The keys that make a listener speak TLS; both are re-read on every reload.
+pub(super) const TLS_KEYS: &[Key] = &[("tls_cert", Live), ("tls_key", Live)];
+
+/// `tls_cert` and `tls_key` of a listener's section: both or neither, and a pair that
+/// makes a TLS server (the key belongs to the certificate).
+pub(super) fn tls_pair(t: &mut Table<'_>) -> Result<Option<TlsPair>, ConfigError> {
+    let spans = (t.span_of("tls_cert"), t.span_of("tls_key"));
+    let cert = t.parsed("tls_cert", None, super::upstream::existing_file)?;
+    let key = t.parsed("tls_key", None, super::upstream::existing_file)?;
+    let pair = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => TlsPair { cert, key },
+        (Some(_), None) => {
+            let at = spans.0.unwrap_or(0);
+            return Err(t.error(at, "tls_key", "tls_cert is set, so tls_key must be too"));
+        }
+        (None, Some(_)) => {
+            let at = spans.1.unwrap_or(0);
+            return Err(t.error(at, "tls_cert", "tls_key is set, so tls_cert must be too"));
+        }
+    };
+    crate::tls::server::check_pair(&pair.cert, &pair.key)
+        .map_err(|e| t.error(spans.0.unwrap_or(0), "tls_cert", e))?;
+    Ok(Some(pair))
 }
 
 /// Which `Host` header the upstream receives.
@@ -115,8 +152,12 @@ impl ProxyConfig {
                 .map(|n| n as usize),
             trusted_proxies,
             limits: super::UpstreamLimits::read(&mut t, &Default::default())?,
+            tls: tls_pair(&mut t)?,
         };
-        let keys: Vec<Key> = KEYS.iter().chain(super::limits::KEYS).copied().collect();
+        let keys: Vec<Key> = (KEYS.iter().chain(super::limits::KEYS))
+            .chain(TLS_KEYS)
+            .copied()
+            .collect();
         Ok((proxy, t.finish(&keys)?))
     }
 }

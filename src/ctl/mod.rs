@@ -297,6 +297,7 @@ impl std::error::Error for CtlError {}
 pub struct Admin {
     base: Uri,
     token: Option<String>,
+    ca_file: Option<std::path::PathBuf>,
 }
 
 impl Admin {
@@ -313,7 +314,16 @@ impl Admin {
         if let Some(t) = &token {
             http::HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| CtlError::BadToken)?;
         }
-        Ok(Admin { base, token })
+        Ok(Admin {
+            base,
+            token,
+            ca_file: None,
+        })
+    }
+
+    /// Trusts the PEM roots in `ca_file` too, for an https:// admin API.
+    pub fn with_ca_file(self, ca_file: Option<std::path::PathBuf>) -> Admin {
+        Admin { ca_file, ..self }
     }
 
     /// Runs `action`; the admin API's JSON answer (pretty-printed for stats), with every
@@ -375,8 +385,8 @@ impl Admin {
             url: self.base.to_string(),
             why,
         };
-        // The system's roots, as for upstreams (none is fine for an http:// admin API).
-        let tls = crate::tls::client_config(None).map_err(unreachable)?;
+        // The system's roots and `--cacert`, as for upstreams (none is fine for http://).
+        let tls = crate::tls::client_config(self.ca_file.as_deref()).map_err(unreachable)?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()

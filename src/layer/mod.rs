@@ -56,6 +56,10 @@ use crate::ops::Tasks;
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub std::net::SocketAddr);
 
+/// Marks a request that arrived over TLS: the upstream is told `X-Forwarded-Proto: https`.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientTls;
+
 /// Mounts a [`Cache`] in front of a service.
 #[derive(Clone, Debug)]
 pub struct CacheLayer {

@@ -1,4 +1,5 @@
-//! The sidecar (`larder serve`): the proxy listener (HTTP/1.1 and h2c) running the cache
+//! The sidecar (`larder serve`): the proxy listener (HTTP/1.1 and h2, over TLS where
+//! `tls_cert` is set, h2c otherwise) running the cache
 //! layer in front of the upstream client, the admin listener, and the background tasks.
 //! Both listeners stop gracefully: no new connections, in-flight requests finish (bounded
 //! by `proxy.shutdown_grace`).
@@ -137,6 +138,17 @@ fn upstream_names(config: &Config) -> String {
     names.join(",")
 }
 
+/// TLS for the listener whose pair `pick` chooses (`field` names it in an error).
+fn terminator(
+    cache: &Cache,
+    pick: listener::PickPair,
+    field: &'static str,
+) -> Result<Arc<listener::Terminator>, crate::Error> {
+    listener::Terminator::new(cache.clone(), pick)
+        .map(Arc::new)
+        .map_err(|message| crate::Error::Tls { field, message })
+}
+
 /// Binds both listeners and starts serving `config`.
 pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
     servable(&config)?;
@@ -168,8 +180,10 @@ pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
     let mut tasks = Tasks::start(&cache);
     tasks.start_sidecar(&cache, servable);
     let limits = Limits::of(&config.proxy);
+    let proxy_tls = terminator(&cache, |c| c.proxy.tls.as_ref(), "proxy.tls_cert")?;
+    let admin_tls = terminator(&cache, |c| c.admin.tls.as_ref(), "admin.tls_cert")?;
     let proxy = tokio::spawn(listener::serve(
-        proxy_listener,
+        (proxy_listener, proxy_tls),
         stopped.clone(),
         limits,
         move |addr| {
@@ -191,7 +205,7 @@ pub async fn start(mut config: Config) -> Result<Running, crate::Error> {
         ..limits
     };
     let admin = tokio::spawn(listener::serve(
-        admin_listener,
+        (admin_listener, admin_tls),
         stopped,
         admin_limits,
         move |_addr| {

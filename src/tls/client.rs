@@ -1,9 +1,9 @@
-//! TLS to upstreams through rustls with the `ring` provider: the system's roots (read once)
-//! plus an upstream's `ca_file`; certificates are always verified; SNI from the URL's host;
+//! TLS to upstreams through rustls: the system's roots (read once) plus an upstream's
+//! `ca_file`; certificates are always verified; SNI from the URL's host;
 //! ALPN offers h2 and http/1.1.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
@@ -40,8 +40,7 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, String> {
             return Err(format!("{}: no PEM certificate in it", path.display()));
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    let config = ClientConfig::builder_with_provider(super::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)

@@ -838,7 +838,7 @@ pub struct TestCa {
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 impl TestCa {
@@ -863,6 +863,43 @@ impl TestCa {
                 .expect("params");
         let cert = params.signed_by(&key, &self.issuer).expect("sign");
         server_config(cert.der().clone(), key, alpn)
+    }
+
+    /// PEM files for a listener: a chain (a leaf for `names`, then an intermediate this CA
+    /// signed) and the leaf's key. The caller removes them.
+    pub fn chain_files(&self, names: &[&str]) -> (PathBuf, PathBuf) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "larder test intermediate");
+        let middle_key = rcgen::KeyPair::generate().expect("key");
+        let middle =
+            rcgen::CertifiedIssuer::signed_by(params, middle_key, &self.issuer).expect("sign");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        let leaf = params.signed_by(&key, &middle).expect("sign");
+        let base = write_config("");
+        let (cert_path, key_path) = (base.with_extension("crt"), base.with_extension("key"));
+        let _ = std::fs::remove_file(&base);
+        std::fs::write(&cert_path, format!("{}{}", leaf.pem(), middle.pem())).expect("cert");
+        std::fs::write(&key_path, key.serialize_pem()).expect("key");
+        (cert_path, key_path)
+    }
+
+    /// A client config trusting only this CA, offering `alpn`.
+    pub fn client_config(&self, alpn: &[&[u8]]) -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.issuer.der().clone()).expect("root");
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        config
     }
 }
 

@@ -110,6 +110,14 @@ impl<'a> Table<'a> {
         self.src.error(at, self.field(key), message)
     }
 
+    /// Where the value of `key` starts (for an error about it), without marking it read.
+    pub fn span_of(&self, key: &str) -> Option<usize> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)
+            .map(|(_, v)| v.span().start)
+    }
+
     /// The raw value of `key`, marked as read.
     pub fn raw(&mut self, key: &str) -> Option<&'a Spanned<DeValue<'a>>> {
         let i = self

@@ -36,6 +36,8 @@ pub(super) struct ConnState {
     pub(super) head_since: AtomicU64,
     /// HTTP/2: frames move between requests, so heads are not timed (streams are).
     pub(super) h2: AtomicBool,
+    /// Whether the connection completed a TLS handshake.
+    pub(super) tls: AtomicBool,
     pub(super) close: Notify,
 }
 
@@ -255,7 +257,10 @@ where
     type Error = Infallible;
     type Future = TrackedFuture<S::Future>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        if self.state.tls.load(Relaxed) {
+            req.extensions_mut().insert(crate::layer::ClientTls);
+        }
         let guard = Some(InFlight::new(
             &self.state,
             req.version() == http::Version::HTTP_2,

@@ -33,8 +33,10 @@ use tokio::task::JoinSet;
 use crate::body::PassBody;
 
 mod conn;
+mod tls;
 
 use conn::{ActivityIo, ConnState, Registry, Tracked};
+pub use tls::{PickPair, Terminator};
 
 /// The limits a listener enforces.
 #[derive(Clone, Copy, Debug)]
@@ -112,11 +114,12 @@ where
 {
 }
 
-/// Serves every connection `listener` accepts with the service `make_service` builds for
-/// the peer, within `limits`, until `stopped` turns true; then stops accepting and gives
-/// in-flight requests `limits.shutdown_grace` to finish.
+/// Serves every connection `listener` accepts (over TLS while `tls` has a certificate)
+/// with the service `make_service` builds for the peer, within `limits`, until `stopped`
+/// turns true; then stops accepting and gives in-flight requests `limits.shutdown_grace`
+/// to finish.
 pub async fn serve<F, S, B>(
-    listener: TcpListener,
+    (listener, tls): (TcpListener, Arc<Terminator>),
     mut stopped: watch::Receiver<bool>,
     limits: Limits,
     make_service: F,
@@ -151,7 +154,8 @@ pub async fn serve<F, S, B>(
                 };
                 if let Some((id, state, io)) = open_connection(&registry, &limits, stream) {
                     let service = Tracked { inner: make_service(addr), state: state.clone() };
-                    connections.spawn(serve_one(builder.clone(), registry.clone(), (id, state), io, service, closing.subscribe()));
+                    let shared = (builder.clone(), registry.clone(), tls.clone());
+                    connections.spawn(serve_one(shared, (id, state), io, service, closing.subscribe()));
                 }
             }
             _ = sweep.tick() => {
@@ -225,6 +229,7 @@ fn open_connection(
         served: AtomicBool::new(false),
         head_since: AtomicU64::new(0),
         h2: AtomicBool::new(false),
+        tls: AtomicBool::new(false),
         close: Notify::new(),
     });
     let id = registry.next.fetch_add(1, Relaxed);
@@ -237,16 +242,52 @@ fn open_connection(
     Some((id, state, io))
 }
 
-/// Serves one connection until it ends; drops it when it is idle, evicted or its head is
-/// late, and closes it gracefully (what is in flight finishes) when the server stops.
+type Shared = (
+    Arc<auto::Builder<TokioExecutor>>,
+    Arc<Registry>,
+    Arc<Terminator>,
+);
+
+/// Serves one connection (after the TLS handshake, where the listener speaks TLS) until it
+/// ends, then forgets it.
 async fn serve_one<S, B>(
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    registry: Arc<Registry>,
+    (builder, registry, tls): Shared,
     (id, state): (u64, Arc<ConnState>),
     io: ActivityIo,
     service: Tracked<S>,
+    closing: watch::Receiver<bool>,
+) where
+    S: ConnService<B>,
+    B: PassBody,
+{
+    match tls.current() {
+        None => serve_http(&builder, &state, io, service, closing).await,
+        Some(config) => {
+            // A handshake is bounded like a request head: the sweeper closes it when late.
+            let stream = tokio::select! {
+                stream = tls::accept(io, config) => stream,
+                _ = state.close.notified() => None,
+            };
+            if let Some(stream) = stream {
+                state.tls.store(true, Relaxed);
+                serve_http(&builder, &state, stream, service, closing).await;
+            }
+        }
+    }
+    registry.live.lock().remove(&id);
+}
+
+/// Serves HTTP on one connection until it ends; drops it when it is idle, evicted or its
+/// head is late, and closes it gracefully (what is in flight finishes) when the server
+/// stops.
+async fn serve_http<I, S, B>(
+    builder: &auto::Builder<TokioExecutor>,
+    state: &ConnState,
+    io: I,
+    service: Tracked<S>,
     mut closing: watch::Receiver<bool>,
 ) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: ConnService<B>,
     B: PassBody,
 {
@@ -271,5 +312,4 @@ async fn serve_one<S, B>(
             }
         }
     }
-    registry.live.lock().remove(&id);
 }

@@ -314,9 +314,13 @@ fn forwarding_fields(parts: &mut http::request::Parts) {
         }
     }
     if !parts.headers.contains_key(X_FORWARDED_PROTO) {
+        let proto = match parts.extensions.get::<crate::layer::ClientTls>() {
+            Some(_) => "https",
+            None => "http",
+        };
         parts
             .headers
-            .insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+            .insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
 }
 
