@@ -148,7 +148,8 @@ async fn run(n: u64, dir: &std::path::Path) {
                     key: &k,
                     entry: e,
                     epoch: 0,
-                    fleet: None
+                    fleet: None,
+                    durable: false
                 })
                 .await
             );
@@ -176,7 +177,8 @@ async fn run(n: u64, dir: &std::path::Path) {
                 key: &k,
                 entry: &e,
                 epoch: 0,
-                fleet: None
+                fleet: None,
+                durable: false
             })
             .await
         );
@@ -244,7 +246,8 @@ async fn run(n: u64, dir: &std::path::Path) {
                 key: &k,
                 entry: &e,
                 epoch: 0,
-                fleet: None
+                fleet: None,
+                durable: false
             })
             .await
         );

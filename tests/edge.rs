@@ -36,7 +36,12 @@ fn tls_config(origin: SocketAddr, cert: &Path, key: &Path) -> String {
         cert.display(),
         key.display()
     );
-    config(origin, &pair, "[[rule]]\npath = \"/v/*\"\nttl = \"60s\"\n").replace(
+    config(
+        origin,
+        &pair,
+        "[[rule]]\npath = \"/v/{id}\"\nttl = \"60s\"\n",
+    )
+    .replace(
         "[admin]\nlisten = \"127.0.0.1:0\"\n",
         &format!("[admin]\nlisten = \"127.0.0.1:0\"\n{pair}"),
     )

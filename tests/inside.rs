@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
@@ -54,22 +53,6 @@ async fn origin() -> Origin {
     .await
 }
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("larder-inside-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        Dir(dir)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn start(origin: &Origin, rest: &str, token: &str) -> Larder {
     Larder::start_with_env(
         &config(origin.addr, "", &format!("{rest}\n{RULES}")),
@@ -104,7 +87,7 @@ fn ctl(larder: &Larder, args: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_entry_is_shown_in_every_tier_without_a_credential() {
     let origin = origin().await;
-    let dir = Dir::new("entry");
+    let dir = TempDir::new("inside-entry");
     let larder = start(
         &origin,
         &format!("[store.disk]\npath = \"{}\"\n", dir.0.display()),
@@ -160,7 +143,7 @@ async fn an_entry_is_shown_in_every_tier_without_a_credential() {
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_are_listed_page_by_page_in_every_tier() {
     let origin = origin().await;
-    let dir = Dir::new("keys");
+    let dir = TempDir::new("inside-keys");
     let redis = Redis::start();
     let larder = start(
         &origin,
@@ -226,7 +209,7 @@ async fn keys_are_listed_page_by_page_in_every_tier() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_invalidation_history_names_who_dropped_what_and_survives_a_restart() {
     let origin = origin().await;
-    let dir = Dir::new("history");
+    let dir = TempDir::new("inside-history");
     let store = format!("[store.disk]\npath = \"{}\"\n", dir.0.display());
     let mut larder = start(&origin, &store, TOKEN);
     get(&larder.url("/items/1")).await;

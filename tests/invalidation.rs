@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
@@ -243,18 +242,10 @@ async fn larder_ctl_invalidate_takes_the_new_scopes() {
     assert_eq!(as_user(&larder, "/reports/3", "7").await.x_cache(), "MISS");
 }
 
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_soft_purge_marks_disk_copies_stale_instead_of_dropping_them() {
     let origin = origin().await;
-    let dir = Dir(std::env::temp_dir().join(format!("larder-soft-{}", std::process::id())));
+    let dir = TempDir::new("soft");
     let store = format!("[store.disk]\npath = \"{}\"\n", dir.0.display());
     let mut larder = start(&origin, &store);
     assert_eq!(get(&larder.url("/jobs/1")).await.x_cache(), "MISS");

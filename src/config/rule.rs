@@ -36,6 +36,7 @@ pub(super) const KEYS: &[Key] = &[
     ("store_truncated", Live),
     ("cost", Live),
     ("stale_if_budget", Live),
+    ("write", Live),
 ];
 
 /// Where each field of the rule sits in the file (`methods[2]` for a list item), so a
@@ -154,6 +155,8 @@ pub(super) fn read(
     spec.store_truncated = t.bool("store_truncated", false)?;
     spec.cost = t.int("cost", 1, 0..=1_000_000_000)? as u64;
     spec.stale_if_budget = t.parsed("stale_if_budget", None, parse_duration)?;
+    spans.0.push(("write".into(), value_at(&mut t, "write")));
+    spec.write = t.parsed("write", None, crate::status::WritePolicy::parse)?;
     let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
     let scope = Scope {
         index: i,

@@ -44,6 +44,8 @@ pub(crate) struct Plan {
     pub looked_below: Option<Tier>,
     /// The tiers the rule's entries may live in.
     pub tiers: TierSet,
+    /// When its entries reach those tiers (the rule's `write`).
+    pub write: Option<crate::status::WritePolicy>,
     /// `cache.dry_run`: go upstream whatever the tiers hold; count what they would have
     /// served.
     pub dry_run: bool,
@@ -131,6 +133,7 @@ pub(crate) fn route<B>(s: &Settings, req: &Request<B>, upgrade: bool) -> Route {
         background: false,
         looked_below: None,
         tiers: rule.map_or(TierSet::ALL, |r| r.tiers),
+        write: rule.and_then(|r| r.write),
         dry_run: s.config.cache.dry_run,
         started: Instant::now(),
     })

@@ -239,7 +239,11 @@ where
                 let refreshed = Arc::new(entry.refreshed(&headers, freshness, response_time));
                 let stored = cache
                     .tiers()
-                    .store(&[(*key, refreshed.clone())], &tokens, self.plan.tiers)
+                    .store(
+                        &[(*key, refreshed.clone())],
+                        &tokens,
+                        (self.plan.tiers, self.plan.write),
+                    )
                     .await;
                 (refreshed, status.stored(stored))
             }
@@ -264,7 +268,7 @@ where
             .ctx
             .cache
             .tiers()
-            .store(&admitted.store, &tokens, self.plan.tiers)
+            .store(&admitted.store, &tokens, (self.plan.tiers, self.plan.write))
             .await;
         let mut status = CacheStatus::forwarded(fwd).stored(stored);
         if !stored {

@@ -106,7 +106,7 @@ impl Later {
             self.freshness,
             self.response_time,
         );
-        let allowed = rule.map_or(TierSet::ALL, |r| r.tiers);
+        let allowed = rule.map_or((TierSet::ALL, None), |r| (r.tiers, r.write));
         let stored = self
             .cache
             .tiers()

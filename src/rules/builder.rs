@@ -212,6 +212,12 @@ impl RuleBuilder {
         self
     }
 
+    /// When its entries reach the tiers (`through`, `back`, `around`).
+    pub fn write(mut self, policy: crate::status::WritePolicy) -> Self {
+        self.spec.write = Some(policy);
+        self
+    }
+
     /// Stores LLM answers cut by their length or a filter.
     pub fn store_truncated(mut self) -> Self {
         self.spec.store_truncated = true;

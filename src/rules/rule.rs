@@ -89,6 +89,9 @@ pub struct Rule {
     /// How far past its freshness an entry may be served while its upstream is over
     /// budget, rate or concurrency, or backing off.
     pub stale_if_budget: Option<Duration>,
+    /// When its entries reach the tiers (`None`: memory at once, then each lower tier as
+    /// it is configured: the disk tier's `write`, Redis awaited).
+    pub write: Option<crate::status::WritePolicy>,
 }
 
 impl Rule {
@@ -129,6 +132,7 @@ impl Rule {
             store_truncated: false,
             cost: 1,
             stale_if_budget: None,
+            write: None,
             tags: Vec::new(),
             invalidates: Vec::new(),
         })

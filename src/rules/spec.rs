@@ -40,6 +40,8 @@ pub struct RuleSpec {
     pub invalidates: Vec<String>,
     /// Serve this far past freshness while the upstream is over its limits.
     pub stale_if_budget: Option<Duration>,
+    /// When its entries reach the tiers.
+    pub write: Option<crate::status::WritePolicy>,
     /// Store LLM answers cut by their length or a filter.
     pub store_truncated: bool,
     /// Keyed by the body.
@@ -151,6 +153,7 @@ impl RuleSpec {
             stale_if_error: None,
             stale_while_revalidate: None,
             stale_if_budget: None,
+            write: None,
             store_truncated: false,
             tags: Vec::new(),
             tiers: None,
@@ -209,6 +212,7 @@ impl RuleSpec {
         rule.invalidates = templates("invalidates", &self.invalidates, &names)?;
         rule.upstream = self.checked_upstream(scope)?;
         rule.tiers = self.checked_tiers(scope)?;
+        rule.write = self.checked_write(scope, rule.tiers)?;
         rule.rewarm_on_invalidate = self.rewarm_on_invalidate;
         rule.warm_created = self.warm_created;
         rule.index = scope.index;
@@ -365,6 +369,23 @@ impl RuleSpec {
                     format!("unknown upstream {u:?}; the upstreams are: {known}"),
                 )
             }
+        }
+    }
+
+    /// `write`: `around` needs a tier below memory to write.
+    fn checked_write(
+        &self,
+        scope: &Scope<'_>,
+        tiers: TierSet,
+    ) -> Result<Option<crate::status::WritePolicy>, RuleError> {
+        let below =
+            (scope.disk && tiers.contains(Tier::DISK)) || (scope.redis && tiers.contains(Tier::L2));
+        match self.write {
+            Some(crate::status::WritePolicy::Around) if !below => fail(
+                "write",
+                "\"around\" writes only the tiers below memory, and this rule has none ([store.disk] or Redis)",
+            ),
+            w => Ok(w),
         }
     }
 

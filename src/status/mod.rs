@@ -24,7 +24,7 @@ mod reason;
 mod tier;
 
 pub use reason::NoCacheReason;
-pub use tier::{Tier, TierSet};
+pub use tier::{Tier, TierSet, WritePolicy};
 
 /// The outcome class of a request, as counted in stats and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

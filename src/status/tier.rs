@@ -75,6 +75,54 @@ impl TierSet {
     }
 }
 
+/// When a rule's entries reach the tiers (`write = "through" | "back" | "around"`).
+///
+/// ```
+/// use larder::status::WritePolicy;
+/// assert_eq!(WritePolicy::parse("around"), Ok(WritePolicy::Around));
+/// assert!(WritePolicy::Back.answers_first() && !WritePolicy::Around.in_memory());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WritePolicy {
+    /// Every tier holds the entry before the answer completes.
+    Through,
+    /// Memory at once; the client gets its answer, then the disk and Redis writes follow.
+    Back,
+    /// Only the tiers below memory are written; memory fills on the first read.
+    Around,
+}
+
+impl WritePolicy {
+    /// The policy a config value names.
+    pub fn parse(text: &str) -> Result<WritePolicy, String> {
+        match text {
+            "through" => Ok(WritePolicy::Through),
+            "back" => Ok(WritePolicy::Back),
+            "around" => Ok(WritePolicy::Around),
+            _ => Err("expected \"through\", \"back\" or \"around\"".into()),
+        }
+    }
+
+    /// The config value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WritePolicy::Through => "through",
+            WritePolicy::Back => "back",
+            WritePolicy::Around => "around",
+        }
+    }
+
+    /// Whether the fill writes memory.
+    pub fn in_memory(self) -> bool {
+        self != WritePolicy::Around
+    }
+
+    /// Whether the answer goes out before the tiers below memory are written.
+    pub fn answers_first(self) -> bool {
+        self == WritePolicy::Back
+    }
+}
+
 impl Default for TierSet {
     fn default() -> Self {
         TierSet::ALL

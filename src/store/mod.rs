@@ -123,6 +123,9 @@ pub struct Write<'a> {
     /// The fleet tier's epoch when the fill began (a tier that follows the fleet's
     /// invalidations keeps it with the entry).
     pub fleet: Option<u64>,
+    /// Whether the entry must be durable in the tier before `put` returns (a rule with
+    /// `write = "through"`), whatever the tier's own write mode.
+    pub durable: bool,
 }
 
 /// A tier below memory. Every call is bounded in time; a tier that does not answer makes

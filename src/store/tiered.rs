@@ -13,10 +13,12 @@ use http::HeaderMap;
 
 use tokio::sync::Notify;
 
+mod write;
+
 use super::disk::{DiskSettings, DiskTier};
 use super::follow::{fleet_name, follow, listen, Heard, HeardEvent};
 use super::redis::{Acks, RedisSettings, RedisTier};
-use super::{FillToken, Invalidation, LowerTier, MemoryStore, Write};
+use super::{FillToken, Invalidation, LowerTier, MemoryStore};
 use crate::entry::Entry;
 use crate::key::CacheKey;
 use crate::policy::{classify, now_ms, RequestPolicy, Usable};
@@ -140,6 +142,8 @@ pub struct Tiers {
     applied: Arc<crate::stats::Histogram>,
     /// Other instances' invalidations applied here, for the history.
     heard: Heard,
+    /// Writes following answers already sent (rules with `write = "back"`).
+    following: Arc<write::Following>,
 }
 
 impl std::fmt::Debug for Tiers {
@@ -165,6 +169,7 @@ impl Tiers {
             redis: None,
             applied: Arc::default(),
             heard: Heard::default(),
+            following: Arc::default(),
         }
     }
 
@@ -335,48 +340,6 @@ impl Tiers {
         FillTokens { memory, lower }
     }
 
-    /// Stores entries (a `Vary` marker and its variant, or one entry) in every tier the
-    /// fill may write and `allowed` names; returns whether any tier stored them all.
-    pub async fn store(
-        &self,
-        entries: &[(CacheKey, Arc<Entry>)],
-        tokens: &FillTokens,
-        allowed: TierSet,
-    ) -> bool {
-        let mut in_memory = self.serve_memory && allowed.contains(Tier::L1);
-        if in_memory {
-            for (key, entry) in entries {
-                in_memory &= self.promote(*key, entry.clone(), tokens.memory);
-            }
-        }
-        let mut stored = in_memory;
-        // The fleet's epoch when the fill began, kept with disk entries.
-        let fleet = self
-            .lower
-            .iter()
-            .zip(&tokens.lower)
-            .find(|(t, _)| t.fleet().is_some())
-            .and_then(|(_, epoch)| *epoch);
-        for (tier, epoch) in self.lower.iter().zip(&tokens.lower) {
-            let Some(epoch) = epoch.filter(|_| allowed.contains(tier.tier())) else {
-                continue;
-            };
-            let mut all = true;
-            for (key, entry) in entries {
-                all &= tier
-                    .put(Write {
-                        key,
-                        entry,
-                        epoch,
-                        fleet,
-                    })
-                    .await;
-            }
-            stored |= all;
-        }
-        stored
-    }
-
     /// Drops one key from memory.
     pub fn remove(&self, key: &CacheKey) {
         self.memory.remove(key);
@@ -482,6 +445,7 @@ impl Tiers {
 
     /// Makes every tier's acknowledged writes durable (at shutdown).
     pub async fn flush(&self) {
+        self.following.settled(Duration::from_secs(5)).await;
         for tier in &self.lower {
             tier.flush().await;
         }

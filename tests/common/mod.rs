@@ -594,6 +594,11 @@ impl Redis {
         }
     }
 
+    /// Its process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Thaws a paused server.
     pub fn resume(&self) {
         if let Some(c) = &self.child {
@@ -827,6 +832,23 @@ impl NaiveOrigin {
 impl Drop for NaiveOrigin {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A directory for one test (a disk tier's, say), empty at the start and removed at the end.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("larder-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -115,6 +115,7 @@ impl Inner {
                 entry: &stale,
                 epoch,
                 fleet: Some(fleet),
+                durable: false,
             };
             if self.put(w).await {
                 n += 1;

@@ -34,6 +34,7 @@ impl Inner {
             entry,
             epoch,
             fleet,
+            durable,
         } = w;
         let total = HEADER + entry.bytes().len();
         if !self.usable()
@@ -65,7 +66,7 @@ impl Inner {
             }
             seq
         };
-        if self.write == WriteMode::Back {
+        if self.write == WriteMode::Back && !durable {
             return true;
         }
         self.flush().await;
