@@ -466,10 +466,10 @@ async fn rfc9111_4_2_2_heuristic_freshness_when_enabled() {
 }
 
 /// RFC 9213 §2.1: `CDN-Cache-Control` and `Larder-Cache-Control` override `Cache-Control`
-/// (and `Expires`) for this cache, most specific first; they are not forwarded to clients;
-/// an invalid value is ignored.
+/// (and `Expires`) for this cache, most specific first; an invalid value is ignored. Our
+/// own field is removed; `CDN-Cache-Control` is passed on for the CDNs in front (§3).
 #[tokio::test(flavor = "multi_thread")]
-async fn rfc9213_targeted_cache_control() {
+async fn rfc9213_2_1_targeted_fields_take_precedence_and_cdn_cache_control_is_forwarded() {
     let origin = Origin::start(|req| async move {
         match req.uri.path() {
             "/cdn" => ok(
@@ -506,9 +506,11 @@ async fn rfc9213_targeted_cache_control() {
     let larder = plain(&origin);
     for (path, ttl) in [("/cdn", 30), ("/ours", 90), ("/invalid", 20)] {
         let first = get(&larder.url(path)).await;
-        assert_eq!(first.header("cdn-cache-control"), "");
+        assert!(first.header("cdn-cache-control").starts_with("max-age=30"));
         assert_eq!(first.header("larder-cache-control"), "");
         let hit = get(&larder.url(path)).await;
+        assert!(hit.header("cdn-cache-control").starts_with("max-age=30"));
+        assert_eq!(hit.header("larder-cache-control"), "");
         assert!(
             (ttl - 2..=ttl).contains(&ttl_of(&hit)),
             "{path}: {}",
@@ -524,6 +526,123 @@ async fn rfc9213_targeted_cache_control() {
         get(&larder.url("/cdn")).await.header("cache-control"),
         "no-store"
     );
+}
+
+/// RFC 9111 §4.3.5: a `200` to a HEAD sent for a stale GET entry updates its headers and
+/// freshness; one whose validator changed drops it. A HEAD with nothing stored is fetched as
+/// GET and fills the entry.
+#[tokio::test(flavor = "multi_thread")]
+async fn rfc9111_4_3_5_a_head_response_updates_the_stored_get() {
+    let origin = Origin::start(|req| async move {
+        let head = req.method == Method::HEAD;
+        let etag = match (req.uri.path(), head) {
+            ("/changed", true) => "\"v2\"",
+            _ => "\"v1\"",
+        };
+        let (age, version) = if head {
+            ("max-age=1000", "2")
+        } else {
+            ("max-age=1", "1")
+        };
+        let headers = [
+            ("cache-control", age),
+            ("etag", etag),
+            ("x-version", version),
+        ];
+        ok(&headers, if head { "" } else { "body" })
+    })
+    .await;
+    let larder = plain(&origin);
+    let c = client();
+    for path in ["/same", "/changed"] {
+        assert_eq!(send(c.head(larder.url(path))).await.x_cache(), "MISS");
+    }
+    assert!(
+        origin.seen().iter().all(|s| s.method == Method::GET),
+        "a cold HEAD fills the GET entry"
+    );
+    larder.advance(Duration::from_millis(1100)).await;
+    for path in ["/same", "/changed"] {
+        let head = send(c.head(larder.url(path))).await;
+        assert_eq!(head.status, 200);
+        assert_eq!(head.header("x-version"), "2");
+    }
+    let heads = origin
+        .seen()
+        .iter()
+        .filter(|s| s.method == Method::HEAD)
+        .count();
+    assert_eq!(heads, 2, "a stale entry is brought up to date with a HEAD");
+    let same = get(&larder.url("/same")).await;
+    assert_eq!((same.x_cache(), same.text().as_str()), ("HIT", "body"));
+    assert_eq!(same.header("x-version"), "2");
+    assert!(ttl_of(&same) > 990, "{}", same.header("cache-status"));
+    let changed = get(&larder.url("/changed")).await;
+    assert_eq!(
+        changed.x_cache(),
+        "MISS",
+        "{}",
+        changed.header("cache-status")
+    );
+    assert_eq!(origin.calls("/same"), 2);
+}
+
+/// RFC 9213 §2.1: a cache that uses `CDN-Cache-Control` implements its own `private`
+/// (never stored, whatever `Cache-Control` allows) and `no-cache` (stored, validated on
+/// every use); members are Structured Fields (`?0` is false, parameters are ignored).
+#[tokio::test(flavor = "multi_thread")]
+async fn rfc9213_2_1_cdn_cache_control_private_no_cache_and_structured_values() {
+    let n = Arc::new(AtomicU64::new(0));
+    let origin = Origin::start(move |req| {
+        let call = n.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let fresh = ("cache-control", "max-age=10000");
+            match req.uri.path() {
+                "/private" => ok(&[fresh, ("cdn-cache-control", "private")], "p"),
+                "/no-cache" if req.headers.contains_key("if-none-match") => {
+                    response(304, &[("etag", "\"v1\"")], full(""))
+                }
+                "/no-cache" => ok(
+                    &[fresh, ("cdn-cache-control", "no-cache"), ("etag", "\"v1\"")],
+                    format!("n{call}"),
+                ),
+                "/false" => ok(
+                    &[
+                        ("cache-control", "no-store"),
+                        ("cdn-cache-control", "max-age=60, no-store=?0"),
+                    ],
+                    "f",
+                ),
+                _ => ok(
+                    &[("cdn-cache-control", "max-age=60;source=origin")],
+                    "params",
+                ),
+            }
+        }
+    })
+    .await;
+    let larder = plain(&origin);
+    assert_eq!(
+        get(&larder.url("/private")).await.header("cache-status"),
+        "larder; fwd=miss; detail=private"
+    );
+    assert_eq!(get(&larder.url("/private")).await.x_cache(), "MISS");
+    assert_eq!(get(&larder.url("/no-cache")).await.x_cache(), "MISS");
+    let again = get(&larder.url("/no-cache")).await;
+    assert_eq!(again.x_cache(), "STALE", "{}", again.header("cache-status"));
+    assert!(again.header("cache-status").contains("fwd-status=304"));
+    assert_eq!(origin.calls("/no-cache"), 2, "validated on every use");
+    for path in ["/false", "/params"] {
+        get(&larder.url(path)).await;
+        let hit = get(&larder.url(path)).await;
+        assert_eq!(
+            hit.x_cache(),
+            "HIT",
+            "{path}: {}",
+            hit.header("cache-status")
+        );
+        assert!((58..=60).contains(&ttl_of(&hit)), "{path}");
+    }
 }
 
 /// RFC 9111 §4.1: `Vary` stores one response per variant; `Vary: *` is never served from

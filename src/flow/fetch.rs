@@ -24,7 +24,9 @@ where
     ResB: PassBody,
 {
     /// Fetch: the whole representation goes upstream, conditional on the stale entry's
-    /// validators when it has some. HEAD is fetched as GET, so it fills the GET entry.
+    /// validators when it has some. HEAD is fetched as GET, so it fills the GET entry;
+    /// with a stale GET entry it goes upstream as HEAD, whose answer updates that entry
+    /// (RFC 9111 §4.3.5).
     pub(super) async fn fetch(
         &mut self,
         stale: Option<StaleEntry>,
@@ -32,7 +34,7 @@ where
         tokens: FillTokens,
     ) -> Result<Phase<ResB>, S::Error> {
         let mut parts = self.parts.clone();
-        if parts.method == http::Method::HEAD {
+        if parts.method == http::Method::HEAD && stale.is_none() {
             parts.method = http::Method::GET;
         }
         self.fill = Some(FillRequest {

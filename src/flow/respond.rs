@@ -200,16 +200,23 @@ pub(crate) fn append_all(to: &mut HeaderMap, from: &HeaderMap) {
     }
 }
 
-/// Removes the fields meant for this cache only: the tag header and the targeted
-/// cache-control fields (RFC 9213), which clients never see.
+/// Removes the fields meant for this cache only: the tag header, this cache's own
+/// targeted field (`Larder-Cache-Control`) and `Surrogate-Control`. `CDN-Cache-Control`
+/// targets every CDN-class cache, so it is passed on for those in front (RFC 9213 §3).
 pub(crate) fn strip_cache_fields(h: &mut HeaderMap, settings: &Settings) {
     if let Some(t) = &settings.config.cache.tag_header {
         h.remove(t);
     }
-    for t in &settings.targeted {
+    for t in settings
+        .targeted
+        .iter()
+        .filter(|t| **t != CDN_CACHE_CONTROL)
+    {
         h.remove(t);
     }
 }
+
+const CDN_CACHE_CONTROL: http::HeaderName = http::HeaderName::from_static("cdn-cache-control");
 
 /// Stamps a response the cache answered or passed on: `Cache-Status` appended after any
 /// from caches in front, `X-Cache` set.

@@ -58,6 +58,32 @@ pub(crate) fn prepare(
     conditional
 }
 
+/// Whether a `200` to a `HEAD` still describes the stored `GET` response (RFC 9111
+/// §4.3.5): an `ETag`, `Last-Modified` or `Content-Length` it carries that differs from the
+/// stored one means the representation changed, and the stored response must not be
+/// updated from it.
+pub(crate) fn head_matches(entry: &Entry, head: &HeaderMap) -> bool {
+    let same = |theirs: Option<&HeaderValue>, ours: Option<HeaderValue>| {
+        theirs.is_none_or(|t| ours.is_none_or(|o| *t == o))
+    };
+    let length = head
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    // A length is comparable when the upstream sent the body as larder keeps it decoded.
+    let coded = head.contains_key(CONTENT_ENCODING);
+    // An ETag stored weak only because larder compressed the body compares as the origin's.
+    let etag = entry
+        .etag()
+        .map(|e| match e.as_bytes().strip_prefix(b"W/") {
+            Some(strong) if entry.etag_weakened() => HeaderValue::from_bytes(strong).unwrap_or(e),
+            _ => e,
+        });
+    same(head.get(http::header::ETAG), etag)
+        && same(head.get(http::header::LAST_MODIFIED), entry.last_modified())
+        && (coded || length.is_none_or(|n| n == entry.identity_len()))
+}
+
 /// Headers of a stored response updated from a `304` (RFC 9111 §3.2): every field the
 /// `304` carries replaces the stored one, except framing and hop-by-hop fields.
 pub(crate) fn merge_304(entry: &Entry, update: &HeaderMap) -> HeaderMap {

@@ -73,6 +73,13 @@ where
                 return self.refresh(&stale, f).await;
             }
         }
+        if self
+            .fill
+            .as_ref()
+            .is_some_and(|fill| fill.method == http::Method::HEAD)
+        {
+            return self.head_answered(f).await;
+        }
         let times = (f.request_time, f.response_time);
         let freshness = match self.decision(f.response.status, &f.response.headers, times) {
             Ok(freshness) => freshness,
@@ -216,8 +223,30 @@ where
         status
     }
 
-    /// A `304` for a revalidated entry: its headers and freshness refreshed and stored, or
-    /// (when the merged answer may no longer be stored) served once and dropped.
+    /// The answer to a HEAD sent for a stale GET entry (RFC 9111 §4.3.5): a `200` that
+    /// still describes the entry refreshes it like a `304`; one whose validators or length
+    /// differ drops it; anything else is handed on. A HEAD answer is never stored as the
+    /// GET entry.
+    async fn head_answered(&mut self, f: Fetched<ResB>) -> Phase<ResB> {
+        let Some(stale) = f.stale.clone() else {
+            let body = CacheBody::stream(f.body);
+            return self.hand_on(f.response, body, f.fwd, NoCacheReason::Method);
+        };
+        if f.response.status == StatusCode::OK
+            && revalidate::head_matches(&stale.0, &f.response.headers)
+        {
+            return self.refresh(&stale, f).await;
+        }
+        if f.response.status == StatusCode::OK {
+            self.ctx.cache.tiers().remove(&stale.1);
+        }
+        let body = CacheBody::stream(f.body);
+        self.hand_on(f.response, body, f.fwd, NoCacheReason::Method)
+    }
+
+    /// A `304` for a revalidated entry (or a `200` to a HEAD for it): its headers and
+    /// freshness refreshed and stored, or (when the merged answer may no longer be stored)
+    /// served once and dropped.
     async fn refresh(&mut self, (entry, key): &StaleEntry, f: Fetched<ResB>) -> Phase<ResB> {
         let Fetched {
             response,
@@ -231,7 +260,7 @@ where
         let merged = revalidate::merge_304(entry, &response.headers);
         let headers =
             admit::stored_headers(&merged, rule, &s, entry.is_gzip(), entry.other_encoding());
-        let status = CacheStatus::revalidated(304);
+        let status = CacheStatus::revalidated(response.status.as_u16());
         let decision = self.decision(entry.status(), &merged, (request_time, response_time));
         let cache = self.ctx.cache.clone();
         let (refreshed, status) = match decision {

@@ -143,10 +143,56 @@ impl Directives {
         d
     }
 
+    /// Parses a targeted field (RFC 9213 §2): a Structured Fields dictionary, whose members
+    /// are read as cache directives: parameters are ignored, `?1` is the bare directive and
+    /// `?0` is no directive at all (`no-store=?0` does not forbid storing).
+    ///
+    /// ```
+    /// use larder::policy::Directives;
+    /// let d = Directives::parse_targeted(["max-age=30;a=1, no-store=?0, no-cache=?1, public;x"].into_iter());
+    /// assert_eq!(d.max_age, Some(30));
+    /// assert!(!d.no_store && d.no_cache && d.no_cache_fields.is_empty() && d.public);
+    /// ```
+    pub fn parse_targeted<'a>(values: impl Iterator<Item = &'a str>) -> Directives {
+        let mut members = Vec::new();
+        for text in values {
+            for member in split_list(text) {
+                let member = without_parameters(member.trim());
+                let (name, value) = match member.split_once('=') {
+                    Some((name, value)) => (name.trim(), Some(value.trim())),
+                    None => (member, None),
+                };
+                match value {
+                    Some("?0") => {}
+                    None | Some("?1") => members.push(name.to_string()),
+                    Some(v) => members.push(format!("{name}={v}")),
+                }
+            }
+        }
+        match HeaderValue::from_str(&members.join(", ")) {
+            Ok(v) => Directives::parse(std::iter::once(&v)),
+            Err(_) => Directives::default(),
+        }
+    }
+
     /// Parses the `Cache-Control` fields of `headers`.
     pub fn from_headers(headers: &HeaderMap) -> Directives {
         Directives::parse(headers.get_all(CACHE_CONTROL).iter())
     }
+}
+
+/// A Structured Fields item without its parameters (`;key=value` after the bare item,
+/// outside a quoted string).
+fn without_parameters(item: &str) -> &str {
+    let mut quoted = false;
+    for (i, b) in item.bytes().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b';' if !quoted => return item[..i].trim(),
+            _ => {}
+        }
+    }
+    item
 }
 
 /// The response fields this cache must never store or hand to another request: those a
@@ -164,7 +210,10 @@ pub fn withheld_fields(headers: &HeaderMap, targeted: &[HeaderName]) -> Vec<Head
         .chain(targeted)
         .filter(|n| headers.contains_key(*n))
         .flat_map(|n| {
-            let d = Directives::parse(headers.get_all(n).iter());
+            let d = match n == CACHE_CONTROL {
+                true => Directives::parse(headers.get_all(n).iter()),
+                false => Directives::parse_targeted(texts(headers, n)),
+            };
             d.no_cache_fields.into_iter().chain(d.private_fields)
         })
         .filter_map(|f| HeaderName::from_bytes(f.as_bytes()).ok())
@@ -172,6 +221,11 @@ pub fn withheld_fields(headers: &HeaderMap, targeted: &[HeaderName]) -> Vec<Head
     names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     names.dedup();
     names
+}
+
+/// The values of `name` that are text.
+fn texts<'a>(headers: &'a HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'a str> {
+    headers.get_all(name).iter().filter_map(|v| v.to_str().ok())
 }
 
 /// The directives that govern this cache (RFC 9213 §2.1): the first targeted field (in
@@ -193,7 +247,11 @@ pub fn cache_directives(headers: &HeaderMap, targeted: &[HeaderName]) -> (Direct
             valid_sf_dictionary(&text) && typed_directives(&text)
         };
         if !text.trim().is_empty() && valid {
-            return (Directives::parse(values.into_iter()), true);
+            let d = match name.as_str() {
+                "surrogate-control" => Directives::parse(values.into_iter()),
+                _ => Directives::parse_targeted(std::iter::once(text.as_str())),
+            };
+            return (d, true);
         }
     }
     (Directives::from_headers(headers), false)
