@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -585,6 +586,92 @@ async fn rfc9111_4_3_5_a_head_response_updates_the_stored_get() {
         changed.header("cache-status")
     );
     assert_eq!(origin.calls("/same"), 2);
+}
+
+/// A raw origin that answers each request with `interim` first, then waits for `go` before
+/// its final answer (a hyper server cannot send a 1xx). Counts requests.
+async fn interim_origin(
+    interim: &'static str,
+    go: Arc<tokio::sync::Notify>,
+) -> (SocketAddr, Arc<AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let (go, counted) = (go.clone(), counted.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = s.write_all(interim.as_bytes()).await;
+                go.notified().await;
+                let last = "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 5\r\nconnection: close\r\n\r\nfinal";
+                let _ = s.write_all(last.as_bytes()).await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// RFC 9110 §15.2: interim responses (`103 Early Hints`, `102 Processing`) reach the
+/// HTTP/1.1 client as they come, ahead of the final answer; they are never stored, so a
+/// hit carries none.
+#[tokio::test(flavor = "multi_thread")]
+async fn rfc9110_15_2_interim_responses_are_forwarded_never_stored() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let go = Arc::new(tokio::sync::Notify::new());
+    let hints = "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </app.css>; rel=preload; as=style\r\n\r\n";
+    let (origin, count) = interim_origin(hints, go.clone()).await;
+    let larder = Larder::start(&config(origin, "", ""));
+    let mut client = tokio::net::TcpStream::connect(larder.proxy).await.unwrap();
+    client
+        .write_all(b"GET /page HTTP/1.1\r\nhost: example.test\r\n\r\n")
+        .await
+        .unwrap();
+    // The hints arrive while the origin still holds its final answer back.
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("rel=preload") {
+        let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut chunk))
+            .await
+            .expect("the interim responses arrive before the final one")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    let early = String::from_utf8_lossy(&seen).into_owned();
+    assert!(
+        early.starts_with("HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\n"),
+        "{early}"
+    );
+    go.notify_one();
+    while !String::from_utf8_lossy(&seen).ends_with("final") {
+        let n = client.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).contains("HTTP/1.1 200 OK"));
+    let hit = raw(
+        larder.proxy,
+        b"GET /page HTTP/1.1\r\nhost: example.test\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        hit.starts_with("HTTP/1.1 200 OK"),
+        "a hit has no interim responses: {hit}"
+    );
+    assert!(hit.contains("x-cache: HIT"), "{hit}");
+    assert_eq!(count.load(Ordering::SeqCst), 1);
 }
 
 /// RFC 9213 §2.1: a cache that uses `CDN-Cache-Control` implements its own `private`

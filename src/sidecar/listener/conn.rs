@@ -38,6 +38,8 @@ pub(super) struct ConnState {
     pub(super) h2: AtomicBool,
     /// Whether the connection completed a TLS handshake.
     pub(super) tls: AtomicBool,
+    /// Interim responses waiting to be written ahead of the final answer.
+    pub(super) interim: Arc<super::interim::Interim>,
     pub(super) close: Notify,
 }
 
@@ -261,6 +263,12 @@ where
         if self.state.tls.load(Relaxed) {
             req.extensions_mut().insert(crate::layer::ClientTls);
         }
+        // HTTP/1.0 clients are never sent a 1xx (RFC 9110 §15.2); hyper's HTTP/2 server
+        // has no way to send one.
+        if req.version() == http::Version::HTTP_11 {
+            let sink = self.state.interim.begin();
+            req.extensions_mut().insert(sink);
+        }
         let guard = Some(InFlight::new(
             &self.state,
             req.version() == http::Version::HTTP_2,
@@ -296,6 +304,7 @@ where
                     .guard
                     .take()
                     .expect("TrackedFuture polled after completion");
+                guard.0.interim.answered();
                 Poll::Ready(Ok(resp.map(|inner| TrackedBody { inner, guard })))
             }
             Poll::Ready(Err(never)) => match never {},

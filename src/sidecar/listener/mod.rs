@@ -33,9 +33,11 @@ use tokio::task::JoinSet;
 use crate::body::PassBody;
 
 mod conn;
+mod interim;
 mod tls;
 
 use conn::{ActivityIo, ConnState, Registry, Tracked};
+pub use interim::InterimSink;
 pub use tls::{PickPair, Terminator};
 
 /// The limits a listener enforces.
@@ -230,6 +232,7 @@ fn open_connection(
         head_since: AtomicU64::new(0),
         h2: AtomicBool::new(false),
         tls: AtomicBool::new(false),
+        interim: Arc::default(),
         close: Notify::new(),
     });
     let id = registry.next.fetch_add(1, Relaxed);
@@ -291,6 +294,10 @@ async fn serve_http<I, S, B>(
     S: ConnService<B>,
     B: PassBody,
 {
+    let io = interim::InterimIo {
+        inner: io,
+        interim: state.interim.clone(),
+    };
     let conn = builder.serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     let mut shutting = false;

@@ -367,6 +367,14 @@ where
         parts.version = Version::HTTP_11;
         upstream.set_host(&mut parts.headers, client_host);
         forwarding_fields(&mut parts);
+        if let Some(sink) = parts.extensions.remove::<super::listener::InterimSink>() {
+            // The upstream's 102 and 103 reach the client ahead of the final answer.
+            let mut carrier = Request::new(());
+            hyper::ext::on_informational(&mut carrier, move |res| {
+                sink.send(res.status(), res.headers())
+            });
+            parts.extensions.extend(carrier.into_parts().0.extensions);
+        }
         let failed = Arc::new(AtomicBool::new(false));
         let again = Again::of(&parts, &body, upstream.connect_retries);
         let body = WatchedBody {
