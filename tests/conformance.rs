@@ -8,7 +8,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -586,6 +586,80 @@ async fn rfc9111_4_3_5_a_head_response_updates_the_stored_get() {
         changed.header("cache-status")
     );
     assert_eq!(origin.calls("/same"), 2);
+}
+
+/// RFC 9111 §3.3–3.4: a range of a representation too large to keep whole goes upstream as
+/// that range; the `206` is kept as a part that answers later ranges it holds, and parts
+/// that meet with the same strong `ETag` are combined.
+#[tokio::test(flavor = "multi_thread")]
+async fn rfc9111_3_3_partial_content_is_kept_reused_and_combined() {
+    const VIDEO: &[u8] = b"0123456789abcdefghijABCDEFGHIJklmnopqrstKLMNOPQRST!@#$%^&*()0123456789abcdefghijABCDEFGHIJklmnopqrst";
+    let ranges = Arc::new(Mutex::new(Vec::new()));
+    let seen = ranges.clone();
+    let origin = Origin::start(move |req| {
+        let range = req
+            .headers
+            .get("range")
+            .map(|v| v.to_str().unwrap().to_string());
+        seen.lock().unwrap().push(range.clone());
+        async move {
+            let common = [
+                ("cache-control", "max-age=600"),
+                ("etag", "\"v1\""),
+                ("accept-ranges", "bytes"),
+            ];
+            let Some(range) = range else {
+                return ok(&common, VIDEO);
+            };
+            let (a, b) = range.trim_start_matches("bytes=").split_once('-').unwrap();
+            let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+            let content_range = format!("bytes {a}-{b}/{}", VIDEO.len());
+            let mut headers = common.to_vec();
+            headers.push(("content-range", &content_range));
+            response(206, &headers, full(&VIDEO[a..=b]))
+        }
+    })
+    .await;
+    // 100 bytes do not fit in max_body; 60 do.
+    let larder = Larder::start(&config(origin.addr, "max_body = \"64B\"", ""));
+    let c = client();
+    let ask = |r: &'static str| send(c.get(larder.url("/video")).header("range", r));
+    let first = ask("bytes=0-29").await;
+    assert_eq!(
+        (first.status, first.header("content-range")),
+        (206, "bytes 0-29/100")
+    );
+    assert_eq!(&first.body[..], &VIDEO[..30]);
+    assert_eq!(first.header("cache-status"), "larder; fwd=miss; stored");
+    let inside = ask("bytes=10-19").await;
+    assert_eq!(
+        (inside.status, inside.x_cache()),
+        (206, "HIT"),
+        "{}",
+        inside.header("cache-status")
+    );
+    assert_eq!(inside.header("content-range"), "bytes 10-19/100");
+    assert_eq!(&inside.body[..], &VIDEO[10..20]);
+    let next = ask("bytes=30-59").await;
+    assert_eq!(
+        (next.status, next.x_cache(), &next.body[..]),
+        (206, "MISS", &VIDEO[30..60])
+    );
+    // The two parts are one now: a range across both is a hit.
+    let across = ask("bytes=20-49").await;
+    assert_eq!(
+        (across.status, across.x_cache()),
+        (206, "HIT"),
+        "{}",
+        across.header("cache-status")
+    );
+    assert_eq!(&across.body[..], &VIDEO[20..50]);
+    let asked: Vec<Option<String>> = ranges.lock().unwrap().clone();
+    let want = [None, Some("bytes=0-29"), Some("bytes=30-59")].map(|r| r.map(String::from));
+    assert_eq!(
+        asked, want,
+        "the whole once (too large), then only the ranges"
+    );
 }
 
 /// A raw origin that answers each request with `interim` first, then waits for `go` before

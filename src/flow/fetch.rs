@@ -51,6 +51,16 @@ where
             self.plan.info.gzip,
             stale.as_ref().map(|(e, _)| &**e),
         );
+        if stale.is_none() && self.ask_range && self.ranged().is_some() {
+            // The whole will not be kept: ask for just the range, kept as a part.
+            if let Some(range) = self.parts.headers.get(http::header::RANGE) {
+                parts.headers.insert(http::header::RANGE, range.clone());
+                let identity = http::HeaderValue::from_static("identity");
+                parts
+                    .headers
+                    .insert(http::header::ACCEPT_ENCODING, identity);
+            }
+        }
         let rule = self.ctx.settings.rule(self.plan.rule);
         if let Some(keyed) = keyed_target(&self.ctx.settings, rule, &parts.uri) {
             parts.uri = keyed;

@@ -131,6 +131,7 @@ where
         dry_hit: false,
         owner,
         slot: None,
+        ask_range: false,
     };
     let mut phase = Phase::Lookup(found);
     loop {
@@ -170,13 +171,24 @@ where
             && info.conditions.if_range.is_none()
     }
 
-    /// Lookup: below memory, unless memory's answer is servable or that was done.
+    /// Lookup: below memory, unless memory's answer is servable or that was done; with
+    /// nothing stored for the URL, a stored part may answer a range.
     async fn lookup<ResB>(&mut self, found: Found) -> Phase<ResB> {
+        let (found, tier) = self.look_below(found).await;
+        if matches!(found, Found::Miss) {
+            if let Some(hit) = self.part_hit().await {
+                return hit;
+            }
+        }
+        Phase::Decide(found, tier)
+    }
+
+    async fn look_below(&mut self, found: Found) -> (Found, Tier) {
         if let Some(tier) = self.plan.looked_below {
-            return Phase::Decide(found, tier);
+            return (found, tier);
         }
         if found.servable() || self.ctx.cache.tiers().lower().is_empty() {
-            return Phase::Decide(found, Tier::L1);
+            return (found, Tier::L1);
         }
         self.plan.looked_below = Some(Tier::L1);
         let tiers = self.ctx.cache.tiers();
@@ -184,8 +196,8 @@ where
             .owner
             .asked(&self.parts.headers, &self.plan.policy, &self.plan);
         match tiers.lookup_lower(self.key, &asked).await {
-            Some((below, tier)) => Phase::Decide(below, tier),
-            None => Phase::Decide(found, Tier::L1),
+            Some(below) => below,
+            None => (found, Tier::L1),
         }
     }
 

@@ -72,6 +72,9 @@ pub(super) struct Miss<S, B> {
     /// Its place upstream (its upstream's `max_concurrent`), held until the answer is
     /// read (or, streamed to the client, stored).
     pub(super) slot: Option<crate::budget::Slot>,
+    /// Send the client's one range upstream rather than fetch the whole: the whole was too
+    /// large to keep, or a part of it is stored already (see `partial`).
+    pub(super) ask_range: bool,
 }
 
 /// Whose entry a request expects: its normalised URL and its user's tag.

@@ -24,6 +24,7 @@ mod join;
 mod keyed;
 mod llm;
 mod miss;
+mod partial;
 pub(crate) mod respond;
 mod revalidate;
 mod rewarm;

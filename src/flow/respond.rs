@@ -265,6 +265,9 @@ pub(crate) fn respond<B>(
         *resp.headers_mut() = headers;
         return resp;
     }
+    if entry.status() == StatusCode::PARTIAL_CONTENT {
+        return super::partial::from_part(entry, info.range, headers);
+    }
     if let Some(range) = info.range.filter(|_| entry.status() == StatusCode::OK) {
         if info.conditions.range_applies(&headers) {
             return partial(entry, range, headers);

@@ -38,7 +38,7 @@ where
     ResB: PassBody,
 {
     /// Whether and for how long the answer may be stored.
-    fn decision(
+    pub(super) fn decision(
         &self,
         status: StatusCode,
         response: &http::HeaderMap,
@@ -80,6 +80,9 @@ where
         {
             return self.head_answered(f).await;
         }
+        if f.response.status == StatusCode::PARTIAL_CONTENT {
+            return self.part_admit(f).await;
+        }
         let times = (f.request_time, f.response_time);
         let freshness = match self.decision(f.response.status, &f.response.headers, times) {
             Ok(freshness) => freshness,
@@ -91,6 +94,11 @@ where
         let limit =
             (s.config.proxy.max_body as usize).min(self.ctx.cache.memory_store().max_entry());
         if f.body.size_hint().lower() > limit as u64 {
+            if self.ranged().is_some() && !self.ask_range && f.stale.is_none() {
+                // Too large to keep whole: ask again for just the range, and keep that.
+                self.ask_range = true;
+                return Phase::Fetch(None, f.fwd, f.tokens);
+            }
             let body = CacheBody::stream(f.body);
             return self.hand_on(f.response, body, f.fwd, NoCacheReason::TooLarge);
         }
@@ -204,7 +212,7 @@ where
     }
 
     /// Hands the upstream's answer on uncached, counted with its reason.
-    fn hand_on(
+    pub(super) fn hand_on(
         &self,
         response: http::response::Parts,
         body: CacheBody<ResB>,
@@ -217,7 +225,7 @@ where
     }
 
     /// Counts an answer handed on uncached, and says why.
-    fn uncached(&self, fwd: Fwd, reason: NoCacheReason) -> CacheStatus {
+    pub(super) fn uncached(&self, fwd: Fwd, reason: NoCacheReason) -> CacheStatus {
         let status = CacheStatus::forwarded(fwd).detail(reason);
         self.answering().record(&status);
         status

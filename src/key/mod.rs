@@ -214,6 +214,14 @@ impl CacheKey {
         CacheKey(h.finish16())
     }
 
+    /// The key of the stored part of this key's representation (a `206` kept for later
+    /// ranges, RFC 9111 §3.3): the same URL, user and request, another entry.
+    pub fn partial(&self) -> CacheKey {
+        let mut h = Hasher::new(b"larder partial v1\0");
+        h.part(b'k', &self.0);
+        CacheKey(h.finish16())
+    }
+
     /// Parses the hex form.
     pub fn from_hex(s: &str) -> Option<CacheKey> {
         if s.len() != 32 {

@@ -43,6 +43,28 @@ impl ByteRange {
     }
 }
 
+/// One `Content-Range: bytes first-last/complete` (RFC 9110 §14.4) with a known complete
+/// length and a satisfied range; `None` for anything else.
+///
+/// ```
+/// use larder::semantics::ranges::parse_content_range;
+/// assert_eq!(parse_content_range(&"bytes 10-19/100".parse().unwrap()), Some((10, 19, 100)));
+/// assert_eq!(parse_content_range(&"bytes 10-19/*".parse().unwrap()), None);
+/// ```
+pub fn parse_content_range(v: &HeaderValue) -> Option<(u64, u64, u64)> {
+    let rest = v.to_str().ok()?.trim().strip_prefix("bytes ")?;
+    let (span, complete) = rest.split_once('/')?;
+    let (first, last) = span.split_once('-')?;
+    let digits = |s: &str| {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    let (first, last, complete) = (digits(first)?, digits(last)?, digits(complete)?);
+    (first <= last && last < complete).then_some((first, last, complete))
+}
+
 /// Parses a `Range` header value.
 pub fn parse_range(v: &HeaderValue) -> RangeRequest {
     let Ok(text) = v.to_str() else {
