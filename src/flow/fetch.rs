@@ -33,34 +33,7 @@ where
         fwd: Fwd,
         tokens: FillTokens,
     ) -> Result<Phase<ResB>, S::Error> {
-        let mut parts = self.parts.clone();
-        if parts.method == http::Method::HEAD && stale.is_none() {
-            parts.method = http::Method::GET;
-        }
-        self.fill = Some(FillRequest {
-            key: self.key,
-            method: parts.method.clone(),
-            path: normalize_percent(parts.uri.path()).into_owned(),
-            query: parts.uri.query().map(str::to_string),
-            headers: parts.headers.clone(),
-            user: self.plan.user,
-        });
-        let conditional = revalidate::prepare(
-            &mut parts.headers,
-            &parts.method,
-            self.plan.info.gzip,
-            stale.as_ref().map(|(e, _)| &**e),
-        );
-        if stale.is_none() && self.ask_range && self.ranged().is_some() {
-            // The whole will not be kept: ask for just the range, kept as a part.
-            if let Some(range) = self.parts.headers.get(http::header::RANGE) {
-                parts.headers.insert(http::header::RANGE, range.clone());
-                let identity = http::HeaderValue::from_static("identity");
-                parts
-                    .headers
-                    .insert(http::header::ACCEPT_ENCODING, identity);
-            }
-        }
+        let (mut parts, conditional) = self.upstream_request(stale.as_ref());
         let rule = self.ctx.settings.rule(self.plan.rule);
         if let Some(keyed) = keyed_target(&self.ctx.settings, rule, &parts.uri) {
             parts.uri = keyed;
@@ -113,6 +86,41 @@ where
             request_time,
             response_time,
         }))
+    }
+
+    /// The request that goes upstream, and whether it is conditional: HEAD as GET unless
+    /// a stale entry is being brought up to date, the fill's facts noted, validators of the
+    /// stale entry added, and the client's range kept when only a part will be.
+    fn upstream_request(&mut self, stale: Option<&StaleEntry>) -> (http::request::Parts, bool) {
+        let mut parts = self.parts.clone();
+        if parts.method == http::Method::HEAD && stale.is_none() {
+            parts.method = http::Method::GET;
+        }
+        self.fill = Some(FillRequest {
+            key: self.key,
+            method: parts.method.clone(),
+            path: normalize_percent(parts.uri.path()).into_owned(),
+            query: parts.uri.query().map(str::to_string),
+            headers: parts.headers.clone(),
+            user: self.plan.user,
+        });
+        let conditional = revalidate::prepare(
+            &mut parts.headers,
+            &parts.method,
+            self.plan.info.gzip,
+            stale.map(|(e, _)| &**e),
+        );
+        if stale.is_none() && self.ask_range && self.ranged().is_some() {
+            // The whole will not be kept: ask for just the range, kept as a part.
+            if let Some(range) = self.parts.headers.get(http::header::RANGE) {
+                parts.headers.insert(http::header::RANGE, range.clone());
+                let identity = http::HeaderValue::from_static("identity");
+                parts
+                    .headers
+                    .insert(http::header::ACCEPT_ENCODING, identity);
+            }
+        }
+        (parts, conditional)
     }
 
     /// No slot upstream came in time: the stale entry within the rule's `stale_if_budget`

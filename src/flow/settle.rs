@@ -94,13 +94,7 @@ where
         let limit =
             (s.config.proxy.max_body as usize).min(self.ctx.cache.memory_store().max_entry());
         if f.body.size_hint().lower() > limit as u64 {
-            if self.ranged().is_some() && !self.ask_range && f.stale.is_none() {
-                // Too large to keep whole: ask again for just the range, and keep that.
-                self.ask_range = true;
-                return Phase::Fetch(None, f.fwd, f.tokens);
-            }
-            let body = CacheBody::stream(f.body);
-            return self.hand_on(f.response, body, f.fwd, NoCacheReason::TooLarge);
+            return self.too_large(f);
         }
         let Fetched {
             response,
@@ -148,6 +142,17 @@ where
             a.response_time,
         );
         Phase::Store(admitted, a.fwd, a.tokens)
+    }
+
+    /// An answer too large to keep: handed on, or, for one range asked for, asked again
+    /// for just that range, to be kept as a part.
+    fn too_large(&mut self, f: Fetched<ResB>) -> Phase<ResB> {
+        if self.ranged().is_some() && !self.ask_range && f.stale.is_none() {
+            self.ask_range = true;
+            return Phase::Fetch(None, f.fwd, f.tokens);
+        }
+        let body = CacheBody::stream(f.body);
+        self.hand_on(f.response, body, f.fwd, NoCacheReason::TooLarge)
     }
 
     /// Reads an admitted answer's body: whole (within the limit), or — for a client that
