@@ -262,6 +262,29 @@ fn every_scalar_may_come_from_the_environment_typed_after_expansion() {
     let (code, _, err) = run(&[("LARDER_TEST_MIN", "many")]);
     assert_eq!(code, 2);
     assert!(err.contains("cache.alert_min_requests: environment variable LARDER_TEST_MIN gives \"many\", expected an integer"), "{err}");
+    // Durations, sizes and list items name the variable too.
+    let text = "[proxy]\nupstream = \"http://127.0.0.1:9\"\nmax_header = \"${LARDER_TEST_HEAD:-32KiB}\"\ntrusted_proxies = [\"127.0.0.1\", \"${LARDER_TEST_PEER:-10.0.0.0/8}\"]\n\n[[rule]]\npath = \"/a\"\nttl = \"${LARDER_TEST_TTL:-5m}\"\n";
+    let typed = common::write_config(text);
+    let check = |k: &str, v: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_larder"))
+            .args(["check", "--config", typed.to_str().unwrap()])
+            .env(k, v)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (var, value, want) in [
+        ("LARDER_TEST_HEAD", "lots", ":3:14: proxy.max_header: environment variable LARDER_TEST_HEAD gives \"lots\": invalid size"),
+        ("LARDER_TEST_PEER", "nowhere", ":4:33: proxy.trusted_proxies[1]: environment variable LARDER_TEST_PEER gives \"nowhere\":"),
+        ("LARDER_TEST_TTL", "soon", ":8:7: rule[0].ttl: environment variable LARDER_TEST_TTL gives \"soon\": invalid duration"),
+    ] {
+        let (code, err) = check(var, value);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains(want), "{err}\nwant {want}");
+    }
     // A literal string where a boolean belongs is still a type error.
     let bad = common::write_config("[cache]\ndry_run = \"no\"\n");
     let out = Command::new(env!("CARGO_BIN_EXE_larder"))

@@ -112,9 +112,11 @@ pub(super) fn read(
     spec.key_body = t.bool("key_body", false)?;
     spec.methods = strings(&mut t, &mut spans, "methods")?;
     let ttl = t.text("ttl")?;
-    spec.ttl = match spans.text("ttl", &ttl) {
-        None => None,
-        Some(s) => Some(parse_duration(&s).map_err(|m| t.error(spans.at("ttl", t.at), "ttl", m))?),
+    spec.ttl = match (spans.text("ttl", &ttl), &ttl) {
+        (Some(s), Some(text)) => {
+            Some(parse_duration(&s).map_err(|m| t.error(text.at, "ttl", text.why(m)))?)
+        }
+        _ => None,
     };
     spec.ttl_mode = t
         .parsed("ttl_mode", Some("override"), |s| match s {

@@ -28,6 +28,7 @@ impl<'a> Table<'a> {
             out.push(Text {
                 value: self.value_text(&field, item)?,
                 at: item.span().start,
+                env: super::env_in(item),
             });
         }
         let shown: Vec<&str> = out.iter().map(|t| t.value.as_str()).collect();
@@ -45,7 +46,9 @@ impl<'a> Table<'a> {
         texts
             .iter()
             .enumerate()
-            .map(|(i, t)| parse(&t.value).map_err(|m| self.error(t.at, &format!("{key}[{i}]"), m)))
+            .map(|(i, t)| {
+                parse(&t.value).map_err(|m| self.error(t.at, &format!("{key}[{i}]"), t.why(m)))
+            })
             .collect()
     }
 

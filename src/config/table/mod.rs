@@ -75,6 +75,29 @@ fn kind(v: &DeValue<'_>) -> String {
 pub(crate) struct Text {
     pub value: String,
     pub at: usize,
+    /// The environment variables it was read from (`None`: written in the file).
+    pub env: Option<String>,
+}
+
+impl Text {
+    /// `message` about this value, naming the variables it came from.
+    pub fn why(&self, message: String) -> String {
+        match &self.env {
+            Some(names) => format!(
+                "environment variable {names} gives {:?}: {message}",
+                self.value
+            ),
+            None => message,
+        }
+    }
+}
+
+/// The variables a string value reads, if any (for [`Text::env`]).
+fn env_in(v: &Spanned<DeValue<'_>>) -> Option<String> {
+    match v.get_ref() {
+        DeValue::String(s) if env::has_env(s) => Some(env::names_in(s).join(", ")),
+        _ => None,
+    }
 }
 
 impl<'a> Table<'a> {

@@ -22,7 +22,8 @@ impl Table<'_> {
             DeValue::String(s) => {
                 let at = v.span().start;
                 let value = expand_env(s).map_err(|m| self.error(at, key, m))?;
-                Ok(Some(Text { value, at }))
+                let env = super::env_in(v);
+                Ok(Some(Text { value, at, env }))
             }
             _ => Err(self.wrong_type(key, v, "a string")),
         }
@@ -35,15 +36,19 @@ impl Table<'_> {
         default: Option<&str>,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Result<Option<T>, ConfigError> {
-        let (text, at) = match self.text(key)? {
-            Some(t) => (t.value, t.at),
+        let text = match self.text(key)? {
+            Some(t) => t,
             None => match default {
-                Some(d) => (d.to_string(), self.at),
+                Some(d) => Text {
+                    value: d.to_string(),
+                    at: self.at,
+                    env: None,
+                },
                 None => return Ok(None),
             },
         };
-        let value = parse(&text).map_err(|m| self.error(at, key, m))?;
-        self.show(key, text);
+        let value = parse(&text.value).map_err(|m| self.error(text.at, key, text.why(m)))?;
+        self.show(key, text.value);
         Ok(Some(value))
     }
 
