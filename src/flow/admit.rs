@@ -393,7 +393,10 @@ mod tests {
             .unwrap()
             .settings();
         let out = stored_headers(&h, None, &settings, true, false);
-        assert_eq!(out.len(), 2, "{out:?}");
+        // CDN-Cache-Control is kept for CDNs in front; our own targeted field is not.
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert_eq!(out.get("cdn-cache-control").unwrap(), "max-age=60");
+        assert!(out.get("larder-cache-control").is_none());
         assert_eq!(out.get(VARY).unwrap(), "Accept-Encoding");
         let mut rule = Rule::new("r", "/a").unwrap();
         rule.per_user = true;
