@@ -58,7 +58,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ticks() { # utime+stime of a process and its children (nginx's worker)
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
+    [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
 hz=$(getconf CLK_TCK)
 
 cat > "$OUT/nginx.conf" <<EOF
