@@ -19,20 +19,28 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// One connection's interim responses waiting to be written.
 #[derive(Debug, Default)]
 pub(super) struct Interim {
-    pending: Mutex<Vec<u8>>,
+    pending: Mutex<Pending>,
     waiting: AtomicBool,
     /// The connection's task, woken to write them.
     writer: AtomicWaker,
-    /// The request in flight (counted from 1) and whether its final answer has begun.
+    /// The request in flight (counted from 1).
     request: AtomicU64,
-    answered: AtomicBool,
+}
+
+/// The bytes waiting, and whether the final answer is ready (then nothing more may be
+/// added: hyper writes the answer next). One lock for both, so an interim response is
+/// either queued before the answer is ready (and written ahead of it) or dropped.
+#[derive(Debug, Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    answered: bool,
 }
 
 impl Interim {
     /// A new request is in flight: the handle its upstream request carries.
     pub(super) fn begin(self: &Arc<Self>) -> InterimSink {
         let request = self.request.fetch_add(1, SeqCst) + 1;
-        self.answered.store(false, SeqCst);
+        self.pending.lock().answered = false;
         InterimSink {
             conn: self.clone(),
             request,
@@ -41,7 +49,7 @@ impl Interim {
 
     /// The final answer is ready: nothing interim may follow it.
     pub(super) fn answered(&self) {
-        self.answered.store(true, SeqCst);
+        self.pending.lock().answered = true;
     }
 }
 
@@ -57,8 +65,7 @@ impl InterimSink {
     /// nor `101`), unless the final answer has begun.
     pub fn send(&self, status: StatusCode, headers: &HeaderMap) {
         let code = status.as_u16();
-        let current = self.conn.request.load(SeqCst) == self.request;
-        if !(102..200).contains(&code) || !current || self.conn.answered.load(SeqCst) {
+        if !(102..200).contains(&code) || self.conn.request.load(SeqCst) != self.request {
             return;
         }
         let mut head = format!(
@@ -75,8 +82,14 @@ impl InterimSink {
             head.extend_from_slice(b"\r\n");
         }
         head.extend_from_slice(b"\r\n");
-        self.conn.pending.lock().extend_from_slice(&head);
-        self.conn.waiting.store(true, SeqCst);
+        {
+            let mut pending = self.conn.pending.lock();
+            if pending.answered || self.conn.request.load(SeqCst) != self.request {
+                return;
+            }
+            pending.bytes.extend_from_slice(&head);
+            self.conn.waiting.store(true, SeqCst);
+        }
         self.conn.writer.wake();
     }
 }
@@ -99,10 +112,10 @@ impl<I: AsyncWrite> InterimIo<I> {
             return Poll::Ready(Ok(()));
         }
         let mut pending = this.interim.pending.lock();
-        while !pending.is_empty() {
-            match this.inner.as_mut().poll_write(cx, &pending)? {
+        while !pending.bytes.is_empty() {
+            match this.inner.as_mut().poll_write(cx, &pending.bytes)? {
                 Poll::Ready(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(n) => drop(pending.drain(..n)),
+                Poll::Ready(n) => drop(pending.bytes.drain(..n)),
                 Poll::Pending => return Poll::Pending,
             }
         }
