@@ -367,21 +367,21 @@ where
         parts.version = Version::HTTP_11;
         upstream.set_host(&mut parts.headers, client_host);
         forwarding_fields(&mut parts);
-        if let Some(sink) = parts.extensions.remove::<super::listener::InterimSink>() {
-            // The upstream's 102 and 103 reach the client ahead of the final answer.
-            let mut carrier = Request::new(());
-            hyper::ext::on_informational(&mut carrier, move |res| {
-                sink.send(res.status(), res.headers())
-            });
-            parts.extensions.extend(carrier.into_parts().0.extensions);
-        }
+        let sink = parts.extensions.remove::<super::listener::InterimSink>();
         let failed = Arc::new(AtomicBool::new(false));
         let again = Again::of(&parts, &body, upstream.connect_retries);
         let body = WatchedBody {
             inner: body.map_err(Into::into).boxed_unsync(),
             note: failed.clone(),
         };
-        let fut = upstream.client.request(Request::from_parts(parts, body));
+        let mut req = Request::from_parts(parts, body);
+        if let Some(sink) = sink {
+            // The upstream's 102 and 103 reach the client ahead of the final answer.
+            hyper::ext::on_informational(&mut req, move |res| {
+                sink.send(res.status(), res.headers())
+            });
+        }
+        let fut = upstream.client.request(req);
         let (timeout, name, errors) =
             (upstream.timeout, upstream.name.clone(), self.errors.clone());
         let retry = again
