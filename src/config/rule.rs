@@ -139,7 +139,7 @@ pub(super) fn read(
     spec.version = t.text("version")?.map(|v| v.value);
     spec.stale_while_revalidate = t.parsed("stale_while_revalidate", None, parse_duration)?;
     spec.stale_if_error = t.parsed("stale_if_error", None, parse_duration)?;
-    for key in ["miss_cost", "alert_hit_ratio"] {
+    for key in ["miss_cost", "alert_hit_ratio", "write"] {
         spans.0.push((key.into(), value_at(&mut t, key)));
     }
     spec.miss_cost = t.opt_float("miss_cost", |_| true, "")?;
@@ -157,7 +157,6 @@ pub(super) fn read(
     spec.store_truncated = t.bool("store_truncated", false)?;
     spec.cost = t.int("cost", 1, 0..=1_000_000_000)? as u64;
     spec.stale_if_budget = t.parsed("stale_if_budget", None, parse_duration)?;
-    spans.0.push(("write".into(), value_at(&mut t, "write")));
     spec.write = t.parsed("write", None, crate::status::WritePolicy::parse)?;
     let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
     let scope = Scope {
