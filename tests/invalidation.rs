@@ -49,6 +49,12 @@ name = "other"
 path = "/other/{id}"
 ttl = "1h"
 tags = ["jobless"]
+
+[[rule]]
+name = "items"
+path = "/items/{id}"
+ttl = "1h"
+tags = ["items"]
 "#;
 
 fn start(origin: &Origin, rest: &str) -> Larder {
@@ -264,4 +270,70 @@ async fn a_soft_purge_marks_disk_copies_stale_instead_of_dropping_them() {
     );
     assert_eq!(after.text(), "body of /jobs/1");
     assert_eq!(origin.calls("/jobs/1"), 2);
+}
+
+/// A tag purge on Redis sets the tag's members aside in one step and sweeps them in the
+/// background; until then no instance serves one of them (asked in the order the sweep
+/// reaches last first), an instance that was down during the purge serves none after its
+/// restart, and entries filled after the purge are served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_purge_is_one_step_and_nothing_set_aside_is_served_meanwhile() {
+    const N: usize = 2000;
+    let redis = Redis::start();
+    let origin = origin().await;
+    let store = format!(
+        "[store]\nbackend = \"redis\"\nredis_url = \"{}\"\n",
+        redis.url()
+    );
+    let a = start(&origin, &store);
+    let mut b = start(&origin, &store);
+    let mut c = start(&origin, &store);
+    let paths: Vec<String> = (0..N).map(|i| format!("/items/{i}")).collect();
+    for chunk in paths.chunks(100) {
+        let gets = chunk.iter().map(|p| get_ok(&a, p));
+        futures_util::future::join_all(gets).await;
+    }
+    assert_eq!(origin.total(), N as u64);
+    let cached = |l: &Larder, p: &str| {
+        let url = l.url(p);
+        async move {
+            let r = send(client().get(url).header("cache-control", "only-if-cached")).await;
+            r.status == 200
+        }
+    };
+    assert!(
+        cached(&b, &paths[N - 1]).await,
+        "B reads A's entries from Redis"
+    );
+    // C is down during the purge.
+    c.kill9();
+    let (status, answer) = invalidate(&a, "", json!({"tags": ["items"]})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["invalidated"], N as u64, "{answer}");
+    // The sweep pops the earliest-expiring first: ask for the last filled first.
+    for p in paths.iter().rev() {
+        assert!(
+            !cached(&b, p).await,
+            "B served {p} after its tag was purged"
+        );
+        assert!(
+            !cached(&a, p).await,
+            "A served {p} after its tag was purged"
+        );
+    }
+    c = start(&origin, &store);
+    for p in paths.iter().rev().take(200) {
+        assert!(!cached(&c, p).await, "C served {p} after restarting");
+    }
+    // Filled after the purge: served, to the other instances too, once swept through.
+    let fresh = get(&a.url("/items/7")).await;
+    assert_eq!(fresh.x_cache(), "MISS");
+    let served = eventually(Duration::from_secs(10), || cached(&b, "/items/7")).await;
+    assert!(served, "an entry filled after the purge is served");
+    drop(c);
+    b.kill9();
+}
+
+async fn get_ok(larder: &Larder, path: &str) {
+    assert_eq!(get(&larder.url(path)).await.status, 200);
 }

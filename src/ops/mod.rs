@@ -63,7 +63,9 @@ impl Tasks {
             weak.clone(),
             |_| Duration::from_secs(5),
             |c| {
-                c.memory_store().sweep(now_ms());
+                // Off the async workers: a purge's entries may be many.
+                let c = c.clone();
+                tokio::task::spawn_blocking(move || c.memory_store().sweep(now_ms()));
             },
         );
         let hot = every(

@@ -79,6 +79,7 @@ pub(super) fn listen(
                 } else {
                     memory.invalidate(what)
                 };
+                memory.reclaim_soon();
                 dropped.push(("memory", n));
             }
             if let Some(disk) = disk.as_ref().and_then(|d| d.upgrade()) {

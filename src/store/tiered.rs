@@ -387,9 +387,15 @@ impl Tiers {
         }
         if !self.lower.is_empty() {
             // A request may have copied an entry from below into memory between the two
-            // steps; this instance does not hear its own events, so look again.
-            counts[0].1 += in_memory();
+            // steps; this instance does not hear its own events, so look again (a tag
+            // purge is noted again, which covers such copies without a count).
+            counts[0].1 += match (what, soft) {
+                (Invalidation::Tags(tags), false) => self.memory.purge_again(tags),
+                _ => in_memory(),
+            };
         }
+        // What a tag purge made unservable is removed off the request path.
+        self.memory.reclaim_soon();
         counts
     }
 

@@ -44,6 +44,7 @@ use parking_lot::{Mutex, RwLock};
 
 mod hasher;
 mod inspect;
+mod purge;
 
 use super::{FillToken, Invalidation, InvalidationLog, StoreStats};
 use crate::entry::Entry;
@@ -64,6 +65,9 @@ type TagIndex = BTreeSet<(u64, CacheKey)>;
 
 struct Slot {
     entry: Arc<Entry>,
+    /// The invalidation epoch when its fill began: a later purge of one of its tags makes
+    /// it unservable at once (see `purge`).
+    epoch: u64,
     visited: AtomicBool,
     /// An earlier end than the entry's own (seconds since the epoch; 0: none), for an L1
     /// in front of Redis with a shorter ttl.
@@ -98,6 +102,7 @@ pub struct MemoryStore {
     evictions: AtomicU64,
     hand: AtomicUsize,
     log: Mutex<InvalidationLog>,
+    purged: purge::Purged,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -138,6 +143,7 @@ impl MemoryStore {
             evictions: AtomicU64::new(0),
             hand: AtomicUsize::new(0),
             log: Mutex::new(InvalidationLog::new(LOG_CAPACITY)),
+            purged: purge::Purged::default(),
         }
     }
 
@@ -158,7 +164,9 @@ impl MemoryStore {
     pub fn get(&self, key: &CacheKey, now: u64) -> Option<Arc<Entry>> {
         let shard = self.shard(key).read();
         let slot = shard.map.get(key)?;
-        if slot.entry.expires_at() <= now || (slot.until != 0 && (slot.until as u64) * 1000 <= now)
+        if slot.entry.expires_at() <= now
+            || (slot.until != 0 && (slot.until as u64) * 1000 <= now)
+            || self.purged.covers(slot)
         {
             return None;
         }
@@ -237,6 +245,7 @@ impl MemoryStore {
                 key,
                 Slot {
                     entry: entry.clone(),
+                    epoch: fill.0,
                     visited: AtomicBool::new(false),
                     until: until.map_or(0, |ms| (ms / 1000).min(u32::MAX as u64) as u32),
                 },
@@ -280,21 +289,30 @@ impl MemoryStore {
             .invalidated_since(fill.0, &tags, entry.url())
     }
 
-    /// Removes `key` if its entry satisfies `pred`; returns the removed entry.
-    fn remove_if(
+    /// Removes `key` if its slot satisfies `pred`; returns the removed entry.
+    fn remove_slot_if(
         &self,
         key: CacheKey,
-        pred: impl FnOnce(&Arc<Entry>) -> bool,
+        pred: impl FnOnce(&Slot) -> bool,
     ) -> Option<Arc<Entry>> {
         let mut shard = self.shard(&key).write();
         let removed = match shard.map.get(&key) {
-            Some(slot) if pred(&slot.entry) => shard.map.remove(&key).map(|s| s.entry),
+            Some(slot) if pred(slot) => shard.map.remove(&key).map(|s| s.entry),
             _ => None,
         };
         if let Some(e) = &removed {
             self.forget_locked(key, e);
         }
         removed
+    }
+
+    /// Removes `key` if its entry satisfies `pred`; returns the removed entry.
+    fn remove_if(
+        &self,
+        key: CacheKey,
+        pred: impl FnOnce(&Arc<Entry>) -> bool,
+    ) -> Option<Arc<Entry>> {
+        self.remove_slot_if(key, |slot| pred(&slot.entry))
     }
 
     /// Removes one key.
@@ -380,60 +398,24 @@ impl MemoryStore {
         keys
     }
 
-    fn log_invalidation(&self, what: &Invalidation) {
-        self.log.lock().record(what.clone());
+    fn log_invalidation(&self, what: &Invalidation) -> u64 {
+        self.log.lock().record(what.clone())
     }
 
     /// Removes what `what` names; returns how many entries were removed.
     pub fn invalidate(&self, what: &Invalidation) -> u64 {
-        self.log_invalidation(what);
+        let epoch = self.log_invalidation(what);
         match what {
             Invalidation::All => self.remove_matching(|_| true),
+            // O(1) whatever the tags' size: noted now, removed by the next sweep.
+            Invalidation::Tags(tags) => self.purge_tags(tags, epoch),
+            // Counted: what was servable (a purged entry not yet reclaimed is not).
             _ => self
                 .keys_for(what)
                 .into_iter()
-                .filter(|k| self.remove(k))
+                .filter(|k| self.live(k) & self.remove(k))
                 .count() as u64,
         }
-    }
-
-    /// The URLs of the entries `what` names (each once), for re-warming what an
-    /// invalidation is about to drop.
-    pub fn urls_of(&self, what: &Invalidation) -> Vec<String> {
-        let mut urls: Vec<String> = self
-            .keys_for(what)
-            .into_iter()
-            .filter_map(|k| {
-                let shard = self.shard(&k).read();
-                shard.map.get(&k).map(|slot| slot.entry.url().to_string())
-            })
-            .collect();
-        urls.sort();
-        urls.dedup();
-        urls
-    }
-
-    /// Marks what `what` names stale instead of removing it (a soft purge): entries stay
-    /// usable for revalidation and within their stale windows (e.g. `stale-if-error`)
-    /// while they are refreshed. Returns how many.
-    pub fn soften(&self, what: &Invalidation, now: u64) -> u64 {
-        self.log_invalidation(what);
-        let mut n = 0;
-        for key in self.keys_for(what) {
-            let mut shard = self.shard(&key).write();
-            let Some(slot) = shard.map.get_mut(&key) else {
-                continue;
-            };
-            if !slot.entry.is_fresh(now) || slot.entry.is_vary_marker() {
-                continue;
-            }
-            let stale = Arc::new(slot.entry.expired_copy(now));
-            self.bytes.fetch_add(weight(&stale), Ordering::Relaxed);
-            self.bytes.fetch_sub(weight(&slot.entry), Ordering::Relaxed);
-            slot.entry = stale;
-            n += 1;
-        }
-        n
     }
 
     fn remove_matching(&self, pred: impl Fn(&Entry) -> bool) -> u64 {
@@ -458,7 +440,7 @@ impl MemoryStore {
 
     /// Drops entries whose expiry has passed; returns how many.
     pub fn sweep(&self, now: u64) -> u64 {
-        self.remove_matching(|e| e.expires_at() <= now)
+        self.remove_matching(|e| e.expires_at() <= now) + self.reclaim()
     }
 
     /// Entries, bytes and evictions.
@@ -613,6 +595,10 @@ mod tests {
         store.insert(key(1), entry("/a", &[2], b"v2"), store.begin_fill());
         assert_eq!(store.invalidate(&Invalidation::Tags(vec![1])), 0);
         assert_eq!(store.invalidate(&Invalidation::Tags(vec![2])), 1);
+        // Purged at once, reclaimed by the next sweep.
+        assert!(store.get(&key(1), now_ms()).is_none());
+        assert_eq!(store.stats().entries, 1);
+        assert_eq!(store.reclaim(), 1);
         assert_eq!(store.stats().entries, 0);
     }
 

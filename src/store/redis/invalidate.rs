@@ -48,6 +48,10 @@ impl RedisTier {
 
     async fn apply(&self, what: &Invalidation, soft: bool) -> Result<u64, Unavailable> {
         let client = self.pool.next();
+        if let (Invalidation::Tags(tags), false, false) = (what, soft, client.is_clustered()) {
+            // O(1) whatever the tags' size: members set aside, swept in the background.
+            return self.purge_tags(tags, what).await;
+        }
         let mut members = what.log_members();
         members.push(LOG_KEEP.to_string());
         let keys = vec![self.epoch_key(), self.log_key()];
@@ -268,7 +272,7 @@ impl RedisTier {
     }
 
     /// Deletes keys one command each (they live in different slots), pipelined.
-    async fn delete(&self, keys: &[String]) -> Result<u64, Unavailable> {
+    pub(super) async fn delete(&self, keys: &[String]) -> Result<u64, Unavailable> {
         let client = self.pool.next();
         let mut n = 0;
         for chunk in keys.chunks(256) {

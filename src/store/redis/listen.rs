@@ -11,6 +11,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::breaker::State;
 use super::events::Event;
 use super::RedisTier;
+use crate::store::Invalidation;
 use crate::time::now_ms;
 
 impl RedisTier {
@@ -114,6 +115,11 @@ impl RedisTier {
                 let Some((from, event)) = Event::decode(&text) else {
                     continue;
                 };
+                if let (Event::Invalidate(Invalidation::Tags(tags)), false) =
+                    (&event, from == tier.instance)
+                {
+                    tier.purging.note(tags);
+                }
                 match &event {
                     Event::Filled(key) => tier.wake(key),
                     _ if from == tier.instance => {}

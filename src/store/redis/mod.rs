@@ -38,6 +38,7 @@ mod invalidate;
 mod lease;
 mod listen;
 mod scripts;
+mod sweep;
 mod tier;
 
 pub use acks::Acks;
@@ -99,6 +100,9 @@ pub struct RedisTier {
     applied: std::sync::OnceLock<Arc<crate::stats::Histogram>>,
     /// Redis's memory, as last polled.
     watch: inspect::MemoryWatch,
+    /// The tags being purged (see `sweep`), and the nudge that sweeps them at once.
+    purging: sweep::Purging,
+    sweep_now: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for RedisTier {
@@ -192,6 +196,8 @@ impl RedisTier {
             ack_waiters: Mutex::new(HashMap::new()),
             applied: std::sync::OnceLock::new(),
             watch: inspect::MemoryWatch::default(),
+            purging: sweep::Purging::default(),
+            sweep_now: Arc::default(),
         }))
     }
 
@@ -208,7 +214,16 @@ impl RedisTier {
         drop(self.subscriber.connect());
         drop(self.subscriber.manage_subscriptions());
         self.subscribe();
-        let on_resubscribe = Arc::new(on_resubscribe);
+        // After a gap in the event channel, purges may have been missed: the tags being
+        // purged are read again before an entry is served from Redis.
+        let me = Arc::downgrade(self);
+        let on_resubscribe = Arc::new(move || {
+            if let Some(tier) = me.upgrade() {
+                tier.purging.unload();
+            }
+            on_resubscribe()
+        });
+        self.start_sweeping();
         self.clear_on_reconnect(on_resubscribe.clone());
         self.probe();
         self.follow_events(on_event, on_resubscribe);
@@ -321,7 +336,11 @@ impl RedisTier {
             .call("get", client.get(self.entry_key(key)))
             .await
             .ok()?;
-        Entry::decode(bytes?).ok().map(Arc::new)
+        let entry = Entry::decode(bytes?).ok()?;
+        if self.set_aside(key, &entry).await {
+            return None;
+        }
+        Some(Arc::new(entry))
     }
 
     /// Keeps a small named record (`{prefix}:kept:{name}`), shared by the fleet.

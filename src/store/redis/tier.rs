@@ -62,7 +62,10 @@ impl LowerTier for RedisTier {
     }
 
     fn wait_ready(&self, limit: Duration) -> BoxFuture<'_, bool> {
-        Box::pin(self.wait_connected(limit))
+        Box::pin(async move {
+            // Ready once connected and the tags being purged are known.
+            self.wait_connected(limit).await && self.set_aside_known().await
+        })
     }
 
     fn fleet(&self) -> Option<&dyn FleetLease> {
