@@ -154,10 +154,7 @@ async fn a_pattern_a_tag_prefix_and_a_url_prefix_drop_what_they_name() {
 async fn wait_all_answers_once_every_live_instance_applied_it_and_names_the_others() {
     let redis = Redis::start();
     let origin = origin().await;
-    let store = format!(
-        "[store]\nbackend = \"redis\"\nredis_url = \"{}\"\n",
-        redis.url()
-    );
+    let store = redis_store(&redis);
     let a = start(&origin, &store);
     let mut b = start(&origin, &store);
     let c = start(&origin, &store);
@@ -281,10 +278,7 @@ async fn a_tag_purge_is_one_step_and_nothing_set_aside_is_served_meanwhile() {
     const N: usize = 2000;
     let redis = Redis::start();
     let origin = origin().await;
-    let store = format!(
-        "[store]\nbackend = \"redis\"\nredis_url = \"{}\"\n",
-        redis.url()
-    );
+    let store = redis_store(&redis);
     let a = start(&origin, &store);
     let mut b = start(&origin, &store);
     let mut c = start(&origin, &store);
@@ -336,4 +330,11 @@ async fn a_tag_purge_is_one_step_and_nothing_set_aside_is_served_meanwhile() {
 
 async fn get_ok(larder: &Larder, path: &str) {
     assert_eq!(get(&larder.url(path)).await.status, 200);
+}
+
+fn redis_store(redis: &Redis) -> String {
+    format!(
+        "[store]\nbackend = \"redis\"\nredis_url = \"{}\"\n",
+        redis.url()
+    )
 }
