@@ -1,14 +1,15 @@
 //! Tag purges in O(1): the purge is logged and each tag noted with its epoch; from then on
 //! a read of an entry that carries the tag and was filled before that epoch is a miss.
-//! The entries themselves are removed by the next sweep (every few seconds, off the
-//! request path), and the tag forgotten once its older entries are gone.
+//! The entries themselves are removed right after on a blocking thread (and by the sweep
+//! every few seconds), off the request path, and the tag forgotten once its older entries
+//! are gone. Soft purges (`soften`) and the URLs a purge is about to drop (`urls_of`, for
+//! re-warming) live here too.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 
 use parking_lot::RwLock;
-
-use std::sync::Arc;
 
 use super::{weight, MemoryStore, Slot};
 use crate::key::CacheKey;
