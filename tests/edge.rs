@@ -292,3 +292,53 @@ fn a_listener_pair_must_be_whole_and_load() {
     assert!(err.contains(":5:12: admin.tls_cert:"), "{err}");
     remove(&[&cert, &key]);
 }
+
+/// RFC 9110 §15.2 over TLS: an upstream's 103 reaches an HTTPS (HTTP/1.1) client ahead of
+/// the final answer, which the origin holds back until the client has read the hints.
+#[tokio::test(flavor = "multi_thread")]
+async fn rfc9110_15_2_interim_responses_reach_https_clients_first() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let go = Arc::new(tokio::sync::Notify::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin_addr = listener.local_addr().unwrap();
+    let release = go.clone();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let hints = "HTTP/1.1 103 Early Hints\r\nlink: </app.css>; rel=preload\r\n\r\n";
+        let _ = s.write_all(hints.as_bytes()).await;
+        release.notified().await;
+        let last = "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 17\r\n\r\nfresh from origin";
+        let _ = s.write_all(last.as_bytes()).await;
+    });
+    let ca = TestCa::new();
+    let (cert, key) = ca.chain_files(&["localhost"]);
+    let larder = Larder::start(&tls_config(origin_addr, &cert, &key));
+    let mut tls = connect(larder.proxy, Arc::new(ca.client_config(&[b"http/1.1"]))).await;
+    tls.write_all(b"GET /v/1 HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("rel=preload") {
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut chunk))
+            .await
+            .expect("the hints arrive before the final answer")
+            .unwrap();
+        assert!(n > 0);
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 103 Early Hints\r\n"));
+    go.notify_one();
+    while !String::from_utf8_lossy(&seen).ends_with("fresh from origin") {
+        let n = tls.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    let (hints, last) = text.split_once("\r\n\r\n").expect("two heads");
+    assert!(hints.contains("link: </app.css>"), "{text}");
+    assert!(last.starts_with("HTTP/1.1 200 OK"), "{text}");
+    remove(&[&cert, &key]);
+}
