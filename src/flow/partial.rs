@@ -212,7 +212,7 @@ where
                 return self.hand_on(f.response, CacheBody::stream(f.body), f.fwd, reason)
             }
         };
-        let limit = self.part_limit();
+        let limit = self.keep_limit() as u64;
         if span.len() > limit {
             let body = CacheBody::stream(f.body);
             return self.hand_on(f.response, body, f.fwd, NoCacheReason::TooLarge);
@@ -227,15 +227,7 @@ where
         } = f;
         let bytes = match buffer(body, limit as usize).await {
             Buffered::Complete(b) if b.len() as u64 == span.len() => b,
-            _ => {
-                let status = self.uncached(fwd, NoCacheReason::UpstreamBody);
-                let mut resp = error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "the upstream response body failed\n",
-                );
-                super::respond::stamp(resp.headers_mut(), &status, &self.ctx.settings);
-                return Phase::Respond(resp);
-            }
+            _ => return self.body_failed(fwd),
         };
         let (span, bytes) = match strong_etag(&response.headers).cloned() {
             Some(etag) => self.combined(span, bytes, &etag, limit).await,
@@ -243,12 +235,6 @@ where
         };
         let admitted = self.part_entry(&response.headers, span, bytes, (freshness, response_time));
         Phase::Store(admitted, fwd, tokens)
-    }
-
-    /// The most one part may hold.
-    fn part_limit(&self) -> u64 {
-        let max_body = self.ctx.settings.config.proxy.max_body;
-        max_body.min(self.ctx.cache.memory_store().max_entry() as u64)
     }
 
     /// The entry for `span`: the full `200` when it holds every byte (the part is dropped),

@@ -91,8 +91,7 @@ where
             }
         };
         let s = self.ctx.settings.clone();
-        let limit =
-            (s.config.proxy.max_body as usize).min(self.ctx.cache.memory_store().max_entry());
+        let limit = self.keep_limit();
         if f.body.size_hint().lower() > limit as u64 {
             return self.too_large(f);
         }
@@ -176,15 +175,7 @@ where
             Buffered::TooLarge(rest) => {
                 Err(self.hand_on(a.response, rest, a.fwd, NoCacheReason::TooLarge))
             }
-            Buffered::Failed(_) | Buffered::TimedOut => {
-                let status = self.uncached(a.fwd, NoCacheReason::UpstreamBody);
-                let mut resp = error_response(
-                    StatusCode::BAD_GATEWAY,
-                    "the upstream response body failed\n",
-                );
-                stamp(resp.headers_mut(), &status, &self.ctx.settings);
-                Err(Phase::Respond(resp))
-            }
+            Buffered::Failed(_) | Buffered::TimedOut => Err(self.body_failed(a.fwd)),
         }
     }
 
@@ -214,6 +205,23 @@ where
             info: self.plan.info.clone(),
         };
         Phase::Respond(stream::start(later, status, prefix, body))
+    }
+
+    /// The upstream's body failed while it was read to be kept: a `502`, counted.
+    pub(super) fn body_failed(&self, fwd: Fwd) -> Phase<ResB> {
+        let status = self.uncached(fwd, NoCacheReason::UpstreamBody);
+        let mut resp = error_response(
+            StatusCode::BAD_GATEWAY,
+            "the upstream response body failed\n",
+        );
+        stamp(resp.headers_mut(), &status, &self.ctx.settings);
+        Phase::Respond(resp)
+    }
+
+    /// The most a kept answer (or part) may hold: `max_body`, within memory's entry bound.
+    pub(super) fn keep_limit(&self) -> usize {
+        let max_body = self.ctx.settings.config.proxy.max_body as usize;
+        max_body.min(self.ctx.cache.memory_store().max_entry())
     }
 
     /// Hands the upstream's answer on uncached, counted with its reason.
